@@ -1,0 +1,85 @@
+"""lstm_jax: why plain RNN gradients vanish or explode, and how the LSTM cell keeps them alive.
+
+Pure cells on pytrees of parameters, ``lax.scan`` runners, analytic one-step
+and multi-step Jacobians (the article's eq. 2 and eq. 6, as published and
+corrected, and the exact joint ``(h, c)`` Jacobian), and executable checks of
+every claim of the article (``lstm-jax verify``).
+
+Importing the package never changes JAX's configuration: enable float64 with
+``jax.config.update("jax_enable_x64", True)`` in your own entry point.
+"""
+
+from ._activations import SIGMOID, TANH, Activation
+from ._jacobians import (
+    JointBlocks,
+    LSTMTerms,
+    article_cell_map,
+    article_terms,
+    article_terms_published,
+    jacobian_products,
+    lstm_flow_map,
+    lstm_step_jacobian,
+    lstm_step_jacobians,
+    lstm_terms_along,
+    rnn_flow_map,
+    rnn_step_jacobian,
+    rnn_step_jacobians,
+    split_joint,
+)
+from ._lstm import (
+    FusedLSTMParams,
+    LSTMGates,
+    LSTMParams,
+    LSTMState,
+    fuse_lstm_params,
+    init_lstm,
+    lstm_gates,
+    lstm_step,
+    run_lstm,
+    unfuse_lstm_params,
+    zero_state,
+)
+from ._rnn import RNNParams, init_rnn, rnn_step, run_rnn
+from ._validation import check_finite
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "SIGMOID",
+    "TANH",
+    # RNN
+    "RNNParams",
+    "init_rnn",
+    "rnn_step",
+    "run_rnn",
+    # LSTM
+    "LSTMParams",
+    "FusedLSTMParams",
+    "LSTMState",
+    "LSTMGates",
+    "init_lstm",
+    "zero_state",
+    "lstm_gates",
+    "lstm_step",
+    "run_lstm",
+    "fuse_lstm_params",
+    "unfuse_lstm_params",
+    # Jacobians
+    "rnn_step_jacobian",
+    "rnn_step_jacobians",
+    "rnn_flow_map",
+    "LSTMTerms",
+    "article_terms",
+    "article_terms_published",
+    "article_cell_map",
+    "lstm_terms_along",
+    "lstm_step_jacobian",
+    "lstm_step_jacobians",
+    "lstm_flow_map",
+    "JointBlocks",
+    "split_joint",
+    "jacobian_products",
+    # checks
+    "check_finite",
+]

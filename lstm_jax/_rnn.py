@@ -1,0 +1,148 @@
+r"""The article's plain RNN cell.
+
+.. math::
+
+    z_t = W_{rec}\, c_{t-1} + W_{in}\, x_t + b, \qquad c_t = \phi(z_t),
+
+with :math:`c_t \in \mathbb{R}^n`, :math:`x_t \in \mathbb{R}^m`,
+:math:`W_{rec} \in \mathbb{R}^{n\times n}`, :math:`W_{in} \in \mathbb{R}^{n\times m}`,
+an optional bias :math:`b \in \mathbb{R}^n` (the article leaves it out) and
+:math:`\phi` = :data:`~lstm_jax.SIGMOID` (the article's model) or
+:data:`~lstm_jax.TANH`.
+
+Cells work on one example: ``c`` has shape ``(n,)`` and ``x`` shape ``(m,)``;
+sequences are time-major, ``xs`` of shape ``(T, m)``.  Batch with
+:func:`jax.vmap`, e.g. ``jax.vmap(run_rnn, in_axes=(None, 0, 0))`` for
+batch-major ``c0 (B, n)`` and ``xs (B, T, m)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from ._activations import SIGMOID, Activation
+from ._scan import scan_steps
+from ._validation import as_named_tuple, check_array, check_shape, common_dtype
+
+
+class RNNParams(NamedTuple):
+    """Parameters of the plain RNN (a pytree).
+
+    Attributes:
+      W_rec: ``(n, n)`` recurrent weights.
+      W_in: ``(n, m)`` input weights.
+      b: ``(n,)`` bias, or ``None`` for the article's bias-free model.
+    """
+
+    W_rec: jax.Array
+    W_in: jax.Array
+    b: Optional[jax.Array] = None
+
+
+def init_rnn(
+    key: jax.Array,
+    n: int,
+    m: int,
+    *,
+    scale: float = 1.0,
+    bias: bool = False,
+    dtype: jnp.dtype = jnp.float32,
+) -> RNNParams:
+    r"""Random RNN parameters from an explicit PRNG ``key``.
+
+    :math:`W_{rec} = \text{scale}\cdot G/\sqrt{n}` and :math:`W_{in} = G'/\sqrt{m}`
+    with standard normal :math:`G, G'`, so ``scale`` sets the recurrent gain
+    (:math:`\|W_{rec}\|_2 \approx 2\,\text{scale}` for large ``n``, by the
+    circular law / Marchenko-Pastur edge).  The bias is zero, or ``None`` when
+    ``bias=False`` (the article's model).
+    """
+    if n < 1 or m < 1:
+        raise ValueError(f"n and m must be positive, got n={n}, m={m}")
+    k_rec, k_in = jax.random.split(key)
+    W_rec = scale * jax.random.normal(k_rec, (n, n), dtype) / jnp.sqrt(n).astype(dtype)
+    W_in = jax.random.normal(k_in, (n, m), dtype) / jnp.sqrt(m).astype(dtype)
+    return RNNParams(W_rec, W_in, jnp.zeros((n,), dtype) if bias else None)
+
+
+def check_rnn_params(params, name: str = "params") -> tuple[RNNParams, int, int]:
+    """Validate an RNN parameter tree; return it as :class:`RNNParams` with ``(n, m)``."""
+    p = as_named_tuple(params, RNNParams, name, optional=("b",))
+    W_rec = check_array(p.W_rec, f"{name}.W_rec", ("n", "n"))
+    n = W_rec.shape[0]
+    check_shape(W_rec, f"{name}.W_rec", (n, n))
+    W_in = check_array(p.W_in, f"{name}.W_in", (n, "m"))
+    m = W_in.shape[1]
+    b = None if p.b is None else check_array(p.b, f"{name}.b", (n,))
+    common_dtype(name, W_rec=W_rec, W_in=W_in, b=b)
+    return RNNParams(W_rec, W_in, b), n, m
+
+
+def rnn_preactivation(params: RNNParams, c_prev: jax.Array, x: jax.Array) -> jax.Array:
+    r""":math:`z_t = W_{rec} c_{t-1} + W_{in} x_t (+ b)`, shape ``(n,)`` (no validation)."""
+    z = params.W_rec @ c_prev + params.W_in @ x
+    return z if params.b is None else z + params.b
+
+
+def _rnn_step(params: RNNParams, c_prev, x, activation: Activation):
+    return activation.fn(rnn_preactivation(params, c_prev, x))
+
+
+def _check_rnn_call(params, c, c_name, x, x_name, x_shape):
+    p, n, m = check_rnn_params(params)
+    c = check_array(c, c_name, (n,))
+    x = check_array(x, x_name, x_shape(m))
+    dtype = jnp.result_type(p.W_rec.dtype, c.dtype, x.dtype)
+    p = jax.tree_util.tree_map(lambda a: a.astype(dtype), p)
+    return p, c.astype(dtype), x.astype(dtype)
+
+
+def rnn_step(params: RNNParams, c_prev: jax.Array, x: jax.Array, activation: Activation = SIGMOID) -> jax.Array:
+    r"""One RNN step :math:`c_t = \phi(W_{rec} c_{t-1} + W_{in} x_t + b)`.
+
+    Args:
+      params: :class:`RNNParams` (or a dict with the same keys).
+      c_prev: ``(n,)`` previous state :math:`c_{t-1}`.
+      x: ``(m,)`` input :math:`x_t`.
+      activation: :data:`SIGMOID` (default, the article's model) or :data:`TANH`.
+
+    Returns:
+      ``(n,)`` new state :math:`c_t`, in the promoted dtype of the arguments.
+    """
+    p, c_prev, x = _check_rnn_call(params, c_prev, "c_prev", x, "x", lambda m: (m,))
+    return _rnn_step(p, c_prev, x, activation)
+
+
+def run_rnn(
+    params: RNNParams,
+    c0: jax.Array,
+    xs: jax.Array,
+    activation: Activation = SIGMOID,
+    *,
+    unroll: int | bool = 1,
+    remat: bool = False,
+) -> tuple[jax.Array, jax.Array]:
+    r"""Run the RNN over a time-major sequence with :func:`jax.lax.scan`.
+
+    Args:
+      params: :class:`RNNParams`.
+      c0: ``(n,)`` initial state :math:`c_0`.
+      xs: ``(T, m)`` inputs :math:`x_1, \dots, x_T` (``T >= 1``).
+      activation: :data:`SIGMOID` or :data:`TANH`.
+      unroll: passed to :func:`jax.lax.scan`.
+      remat: checkpoint each step (:func:`jax.checkpoint`) to save memory in
+        reverse-mode differentiation.
+
+    Returns:
+      ``(c_T, cs)`` with ``c_T`` of shape ``(n,)`` and ``cs`` of shape
+      ``(T, n)`` holding :math:`c_1, \dots, c_T`.
+    """
+    p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
+
+    def step(c, x):
+        c_new = _rnn_step(p, c, x, activation)
+        return c_new, c_new
+
+    return scan_steps(step, c0, xs, unroll=unroll, remat=remat)
