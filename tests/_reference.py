@@ -26,6 +26,17 @@ def rel_err(a, b) -> float:
     return float(num / den)
 
 
+#: largest relative error measured per labelled formula during the session (printed at the end)
+MAX_ERR: dict = {}
+
+
+def check_close(got, want, rtol: float, label: str) -> None:
+    """Assert rel_err(got, want) < rtol and record the error under ``label`` for the summary."""
+    e = rel_err(got, want)
+    MAX_ERR[label] = max(MAX_ERR.get(label, 0.0), e)
+    assert e < rtol, f"{label}: relative error {e:.3g} >= {rtol:g}"
+
+
 def _sig(z):
     return 1.0 / (1.0 + np.exp(-z))
 

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lstm_jax as lj
-from _reference import RTOL32, RTOL64, rel_err
+from _reference import RTOL32, RTOL64, check_close, rel_err
 
 F64 = jnp.float64
 SETTINGS = settings(max_examples=20, deadline=None, derandomize=True)
@@ -65,11 +65,11 @@ def test_rnn_eq2_step_jacobian_and_its_products_equal_jacfwd_and_jacrev_of_scan(
     c0 = _normal(k[1], (n,))
     xs = _normal(k[2], (T, m))
     J1, P, fwd, rev = _rnn_all(p, c0, xs, act)
-    assert rel_err(J1, fwd[0]) < RTOL64
-    assert rel_err(J1, rev[0]) < RTOL64
+    check_close(J1, fwd[0], RTOL64, f"eq. 2 step Jacobian ({act.name}) vs jacfwd")
+    check_close(J1, rev[0], RTOL64, f"eq. 2 step Jacobian ({act.name}) vs jacrev")
     for t in range(T):  # P[t] = dc_{t+1}/dc_0, every prefix of the chain
-        assert rel_err(P[t], fwd[t]) < RTOL64
-        assert rel_err(P[t], rev[t]) < RTOL64
+        check_close(P[t], fwd[t], RTOL64, "RNN k-step product vs jacfwd of scan")
+        check_close(P[t], rev[t], RTOL64, "RNN k-step product vs jacrev of scan")
 
 
 def test_rnn_step_jacobians_vectorised_equal_per_step_calls():
@@ -101,9 +101,10 @@ def _lstm_all(p, s, xs):
     return J1, P, jax.jacfwd(states)(s0), jax.jacrev(states)(s0)
 
 
-def _assert_blocks_close(got, want):
-    for got_block, want_block in zip(lj.split_joint(got), lj.split_joint(want)):
-        assert rel_err(got_block, want_block) < RTOL64
+def _assert_blocks_close(got, want, what):
+    for name, got_block, want_block in zip(lj.JointBlocks._fields, lj.split_joint(got), lj.split_joint(want)):
+        label = f"LSTM joint {what}, block {name}"
+        check_close(got_block, want_block, RTOL64, label)
 
 
 @SETTINGS
@@ -111,11 +112,11 @@ def _assert_blocks_close(got, want):
 def test_lstm_joint_jacobian_and_its_products_equal_jacfwd_and_jacrev_of_scan_blockwise(n, m, seed, scale, bias, T):
     p, s, xs = _lstm_setup(seed, n, m, scale, bias, T=T)
     J1, P, fwd, rev = _lstm_all(p, s, xs)
-    _assert_blocks_close(J1, fwd[0])
-    _assert_blocks_close(J1, rev[0])
+    _assert_blocks_close(J1, fwd[0], "step Jacobian vs jacfwd")
+    _assert_blocks_close(J1, rev[0], "step Jacobian vs jacrev")
     for t in range(T):
-        _assert_blocks_close(P[t], fwd[t])
-        _assert_blocks_close(P[t], rev[t])
+        _assert_blocks_close(P[t], fwd[t], "k-step product vs jacfwd of scan")
+        _assert_blocks_close(P[t], rev[t], "k-step product vs jacrev of scan")
 
 
 # ----------------------------------------------------------------------------- eq. 6 terms
@@ -154,9 +155,9 @@ def test_corrected_eq6_terms_each_equal_autodiff_and_sum_to_dct_dct1(n, m, seed,
     terms, ref_fwd, ref_rev, cell_fwd, cell_rev = _terms_all(p, o_prev, s.c, xs[0])
     for ref in (ref_fwd, ref_rev):
         for name, got, want in zip("ABCD", terms, ref):
-            assert rel_err(got, want) < RTOL64, name
-    assert rel_err(terms.total(), cell_fwd) < RTOL64
-    assert rel_err(terms.total(), cell_rev) < RTOL64
+            check_close(got, want, RTOL64, f"eq. 6 corrected {name}_t vs autodiff")
+    check_close(terms.total(), cell_fwd, RTOL64, "eq. 6 corrected A+B+C+D vs jacfwd")
+    check_close(terms.total(), cell_rev, RTOL64, "eq. 6 corrected A+B+C+D vs jacrev")
 
 
 PUBLISHED_SEEDS = [0, 1, 2, 3]
@@ -249,14 +250,14 @@ def test_float32_analytic_jacobians_equal_autodiff_within_float32_tolerance(seed
     assert Js.dtype == jnp.float32
     s0 = jnp.concatenate([s.h, s.c])
     ref = jax.jacfwd(lj.lstm_flow_map(p, xs[:1]))(s0)
-    assert rel_err(Js[0], ref) < RTOL32
+    check_close(Js[0], ref, RTOL32, "float32 joint step Jacobian vs jacfwd")
     P = lj.jacobian_products(Js)
-    assert rel_err(P[-1], jax.jacrev(lj.lstm_flow_map(p, xs))(s0)) < RTOL32
+    check_close(P[-1], jax.jacrev(lj.lstm_flow_map(p, xs))(s0), RTOL32, "float32 joint 4-step product vs jacrev")
     pr = lj.init_rnn(jax.random.PRNGKey(seed), 16, 8)
     c = jnp.ones(16, jnp.float32) * 0.3
     Jr = lj.rnn_step_jacobian(pr, c, xs[0, :8])
     assert Jr.dtype == jnp.float32
-    assert rel_err(Jr, jax.jacfwd(lj.rnn_flow_map(pr, xs[:1, :8]))(c)) < RTOL32
+    check_close(Jr, jax.jacfwd(lj.rnn_flow_map(pr, xs[:1, :8]))(c), RTOL32, "float32 eq. 2 step Jacobian vs jacfwd")
 
 
 def test_jacobian_products_equal_sequential_matmul_loop():
