@@ -39,6 +39,7 @@ from ._lstm import (
     unfuse_lstm_params,
     zero_state,
 )
+from ._parallel import DENSE, DIAGONAL, NewtonInfo, NewtonMode, parallel_run_lstm, parallel_run_rnn, solve_linear_recurrence
 from ._rnn import RNNParams, init_rnn, rnn_step, run_rnn
 from ._validation import check_finite
 
@@ -80,6 +81,14 @@ __all__ = [
     "JointBlocks",
     "split_joint",
     "jacobian_products",
+    # parallel in time (DEER / quasi-DEER)
+    "NewtonMode",
+    "DENSE",
+    "DIAGONAL",
+    "NewtonInfo",
+    "parallel_run_rnn",
+    "parallel_run_lstm",
+    "solve_linear_recurrence",
     # checks
     "check_finite",
 ]

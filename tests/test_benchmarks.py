@@ -1,0 +1,17 @@
+"""The benchmark scripts run (smoke test, seconds); their numbers are reported by the scripts, not asserted here."""
+
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_parallel_benchmark_quick_mode_runs_and_prints_its_table():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "parallel_vs_sequential.py"), "--quick", "--no-write"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "device: cpu" in out.stdout
+    assert "| T | n | sequential (median) | dense Newton | diagonal quasi-Newton |" in out.stdout
