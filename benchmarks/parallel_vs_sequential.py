@@ -39,7 +39,7 @@ def run(Ts, ns, repeats, m=8):
                 if mode is lj.DENSE and T * (2 * n) ** 3 > DENSE_FLOP_BUDGET:
                     row[mode.name] = None
                     continue
-                res = H.time_jitted(lambda p, s, x, mode=mode: lj.parallel_run_lstm(p, s, x, mode=mode, max_iter=T),
+                res = H.time_jitted(lambda p, s, x, mode=mode, T=T: lj.parallel_run_lstm(p, s, x, mode=mode, max_iter=T),
                                     p, s0, xs, repeats=repeats)
                 traj, info = res.pop("output")
                 err = float(jnp.max(jnp.abs(traj.h - seq["output"])))

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from ._scan import scan_steps
-from ._validation import as_named_tuple, check_array, check_shape, common_dtype
+from ._validation import as_named_tuple, check_array, common_dtype
 
 GATES = ("f", "i", "c", "o")
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lstm_jax as lj
-from _reference import check_close, rel_err
+from _reference import check_close
 
 F64 = jnp.float64
 MODES = [lj.DENSE, lj.DIAGONAL]
