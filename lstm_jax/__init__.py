@@ -10,6 +10,7 @@ Importing the package never changes JAX's configuration: enable float64 with
 """
 
 from ._activations import SIGMOID, TANH, Activation
+from ._flow import FlowNorms, Lyapunov, gradient_flow_norms, lyapunov, suffix_products
 from ._jacobians import (
     JointBlocks,
     LSTMTerms,
@@ -81,6 +82,12 @@ __all__ = [
     "JointBlocks",
     "split_joint",
     "jacobian_products",
+    # gradient-flow diagnostics
+    "suffix_products",
+    "FlowNorms",
+    "gradient_flow_norms",
+    "Lyapunov",
+    "lyapunov",
     # parallel in time (DEER / quasi-DEER)
     "NewtonMode",
     "DENSE",
