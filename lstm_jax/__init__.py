@@ -10,7 +10,7 @@ Importing the package never changes JAX's configuration: enable float64 with
 """
 
 from ._activations import SIGMOID, TANH, Activation
-from ._flow import FlowNorms, Lyapunov, gradient_flow_norms, lyapunov, suffix_products
+from ._flow import FlowNorms, Lyapunov, gradient_flow_norms, lag_map, lyapunov, suffix_products
 from ._jacobians import (
     JointBlocks,
     LSTMTerms,
@@ -86,6 +86,7 @@ __all__ = [
     "suffix_products",
     "FlowNorms",
     "gradient_flow_norms",
+    "lag_map",
     "Lyapunov",
     "lyapunov",
     # parallel in time (DEER / quasi-DEER)

@@ -48,6 +48,19 @@ def _verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _flow(args: argparse.Namespace) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from ._flow_report import run_flow_cli
+
+    report = run_flow_cli(args.seed, args.T, args.n, args.m, args.out, not args.no_figures)
+    print("\nleading Lyapunov exponent per step (log space, QR):")
+    for name, r in report["models"].items():
+        print(f"  {name:22s} {float(r['lyapunov_top']):+.4f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lstm-jax",
@@ -69,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0, help="PRNG seed of the random draws (default 0)")
     v.add_argument("--list", action="store_true", help="list the claim ids and exit")
     v.set_defaults(func=_verify)
+    f = sub.add_parser(
+        "flow",
+        help="gradient-flow diagnostics of RNN-σ, RNN-tanh and LSTMs: JSON + PNG figures",
+        description="On one random input sequence (float64): ‖∂s_T/∂s_t‖ vs lag for RNN-σ, RNN-tanh and LSTMs "
+        "with forget bias 0/1/3 (the LSTM's exact joint Jacobian and the article's ∏(A+B+C+D) beside it), "
+        "leading Lyapunov exponents (QR, log space), the LSTM lag map and eq. (6) term sizes. Writes "
+        "OUT/flow.json and, with matplotlib, OUT/flow_vs_lag.png, OUT/lag_map.png, OUT/terms.png.",
+    )
+    f.add_argument("--out", default="flow-out", help="output directory (default flow-out)")
+    f.add_argument("--T", type=int, default=200, help="sequence length (default 200)")
+    f.add_argument("--n", type=int, default=32, help="hidden size (default 32)")
+    f.add_argument("--m", type=int, default=8, help="input size (default 8)")
+    f.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    f.add_argument("--no-figures", action="store_true", help="write the JSON only (no matplotlib needed)")
+    f.set_defaults(func=_flow)
     return parser
 
 

@@ -79,3 +79,37 @@ def test_lyapunov_rejects_bad_k():
         lj.lyapunov(jnp.ones((3, 4, 4)), k=5)
     with pytest.raises(ValueError, match=r"jacs has shape \(3, 4, 5\)"):
         lj.lyapunov(jnp.ones((3, 4, 5)))
+
+
+def test_lag_map_entries_equal_direct_product_norms_and_nan_above_the_diagonal():
+    Js = _lstm_jacs(9, n=4)
+    M = np.asarray(lj.lag_map(Js))
+    for t in range(1, 10):
+        for u in range(10 - 1):
+            if u < t:
+                ref = np.linalg.norm(np.asarray(lj.jacobian_products(Js[u:t])[-1]), 2)
+                assert abs(M[t - 1, u] - ref) <= 1e-12 * ref
+            else:
+                assert np.isnan(M[t - 1, u])
+    cc = np.asarray(lj.lag_map(Js, lambda P: P[..., 4:, 4:]))
+    np.testing.assert_allclose(cc[8, 3], np.linalg.norm(np.asarray(lj.jacobian_products(Js[3:9])[-1])[4:, 4:], 2),
+                               rtol=1e-12)
+
+
+def test_flow_cli_writes_json_and_three_figures(tmp_path):
+    import json
+
+    from lstm_jax import _cli
+
+    assert _cli.main(["flow", "--T", "30", "--n", "4", "--m", "2", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "flow.json").read_text())
+    assert set(report["models"]) == {"rnn-sigmoid", "rnn-tanh", "lstm-forget-bias0", "lstm-forget-bias1",
+                                     "lstm-forget-bias3"}
+    lstm = report["models"]["lstm-forget-bias1"]
+    assert len(lstm["spectral"]) == 30 and lstm["lag"][0] == 30
+    for name in ("flow_vs_lag.png", "lag_map.png", "terms.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    # the forget gate orders the LSTMs' long-lag flow: bias 3 > 1 > 0 at the longest lag
+    far = [report["models"][f"lstm-forget-bias{b}"]["spectral"][0] for b in (0, 1, 3)]
+    assert far[0] < far[1] < far[2]
