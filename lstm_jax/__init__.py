@@ -2,8 +2,10 @@
 
 Pure cells on pytrees of parameters, ``lax.scan`` runners, analytic one-step
 and multi-step Jacobians (the article's eq. 2 and eq. 6, as published and
-corrected, and the exact joint ``(h, c)`` Jacobian), and executable checks of
-every claim of the article (``lstm-jax verify``).
+corrected, and the exact joint ``(h, c)`` Jacobian), gradient-flow diagnostics
+(log-space Lyapunov exponents), weight import from Flax / Equinox / PyTorch,
+parallel-in-time evaluation (DEER), and executable checks of every claim of the
+article (``lstm-jax verify``).  Command line: ``lstm-jax verify | flow | train``.
 
 Importing the package never changes JAX's configuration: enable float64 with
 ``jax.config.update("jax_enable_x64", True)`` in your own entry point.
@@ -11,6 +13,18 @@ Importing the package never changes JAX's configuration: enable float64 with
 
 from ._activations import SIGMOID, TANH, Activation
 from ._flow import FlowNorms, Lyapunov, gradient_flow_norms, lag_map, lyapunov, suffix_products
+from ._interop import (
+    from_equinox,
+    from_flax_linen,
+    from_flax_nnx,
+    from_torch,
+    from_torch_layers,
+    state_from_flax,
+    state_to_flax,
+    to_equinox,
+    to_flax_linen,
+    to_torch_state_dict,
+)
 from ._jacobians import (
     JointBlocks,
     LSTMTerms,
@@ -97,6 +111,17 @@ __all__ = [
     "parallel_run_rnn",
     "parallel_run_lstm",
     "solve_linear_recurrence",
+    # weight import / export
+    "from_flax_linen",
+    "to_flax_linen",
+    "from_flax_nnx",
+    "from_equinox",
+    "to_equinox",
+    "from_torch",
+    "from_torch_layers",
+    "to_torch_state_dict",
+    "state_from_flax",
+    "state_to_flax",
     # checks
     "check_finite",
 ]

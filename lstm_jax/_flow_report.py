@@ -23,6 +23,7 @@ from ._activations import SIGMOID, TANH
 from ._flow import gradient_flow_norms, lag_map, lyapunov, suffix_products
 from ._jacobians import lstm_step_jacobians, lstm_terms_along, rnn_step_jacobians
 from ._lstm import init_lstm, zero_state
+from ._plotting import pyplot
 from ._rnn import init_rnn
 
 F64 = jnp.float64
@@ -88,13 +89,7 @@ def _to_json(x):
 
 def write_figures(report: dict, out: pathlib.Path) -> list[pathlib.Path]:
     """Three PNGs: norm vs lag (log axis), the LSTM lag map, the eq. (6) term sizes over time."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - exercised only without the extra
-        raise RuntimeError("figures need matplotlib: pip install 'lstm-jax[plot]'") from exc
+    plt = pyplot()
     paths = []
     T, n = report["T"], report["n"]
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
