@@ -64,6 +64,8 @@ def _flow(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from tqdm import tqdm
+
     from . import _train as tr
 
     out = pathlib.Path(args.out)
@@ -73,7 +75,7 @@ def _train(args: argparse.Namespace) -> int:
                           steps=args.steps, eval_every=args.eval_every, seed=args.seed)
     if args.sweep:
         Ts = [int(t) for t in args.Ts.split(",")]
-        rows = tr.sweep(base, Ts, args.seeds)
+        rows = tr.sweep(base, Ts, args.seeds, echo=tqdm.write)
         meta = {"base_config": asdict(base), "Ts": Ts, "seeds": args.seeds,
                 "solved_fraction": tr.SOLVED_FRACTION}
         (out / "sweep.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
@@ -85,8 +87,13 @@ def _train(args: argparse.Namespace) -> int:
         print("\n" + table)
         print(f"wrote {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
         return 0
-    r = tr.train(base, progress=lambda i, loss, m: print(
-        f"step {i:>6}/{base.steps}  held-out loss {loss:.4f}  correct {m:.3f}", flush=True))
+    with tqdm(total=base.steps, desc=f"{base.model} T={base.T}", unit="step") as bar:
+        def progress(i, loss, metric):
+            bar.update(1)
+            if metric is not None:
+                bar.set_postfix(loss=f"{loss:.4f}", held_out_correct=f"{metric:.3f}")
+
+        r = tr.train(base, progress)
     (out / "log.json").write_text(json.dumps({"config": asdict(base), "solved": r.solved,
                                               "steps_to_solve": r.steps_to_solve, "final_metric": r.final_metric,
                                               "final_loss": r.final_loss, "seconds": r.seconds, "log": r.log}) + "\n")

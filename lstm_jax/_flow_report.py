@@ -143,9 +143,14 @@ def run_flow_cli(seed: int, T: int, n: int, m: int, out: str, figures: bool,
                  echo: Optional[Callable[[str], None]] = print) -> dict:
     outdir = pathlib.Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
-    stages = 2 + len(FORGET_BIASES) + 1
-    count = iter(range(1, stages + 1))
-    report = flow_report(seed, T, n, m, progress=lambda s: echo(f"[{next(count)}/{stages}] {s}"))
+    from tqdm import tqdm
+
+    with tqdm(total=2 + len(FORGET_BIASES) + 1, desc="flow", unit="stage") as bar:
+        def progress(stage):
+            bar.set_postfix_str(stage)
+            bar.update(1)
+
+        report = flow_report(seed, T, n, m, progress=progress)
     js = outdir / "flow.json"
     js.write_text(json.dumps(_to_json(report), indent=1) + "\n")
     echo(f"wrote {js}")

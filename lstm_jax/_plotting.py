@@ -1,4 +1,4 @@
-"""matplotlib, imported only when a figure is written (the ``plot`` extra)."""
+"""matplotlib, imported only when a figure is written (it is a dependency; the import stays lazy)."""
 
 
 def pyplot():
@@ -9,5 +9,5 @@ def pyplot():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover - only without the extra
-        raise RuntimeError("figures need matplotlib: pip install 'lstm-jax[plot]'") from exc
+        raise RuntimeError("figures need matplotlib (a dependency of lstm-jax): pip install matplotlib") from exc
     return plt

@@ -118,8 +118,13 @@ class TrainResult(NamedTuple):
     seconds: float
 
 
-def train(cfg: TrainConfig, progress: Optional[Callable[[int, float, float], None]] = None) -> TrainResult:
-    """Train one model; ``progress(step, loss, metric)`` is called at every evaluation."""
+def train(cfg: TrainConfig, progress: Optional[Callable[[int, float, Optional[float]], None]] = None) -> TrainResult:
+    """Train one model.
+
+    ``progress(step, loss, metric)`` is called after every step with the batch loss, and ``metric`` the
+    held-out fraction correct at evaluation steps (``None`` otherwise).  Training stops at the budget or
+    at the first evaluation that counts as solved.
+    """
     gen, _, _ = TASKS.get(cfg.task, (None, 0, 0))
     if gen is None:
         raise ValueError(f"task must be one of {sorted(TASKS)}, got {cfg.task!r}")
@@ -146,16 +151,18 @@ def train(cfg: TrainConfig, progress: Optional[Callable[[int, float, float], Non
         log["step"].append(i)
         log["loss"].append(float(loss))
         log["grad_norm"].append(float(gnorm))
+        metric = None
         if i % cfg.eval_every == 0 or i == cfg.steps:
             e_loss, metric = map(float, evaluate(params))
             log["eval_step"].append(i)
             log["eval_loss"].append(e_loss)
             log["eval_metric"].append(metric)
-            if progress:
-                progress(i, e_loss, metric)
-            if solved_at is None and metric >= SOLVED_FRACTION:
+            if metric >= SOLVED_FRACTION:
                 solved_at = i
-                break
+        if progress:
+            progress(i, log["loss"][-1], metric)
+        if solved_at is not None:
+            break
     e_loss, metric = map(float, evaluate(params))
     return TrainResult(params, log, solved_at is not None, solved_at, metric, e_loss, time.perf_counter() - t0)
 
@@ -182,7 +189,8 @@ def _label(model: str, bf: float) -> str:
     return f"lstm-forget-bias{bf:g}" if model == "lstm" else model
 
 
-def sweep(base: TrainConfig, Ts, seeds: int, echo: Callable[[str], None] = print) -> list[dict]:
+def sweep(base: TrainConfig, Ts, seeds: int, echo: Callable[[str], None] = print,
+          progress: Optional[Callable[[int, float, Optional[float]], None]] = None) -> list[dict]:
     """Every model of :data:`SWEEP_MODELS` at every ``T``, ``seeds`` seeds, the same step budget."""
     rows = []
     total = len(Ts) * len(SWEEP_MODELS) * seeds
@@ -192,7 +200,7 @@ def sweep(base: TrainConfig, Ts, seeds: int, echo: Callable[[str], None] = print
             for seed in range(seeds):
                 k += 1
                 cfg = TrainConfig(**{**asdict(base), "T": T, "model": model, "forget_bias": bf, "seed": seed})
-                r = train(cfg)
+                r = train(cfg, progress)
                 rows.append({"T": T, "model": _label(model, bf), "seed": seed, "solved": r.solved,
                              "steps_to_solve": r.steps_to_solve, "final_metric": r.final_metric,
                              "final_loss": r.final_loss, "seconds": round(r.seconds, 2)})
