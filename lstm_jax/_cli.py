@@ -1,4 +1,4 @@
-"""Command line: ``lstm-jax verify`` (also ``python -m lstm_jax verify``)."""
+"""Command line: ``lstm-jax verify | flow | train`` (also ``python -m lstm_jax ...``)."""
 
 from __future__ import annotations
 
@@ -106,8 +106,9 @@ def _train(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lstm-jax",
-        description="Check the claims of 'How LSTM networks solve the problem of vanishing gradients' "
-        "against autodiff, in float64.",
+        description="lstm_jax: check the claims of 'How LSTM networks solve the problem of vanishing gradients' "
+        "against autodiff in float64 (verify), measure gradient flow (flow), and run the long-range training "
+        "experiments (train).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser(
@@ -143,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train an RNN/LSTM on the adding problem or temporal order with optax; --sweep over T",
         description="Train one model (or, with --sweep, RNN-σ, RNN-tanh, LSTM with forget bias 0 and 1 over "
-        "several T and seeds with the same step budget). Solved = at least 95%% of 1000 held-out sequences "
+        "several T and seeds with the same step budget). Solved = at least 95% of 1000 held-out sequences "
         "right (adding: |error| < 0.04; temporal order: correct class). Writes OUT/log.json and "
         "OUT/params.npz, or OUT/sweep.json, sweep.md, sweep.png.",
     )
