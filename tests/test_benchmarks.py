@@ -15,3 +15,13 @@ def test_parallel_benchmark_quick_mode_runs_and_prints_its_table():
     assert out.returncode == 0, out.stderr
     assert "device: cpu" in out.stdout
     assert "| T | n | sequential (median) | dense Newton | diagonal quasi-Newton |" in out.stdout
+
+
+def test_lstm_speed_benchmark_quick_mode_runs_against_its_peers():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "lstm_speed.py"), "--quick", "--no-write"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "| size (B, n, m, T) | lstm_jax fwd / grad (ms) |" in out.stdout
+    assert "torch" in out.stdout and "flax" in out.stdout and "equinox" in out.stdout
