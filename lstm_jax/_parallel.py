@@ -77,8 +77,8 @@ import numpy as np
 
 from ._activations import SIGMOID, TANH, Activation
 from ._jacobians import _joint_jac, _rnn_jac
-from ._lstm import LSTMParams, LSTMState, _gates, _lstm_step, check_lstm_call
-from ._rnn import RNNParams, _check_rnn_call, _rnn_step, rnn_preactivation
+from ._lstm import LSTMParams, LSTMState, _gates, _lstm_step, check_lstm_call, run_lstm
+from ._rnn import RNNParams, _check_rnn_call, _rnn_step, rnn_preactivation, run_rnn
 from ._validation import check_array
 
 _dsig, _dtanh = SIGMOID.deriv, TANH.deriv
@@ -118,11 +118,14 @@ DIAGONAL = NewtonMode(
 
 
 class _Recurrence(NamedTuple):
-    """A recurrence on a flat state: step, dense Jacobian and Jacobian diagonal, each ``(params, s_prev, x)``."""
+    """A recurrence on a flat state: step, dense Jacobian and Jacobian diagonal, each ``(params, s_prev, x)``,
+    and the library's sequential runner ``(params, s0, xs) -> states`` used for the fall-back (so that a
+    fall-back returns exactly what ``run_rnn`` / ``run_lstm`` return, also for chaotic dynamics)."""
 
     step: Callable
     jac: Callable
     jac_diag: Callable
+    sequential: Callable
 
 
 @functools.lru_cache(maxsize=None)
@@ -134,6 +137,7 @@ def _rnn_recurrence(activation: Activation) -> _Recurrence:
         lambda p, c, x: _rnn_step(p, c, x, activation),
         lambda p, c, x: _rnn_jac(p, c, x, activation),
         diag,
+        lambda p, c0, xs: run_rnn(p, c0, xs, activation)[1],
     )
 
 
@@ -162,7 +166,13 @@ def _lstm_flat_diag(p: LSTMParams, s, x):
     return jnp.concatenate([hh, g.f])
 
 
-_LSTM_RECURRENCE = _Recurrence(_lstm_flat_step, _lstm_flat_jac, _lstm_flat_diag)
+def _lstm_flat_sequential(p: LSTMParams, s0, xs):
+    n = s0.shape[-1] // 2
+    traj = run_lstm(p, LSTMState(s0[:n], s0[n:]), xs)[1]
+    return jnp.concatenate([traj.h, traj.c], axis=-1)
+
+
+_LSTM_RECURRENCE = _Recurrence(_lstm_flat_step, _lstm_flat_jac, _lstm_flat_diag, _lstm_flat_sequential)
 
 
 # ----------------------------------------------------------------------------- linear recurrences
@@ -269,10 +279,7 @@ def _newton(rec: _Recurrence, mode: NewtonMode, max_iter: int, tol: float, param
     s, _, res, _, it, damped = jax.lax.while_loop(cond, body, carry0)
     converged = res <= thresh(s)
 
-    def sequential(_):
-        return jax.lax.scan(lambda c, x: (rec.step(params, c, x),) * 2, s0, xs)[1]
-
-    out = jax.lax.cond(converged, lambda _: s, sequential, None)
+    out = jax.lax.cond(converged, lambda _: s, lambda _: rec.sequential(params, s0, xs), None)
     fell_back = ~converged
     jax.debug.callback(_warn_fallback, fell_back, it, res)
     return out, NewtonInfo(it, converged, res, fell_back, damped)
