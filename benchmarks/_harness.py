@@ -51,6 +51,18 @@ def time_jitted(fn: Callable, *args: Any, repeats: int = 5, warmup: int = 1) -> 
             "repeats": repeats, "output": out}
 
 
+def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> dict:
+    """Time an already-compiled / eager callable (e.g. PyTorch, NumPy): median and min seconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
+
+
 def write_results(name: str, rows: list[dict], meta: dict, markdown: str) -> pathlib.Path:
     """Write ``results/<name>-<platform>-<UTC timestamp>.json`` and the Markdown table beside it."""
     RESULTS.mkdir(parents=True, exist_ok=True)

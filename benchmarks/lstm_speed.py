@@ -19,9 +19,7 @@ the table reports the LSTM forward's throughput as a fraction of the best GEMM.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -97,13 +95,7 @@ def _time_torch(B, n, m, T, repeats):
         return loss
 
     for name, fn in (("forward", fwd), ("grad", grad)):
-        fn()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        out[name] = {"median_s": statistics.median(times), "min_s": min(times), "compile_s": 0.0}
+        out[name] = {**H.time_call(fn, repeats), "compile_s": 0.0}
     out["threads"] = torch.get_num_threads()
     out["version"] = torch.__version__
     return out
@@ -117,22 +109,12 @@ def _gemm(B, n, m, T, repeats):
     res = {"flops": flops}
     xla = H.time_jitted(lambda x, y: x @ y, jnp.asarray(a), jnp.asarray(b), repeats=repeats)
     res["xla"] = xla["median_s"]
-    times = []
-    for _ in range(repeats + 1):
-        t0 = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t0)
-    res["numpy"] = statistics.median(times[1:])
+    res["numpy"] = H.time_call(lambda: a @ b, repeats)["median_s"]
     try:
         import torch
 
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        times = []
-        for _ in range(repeats + 1):
-            t0 = time.perf_counter()
-            ta @ tb
-            times.append(time.perf_counter() - t0)
-        res["torch"] = statistics.median(times[1:])
+        res["torch"] = H.time_call(lambda: ta @ tb, repeats)["median_s"]
     except ImportError:
         pass
     res["best_gflops"] = flops / min(v for k_, v in res.items() if k_ in ("xla", "numpy", "torch")) / 1e9

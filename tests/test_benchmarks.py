@@ -7,21 +7,20 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def test_parallel_benchmark_quick_mode_runs_and_prints_its_table():
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "parallel_vs_sequential.py"), "--quick", "--no-write"],
-        capture_output=True, text=True, cwd=ROOT,
-    )
+def _run_quick(script: str) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--no-write"],
+                         capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_parallel_benchmark_quick_mode_runs_and_prints_its_table():
+    out = _run_quick("parallel_vs_sequential.py")
     assert "device: cpu" in out.stdout
     assert "| T | n | sequential (median) | dense Newton | diagonal quasi-Newton |" in out.stdout
 
 
 def test_lstm_speed_benchmark_quick_mode_runs_against_its_peers():
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "lstm_speed.py"), "--quick", "--no-write"],
-        capture_output=True, text=True, cwd=ROOT,
-    )
-    assert out.returncode == 0, out.stderr
+    out = _run_quick("lstm_speed.py")
     assert "| size (B, n, m, T) | lstm_jax fwd / grad (ms) |" in out.stdout
     assert "torch" in out.stdout and "flax" in out.stdout and "equinox" in out.stdout
