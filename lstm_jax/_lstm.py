@@ -196,11 +196,15 @@ def _gates(p: LSTMParams, h_prev: jax.Array, x: jax.Array) -> LSTMGates:
     )
 
 
+def _update(c_prev: jax.Array, z_f, z_i, z_c, z_o) -> LSTMState:
+    """The cell update from the four pre-activations: eq. (5) and the output."""
+    c = c_prev * jax.nn.sigmoid(z_f) + jnp.tanh(z_c) * jax.nn.sigmoid(z_i)  # article eq. (5)
+    return LSTMState(jax.nn.sigmoid(z_o) * jnp.tanh(c), c)
+
+
 def _lstm_step(p: LSTMParams, state: LSTMState, x: jax.Array) -> LSTMState:
     g = _gates(p, state.h, x)
-    c = state.c * g.f + g.c_tilde * g.i  # article eq. (5)
-    h = g.o * jnp.tanh(c)
-    return LSTMState(h, c)
+    return _update(state.c, g.z_f, g.z_i, g.z_c, g.z_o)
 
 
 def _check_state(state, name: str, n: int) -> LSTMState:
@@ -280,9 +284,7 @@ def run_lstm(
 
     def step(s, x):
         z = s.h @ W_h + x @ W_x
-        z_f, z_i, z_c, z_o = jnp.split(z if b is None else z + b, 4, axis=-1)
-        c = s.c * jax.nn.sigmoid(z_f) + jnp.tanh(z_c) * jax.nn.sigmoid(z_i)  # article eq. (5)
-        s_new = LSTMState(jax.nn.sigmoid(z_o) * jnp.tanh(c), c)
+        s_new = _update(s.c, *jnp.split(z if b is None else z + b, 4, axis=-1))
         return s_new, s_new
 
     return scan_steps(step, s0, xs, unroll=unroll, remat=remat)
