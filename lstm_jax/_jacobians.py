@@ -64,9 +64,8 @@ import jax
 import jax.numpy as jnp
 
 from ._activations import SIGMOID, TANH, Activation
-from ._lstm import LSTMParams, LSTMState, _gates, _lstm_step, check_lstm_call, check_lstm_params
-from ._rnn import RNNParams, _check_rnn_call, _rnn_step, rnn_preactivation
-from ._scan import scan_steps
+from ._lstm import LSTMParams, LSTMState, _gates, check_lstm_call, check_lstm_params, lstm_step, run_lstm
+from ._rnn import RNNParams, _check_rnn_call, rnn_preactivation, run_rnn
 from ._validation import check_array
 
 _dsig = SIGMOID.deriv
@@ -104,7 +103,7 @@ def rnn_step_jacobians(
     One scan for the states, then one vectorised (``vmap``) evaluation of eq. (2).
     """
     p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
-    _, cs = scan_steps(lambda c, x: (_rnn_step(p, c, x, activation),) * 2, c0, xs, unroll=1, remat=False)
+    _, cs = run_rnn(p, c0, xs, activation)  # the trajectory the runner itself produces
     c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
     return jax.vmap(lambda c, x: _rnn_jac(p, c, x, activation))(c_prev, xs)
 
@@ -115,8 +114,6 @@ def rnn_flow_map(params: RNNParams, xs: jax.Array, activation: Activation = SIGM
     ``jax.jacfwd(rnn_flow_map(p, xs))(c0)`` is the autodiff reference for
     :math:`\partial c_T/\partial c_0`.
     """
-    from ._rnn import run_rnn
-
     return lambda c0: run_rnn(params, c0, xs, activation)[0]
 
 
@@ -211,8 +208,6 @@ def article_cell_map(params: LSTMParams, o_prev: jax.Array, x: jax.Array) -> Cal
     Built on :func:`lstm_step`; ``jax.jacfwd(article_cell_map(p, o, x))(c)`` is
     the autodiff reference for :math:`A_t + B_t + C_t + D_t`.
     """
-    from ._lstm import lstm_step
-
     return lambda c_prev: lstm_step(params, LSTMState(o_prev * jnp.tanh(c_prev), c_prev), x).c
 
 
@@ -232,7 +227,7 @@ def lstm_terms_along(
     p, s0, xs, n, m = check_lstm_call(params, state0, "state0", xs, "xs", 2)
     if xs.shape[0] < 2:
         raise ValueError(f"xs has shape {xs.shape} but eq. (6) terms need T >= 2 steps (shape (T, {m}))")
-    _, traj = scan_steps(lambda s, x: (_lstm_step(p, s, x),) * 2, s0, xs, unroll=1, remat=False)
+    _, traj = run_lstm(p, s0, xs)  # the trajectory the runner itself produces
     h_prev = jnp.concatenate([s0.h[None], traj.h[:-1]], axis=0)
     o = jax.vmap(lambda h, x: _gates(p, h, x).o)(h_prev, xs)
     return jax.vmap(lambda o_, c_, x_: terms(p, o_, c_, x_))(o[:-1], traj.c[:-1], xs[1:])
@@ -275,7 +270,7 @@ def lstm_step_jacobian(params: LSTMParams, state: LSTMState, x: jax.Array) -> ja
 def lstm_step_jacobians(params: LSTMParams, state0: LSTMState, xs: jax.Array) -> jax.Array:
     """All joint step Jacobians along a sequence, ``t = 1..T``: shape ``(T, 2n, 2n)`` (one scan, one vmap)."""
     p, s0, xs, _, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
-    _, traj = scan_steps(lambda s, x: (_lstm_step(p, s, x),) * 2, s0, xs, unroll=1, remat=False)
+    _, traj = run_lstm(p, s0, xs)  # the trajectory the runner itself produces
     h_prev = jnp.concatenate([s0.h[None], traj.h[:-1]], axis=0)
     c_prev = jnp.concatenate([s0.c[None], traj.c[:-1]], axis=0)
     return jax.vmap(lambda h, c, x: _joint_jac(p, h, c, x))(h_prev, c_prev, xs)
@@ -306,8 +301,6 @@ def lstm_flow_map(params: LSTMParams, xs: jax.Array) -> Callable[[jax.Array], ja
     ``jax.jacfwd(lstm_flow_map(p, xs))(s0)`` is the autodiff reference for
     :math:`\partial s_T/\partial s_0`; with ``xs`` of length 1 it is the step map.
     """
-    from ._lstm import run_lstm
-
     def flow(s0: jax.Array) -> jax.Array:
         n = s0.shape[-1] // 2
         final, _ = run_lstm(params, LSTMState(s0[:n], s0[n:]), xs)
