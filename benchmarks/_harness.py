@@ -33,44 +33,64 @@ def device_info() -> dict:
     }
 
 
+MIN_SAMPLE_S = 0.02  # a timed sample loops a fast call until it lasts at least this long
+
+
+def time_samples(call: Callable[[], Any], repeats: int, warmup: int) -> dict:
+    """Median/min seconds per call over ``repeats`` samples.
+
+    A call faster than ``MIN_SAMPLE_S`` is looped ``number`` times per sample (timeit style) so that
+    microsecond timings are not dominated by the clock and Python overhead; ``number`` is reported.
+    """
+    out = None
+    for _ in range(max(warmup, 1)):
+        t0 = time.perf_counter()
+        out = call()
+        once = time.perf_counter() - t0
+    number = max(1, int(MIN_SAMPLE_S / max(once, 1e-9)))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(number):
+            out = call()
+        times.append((time.perf_counter() - t0) / number)
+    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats, "number": number,
+            "output": out}
+
+
 def time_jitted(fn: Callable, *args: Any, repeats: int = 5, warmup: int = 1) -> dict:
-    """Compile ``jax.jit(fn)`` for ``args``, then time it; seconds."""
+    """Compile ``jax.jit(fn)`` for ``args`` (compile time reported separately), then time it; seconds."""
     jitted = jax.jit(fn)
     t0 = time.perf_counter()
     compiled = jitted.lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    out = None
-    for _ in range(warmup):
-        out = jax.block_until_ready(compiled(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(*args))
-        times.append(time.perf_counter() - t0)
-    return {"compile_s": compile_s, "median_s": statistics.median(times), "min_s": min(times),
-            "repeats": repeats, "output": out}
+    res = time_samples(lambda: jax.block_until_ready(compiled(*args)), repeats, warmup)
+    return {"compile_s": compile_s, **res}
 
 
 def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> dict:
     """Time an already-compiled / eager callable (e.g. PyTorch, NumPy): median and min seconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats}
+    res = time_samples(fn, repeats, warmup)
+    res.pop("output")
+    return res
 
 
-def write_results(name: str, rows: list[dict], meta: dict, markdown: str) -> pathlib.Path:
-    """Write ``results/<name>-<platform>-<UTC timestamp>.json`` and the Markdown table beside it."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_results(name: str, rows: list[dict], meta: dict, markdown: str, out: pathlib.Path | str = RESULTS) -> pathlib.Path:
+    """Write ``<out>/<name>-<platform>-<UTC timestamp>.json`` and the Markdown table beside it."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    base = RESULTS / f"{name}-{meta['device']['platform']}-{stamp}"
+    base = out / f"{name}-{meta['device']['platform']}-{stamp}"
     base.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     base.with_suffix(".md").write_text(markdown + "\n")
     return base.with_suffix(".json")
+
+
+def add_output_args(ap) -> None:
+    """The options every script shares: ``--quick``, ``--no-write``, ``--out``."""
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (smoke test, seconds)")
+    ap.add_argument("--no-write", action="store_true", help="print only; do not write JSON/Markdown")
+    ap.add_argument("--out", default=str(RESULTS), help="directory for the JSON + Markdown results (default: %(default)s)")
 
 
 def markdown_table(columns: list[str], rows: list[list[str]]) -> str:

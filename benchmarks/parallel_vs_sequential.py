@@ -65,8 +65,7 @@ def _fmt_row(row):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="tiny grid, one repeat (smoke test)")
-    ap.add_argument("--no-write", action="store_true", help="print only; do not write results/")
+    H.add_output_args(ap)
     args = ap.parse_args(argv)
     if args.quick:
         Ts, ns, repeats = (200,), (2,), 1
@@ -83,7 +82,7 @@ def main(argv=None):
     )
     print("\n" + table)
     if not args.no_write:
-        print(f"wrote {H.write_results('parallel_vs_sequential', rows, meta, table)}")
+        print(f"wrote {H.write_results('parallel_vs_sequential', rows, meta, table, args.out)}")
     return 0
 
 

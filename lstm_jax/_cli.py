@@ -1,4 +1,4 @@
-"""Command line: ``lstm-jax verify | flow | train`` (also ``python -m lstm_jax ...``)."""
+"""Command line: ``lstm-jax verify | flow | train | bench`` (also ``python -m lstm_jax ...``)."""
 
 from __future__ import annotations
 
@@ -103,12 +103,25 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    repo = pathlib.Path(args.repo).resolve()
+    if not (repo / "benchmarks" / "__main__.py").is_file():
+        print(f"lstm-jax bench: error: no benchmarks/__main__.py under --repo {repo}. The benchmark suite lives in the "
+              "source checkout (it is not part of the installed package): run this from the repository root "
+              "or pass --repo PATH.", file=sys.stderr)
+        return 2
+    cmd = [sys.executable, "-m", "benchmarks"] + (["--quick"] if args.quick else []) + args.rest
+    return subprocess.call(cmd, cwd=repo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lstm-jax",
         description="lstm_jax: check the claims of 'How LSTM networks solve the problem of vanishing gradients' "
-        "against autodiff in float64 (verify), measure gradient flow (flow), and run the long-range training "
-        "experiments (train).",
+        "against autodiff in float64 (verify), measure gradient flow (flow), run the long-range training "
+        "experiments (train), and run the benchmark suite of a source checkout (bench).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser(
@@ -165,11 +178,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", type=int, default=2, help="seeds per configuration for --sweep")
     t.add_argument("--out", default="train-out", help="output directory")
     t.set_defaults(func=_train)
+    b = sub.add_parser(
+        "bench",
+        help="run the benchmark suite of a source checkout (python -m benchmarks) and check the speed targets",
+        description="Runs `python -m benchmarks` in the repository: speed vs Flax/Equinox/PyTorch, Jacobians vs "
+        "autodiff, memory with/without checkpointing up to T = 10^6, scaling, sharding, parallel-in-time. "
+        "--quick: tiny sizes, about a minute. Further options (e.g. --only speed,memory) are passed on.",
+    )
+    b.add_argument("--quick", action="store_true", help="tiny sizes (about a minute); results under benchmarks/results/quick")
+    b.add_argument("--repo", default=".", help="repository root holding benchmarks/ (default: current directory)")
+    b.set_defaults(func=_bench)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.rest = rest  # passed on to python -m benchmarks, which validates them
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return args.func(args)
 
 

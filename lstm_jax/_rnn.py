@@ -122,7 +122,7 @@ def run_rnn(
     activation: Activation = SIGMOID,
     *,
     unroll: int | bool = 1,
-    remat: bool = False,
+    remat: bool | int = False,
 ) -> tuple[jax.Array, jax.Array]:
     r"""Run the RNN over a time-major sequence with :func:`jax.lax.scan`.
 
@@ -132,8 +132,10 @@ def run_rnn(
       xs: ``(T, m)`` inputs :math:`x_1, \dots, x_T` (``T >= 1``).
       activation: :data:`SIGMOID` or :data:`TANH`.
       unroll: passed to :func:`jax.lax.scan`.
-      remat: checkpoint each step (:func:`jax.checkpoint`) to save memory in
-        reverse-mode differentiation.
+      remat: memory of reverse-mode differentiation: ``False`` stores every step,
+        ``True`` checkpoints each step (:func:`jax.checkpoint`), an int ``k > 1``
+        checkpoints segments of ``k`` steps (nested scans; ``k ~ sqrt(T)`` for
+        :math:`O(\sqrt{T})` memory).  See ``lstm_jax._scan``.
 
     Returns:
       ``(c_T, cs)`` with ``c_T`` of shape ``(n,)`` and ``cs`` of shape

@@ -82,11 +82,52 @@ def test_unroll_and_remat_change_neither_values_nor_gradients():
         return jnp.sum(final.h**2) + jnp.mean(traj.c)
 
     base_val, base_grad = jax.value_and_grad(loss)(p)
-    for kw in ({"unroll": 4}, {"remat": True}, {"unroll": 3, "remat": True}):
+    # remat=k: segments of k steps (17 = 4*4 + 1 leaves a short last segment; 17 = one segment when k >= 17)
+    for kw in ({"unroll": 4}, {"remat": True}, {"unroll": 3, "remat": True}, {"remat": 4}, {"remat": 17},
+               {"remat": 30}, {"remat": 5, "unroll": 2}):
         val, grad = jax.value_and_grad(lambda q: loss(q, **kw))(p)
         assert abs(val - base_val) <= RTOL64 * abs(base_val)
         for g, b in zip(jax.tree_util.tree_leaves(grad), jax.tree_util.tree_leaves(base_grad)):
             assert rel_err(g, b) < RTOL64
+
+
+def test_segment_remat_changes_neither_rnn_trajectory_nor_gradient():
+    p = lj.init_rnn(jax.random.PRNGKey(16), 4, 2, dtype=F64)
+    xs = jax.random.normal(jax.random.PRNGKey(17), (23, 2), F64)
+    c0 = jnp.zeros(4, F64)
+
+    def loss(params, **kw):
+        final, traj = lj.run_rnn(params, c0, xs, lj.TANH, **kw)
+        return jnp.sum(final**2) + jnp.mean(traj), traj
+
+    (v0, t0), g0 = jax.value_and_grad(loss, has_aux=True)(p)
+    for k in (1, 5, 23):
+        (v, t), g = jax.value_and_grad(lambda q, k=k: loss(q, remat=k), has_aux=True)(p)
+        assert t.shape == t0.shape and rel_err(t, t0) < RTOL64 and abs(v - v0) <= RTOL64 * abs(v0)
+        for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(g0)):
+            assert rel_err(a, b) < RTOL64
+
+
+def test_checkpointing_cuts_the_planned_memory_of_the_gradient():
+    """XLA's planned temporaries (compile-time, deterministic) for the gradient through T = 4096 steps, n = 16.
+
+    Stored per step without remat: gates and pre-activations (~10 vectors of n); with remat=True: the
+    carries (h, c), 2n; with segments of k = 64: T/k carries + one segment. Measured 3.15 MB / 0.53 MB / 0.07 MB;
+    asserted with a factor-of-2 margin on the ratios the per-step sizes predict (>= 3x and >= 4x).
+    """
+    p = lj.init_lstm(jax.random.PRNGKey(18), 16, 4)
+    xs = jnp.ones((4096, 4))
+
+    def planned(remat):
+        f = jax.jit(jax.grad(lambda q: jnp.sum(lj.run_lstm(q, lj.zero_state(16), xs, remat=remat)[0].h)))
+        ma = f.lower(p).compile().memory_analysis()
+        if ma is None:
+            pytest.skip("this backend reports no memory analysis")
+        return ma.temp_size_in_bytes
+
+    none, step, segments = planned(False), planned(True), planned(64)
+    assert step * 3 <= none, (none, step)
+    assert segments * 4 <= step, (step, segments)
 
 
 def test_vmap_over_batch_axis_equals_per_example_runs():

@@ -57,6 +57,15 @@ def test_empty_sequence_is_rejected():
         lj.rnn_step_jacobians(R, jnp.zeros(4), jnp.ones((0, 3)))
 
 
+def test_remat_must_be_a_bool_or_a_positive_segment_length():
+    with _raises(ValueError, "remat must be a bool or a positive int", "got 0"):
+        lj.run_lstm(P, S, XS, remat=0)
+    with _raises(ValueError, "remat must be a bool or a positive int", "got -3"):
+        lj.run_rnn(R, jnp.zeros(4), XS, remat=-3)
+    with _raises(TypeError, "remat must be a bool or a positive int", "got float"):
+        lj.run_lstm(P, S, XS, remat=2.5)
+
+
 def test_terms_along_needs_two_steps():
     with _raises(ValueError, "xs has shape (1, 3)", "T >= 2"):
         lj.lstm_terms_along(P, S, jnp.ones((1, 3)))

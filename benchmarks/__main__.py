@@ -1,0 +1,129 @@
+"""Run the benchmark suite and check the speed/memory targets of issue #6.
+
+    python -m benchmarks --quick          # every script at tiny sizes (about a minute); results under
+                                          # benchmarks/results/quick/ (not committed)
+    python -m benchmarks                  # full sizes (about an hour on 2 CPU cores); benchmarks/results/
+    python -m benchmarks --only speed,memory
+
+``lstm-jax bench ...`` runs the same from a source checkout. Each script runs in its own process (fresh JAX
+runtime, its own peak memory), prints its table and writes ``<name>-<platform>-<UTC time>.json/.md``.
+Afterwards the targets are evaluated from the JSON just written and written as ``summary-...json/.md``:
+
+  speed      forward and forward+gradient of the LSTM <= 1.0x torch.nn.LSTM (latency and medium sizes)
+  gemm       LSTM forward >= 80 % of the best same-FLOP GEMM throughput (XLA, NumPy's BLAS, torch)
+  jacobian   analytic joint step Jacobian >= 10x faster than jax.jacfwd at n = 256
+  memory     gradient at T = 10^6 (B = 8, n = 64) within 24 GiB, time linear in T (log-log slope <= 1.1)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _harness as H  # noqa: E402
+
+SCRIPTS = {
+    "speed": "speed.py",
+    "jacobians": "jacobians.py",
+    "memory": "memory.py",
+    "scaling": "scaling.py",
+    "sharding": "sharding.py",
+    "parallel": "parallel_vs_sequential.py",
+}
+GIB = 2**30
+
+
+def _verdict(ok):
+    return "met" if ok else "not met"
+
+
+def targets(results: dict) -> list[dict]:
+    """Each target of issue #6 with its measured figures, from the JSON results of this run."""
+    out = []
+    speed = results.get("speed")
+    if speed:
+        for r in speed["rows"]:
+            if r["model"] != "lstm" or r["size"] not in ("latency", "medium") or "torch" not in r["peers"]:
+                continue
+            ours, torch = r["peers"]["lstm_jax"], r["peers"]["torch"]
+            for what in ("forward", "grad"):
+                ratio = ours[what]["median_s"] / torch[what]["median_s"]
+                out.append({"target": f"LSTM {what} <= 1.0x torch.nn.LSTM", "where": f"B={r['B']} n={r['n']} m={r['m']} T={r['T']}",
+                            "measured": f"{ratio:.2f}x torch", "value": ratio, "verdict": _verdict(ratio <= 1.0)})
+            frac = r["lstm_jax_fraction_of_best_gemm"]
+            out.append({"target": "LSTM forward >= 80 % of the best same-FLOP GEMM", "where": f"B={r['B']} n={r['n']} m={r['m']} T={r['T']}",
+                        "measured": f"{frac:.0%} ({r['lstm_jax_forward_gflops']:.0f} of {r['gemm']['best_gflops']:.0f} GFLOP/s)",
+                        "value": frac, "verdict": _verdict(frac >= 0.8)})
+    jac = results.get("jacobians")
+    if jac:
+        for r in jac["rows"]:
+            if r["kind"] == "step" and r["n"] == 256:
+                s = r["speedup_vs_jacfwd"]
+                out.append({"target": "analytic step Jacobian >= 10x faster than jacfwd (n = 256)", "where": r["jacobian"],
+                            "measured": f"{s:.1f}x", "value": s, "verdict": _verdict(s >= 10)})
+    mem = results.get("memory")
+    if mem:
+        big = [r for r in mem["rows"] if r["T"] == 1_000_000 and r.get("ran")]
+        for r in big:
+            peak = r.get("device_peak_bytes", r["peak_rss_bytes"])
+            out.append({"target": "gradient at T = 10^6 (B = 8, n = 64) within 24 GiB", "where": f"remat {r['strategy']} ({r['remat']})",
+                        "measured": f"{peak / GIB:.2f} GiB peak, {r['median_s']:.1f} s", "value": peak / GIB,
+                        "verdict": _verdict(peak <= 24 * GIB)})
+        if not big and any(r["T"] == 1_000_000 for r in mem["rows"]):
+            out.append({"target": "gradient at T = 10^6 (B = 8, n = 64) within 24 GiB", "where": "any remat",
+                        "measured": "no configuration ran", "value": None, "verdict": "not met"})
+        for s, v in mem["meta"]["time_vs_T_loglog_slope"].items():
+            if v is not None:
+                out.append({"target": "gradient time linear in T (log-log slope <= 1.1)", "where": f"remat {s}",
+                            "measured": f"slope {v:.2f}", "value": v, "verdict": _verdict(v <= 1.1)})
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny sizes (about a minute); results under results/quick/")
+    ap.add_argument("--only", default=",".join(SCRIPTS), help="comma-separated subset of: %(default)s")
+    ap.add_argument("--out", default=None, help="results directory (default: benchmarks/results, or results/quick with --quick)")
+    args = ap.parse_args(argv)
+    names = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SCRIPTS]
+    if unknown:
+        ap.error(f"--only: unknown benchmark(s) {unknown}; choose from {list(SCRIPTS)}")
+    out = pathlib.Path(args.out) if args.out else H.RESULTS / "quick" if args.quick else H.RESULTS
+    results, failed = {}, []
+    for name in names:
+        print(f"\n=== {name} ({SCRIPTS[name]}) ===", flush=True)
+        cmd = [sys.executable, str(HERE / SCRIPTS[name]), "--out", str(out)] + (["--quick"] if args.quick else [])
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        written = None
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            m = re.match(r"wrote (.+\.json)$", line.strip())
+            written = m.group(1) if m else written
+        if proc.wait() != 0 or written is None:
+            failed.append(name)
+            continue
+        results[name] = json.loads(pathlib.Path(written).read_text())
+    rows = targets(results)
+    if rows:
+        md = H.markdown_table(["target", "where", "measured", "verdict"],
+                              [[r["target"], r["where"], r["measured"], r["verdict"]] for r in rows])
+        print("\n=== targets (issue #6) ===\n" + md)
+        meta = {"benchmark": "summary", "device": H.device_info(), "quick": args.quick,
+                "sources": {k: v["meta"] for k, v in results.items()}}
+        print(f"wrote {H.write_results('summary', rows, meta, md, out)}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
