@@ -4,6 +4,7 @@
                                           # benchmarks/results/quick/ (not committed)
     python -m benchmarks                  # full sizes (about an hour on 2 CPU cores); benchmarks/results/
     python -m benchmarks --only speed,memory
+    python -m benchmarks --summarize      # the targets from the newest results already in benchmarks/results/
 
 ``lstm-jax bench ...`` runs the same from a source checkout. Each script runs in its own process (fresh JAX
 runtime, its own peak memory), prints its table and writes ``<name>-<platform>-<UTC time>.json/.md``.
@@ -91,13 +92,26 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes (about a minute); results under results/quick/")
     ap.add_argument("--only", default=",".join(SCRIPTS), help="comma-separated subset of: %(default)s")
     ap.add_argument("--out", default=None, help="results directory (default: benchmarks/results, or results/quick with --quick)")
+    ap.add_argument("--summarize", action="store_true",
+                    help="run nothing: evaluate the targets from the newest speed/jacobians/memory JSON in the results directory")
     args = ap.parse_args(argv)
     names = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in names if s not in SCRIPTS]
     if unknown:
         ap.error(f"--only: unknown benchmark(s) {unknown}; choose from {list(SCRIPTS)}")
     out = pathlib.Path(args.out) if args.out else H.RESULTS / "quick" if args.quick else H.RESULTS
-    results, failed = {}, []
+    results, failed, files_used = {}, [], {}
+    if args.summarize:
+        import jax
+
+        platform = jax.devices()[0].platform
+        for name in ("speed", "jacobians", "memory"):
+            files = sorted(out.glob(f"{name}-{platform}-*.json"))
+            if files:
+                results[name] = json.loads(files[-1].read_text())
+                files_used[name] = files[-1].name
+                print(f"{name}: {files[-1].name}")
+        names = []
     for name in names:
         print(f"\n=== {name} ({SCRIPTS[name]}) ===", flush=True)
         cmd = [sys.executable, str(HERE / SCRIPTS[name]), "--out", str(out)] + (["--quick"] if args.quick else [])
@@ -118,6 +132,8 @@ def main(argv=None) -> int:
         print("\n=== targets (issue #6) ===\n" + md)
         meta = {"benchmark": "summary", "device": H.device_info(), "quick": args.quick,
                 "sources": {k: v["meta"] for k, v in results.items()}}
+        if args.summarize:
+            meta["summarized_from"] = files_used
         print(f"wrote {H.write_results('summary', rows, meta, md, out)}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

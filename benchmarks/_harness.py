@@ -93,6 +93,13 @@ def add_output_args(ap) -> None:
     ap.add_argument("--out", default=str(RESULTS), help="directory for the JSON + Markdown results (default: %(default)s)")
 
 
+def report(args, name: str, rows: list[dict], meta: dict, markdown: str, footer: str = "") -> None:
+    """Print the table (and a footer line), then write the results unless ``--no-write``."""
+    print("\n" + markdown + (f"\n\n{footer}" if footer else ""))
+    if not args.no_write:
+        print(f"wrote {write_results(name, rows, meta, markdown, args.out)}")
+
+
 def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     out += ["| " + " | ".join(r) + " |" for r in rows]

@@ -181,9 +181,8 @@ def main(argv=None):
     step_rows = run_steps(ns, repeats)
     seq_rows = run_sequences(Ts, n_seq, max(1, repeats - 2))
     table = tables(step_rows, seq_rows)
-    print("\n" + table + "\n\nratios: autodiff time / analytic time (above 1: analytic faster)")
-    if not args.no_write:
-        print(f"wrote {H.write_results('jacobians', step_rows + seq_rows, meta, table, args.out)}")
+    H.report(args, "jacobians", step_rows + seq_rows, meta, table,
+             "ratios: autodiff time / analytic time (above 1: analytic faster)")
     return 0
 
 

@@ -80,9 +80,7 @@ def main(argv=None):
         [[str(r["T"]), str(r["n"]), f"{r['sequential']['median_s'] * 1e3:.1f} ms", _cell(r["dense"]),
           _cell(r["diagonal"])] for r in rows],
     )
-    print("\n" + table)
-    if not args.no_write:
-        print(f"wrote {H.write_results('parallel_vs_sequential', rows, meta, table, args.out)}")
+    H.report(args, "parallel_vs_sequential", rows, meta, table)
     return 0
 
 

@@ -87,13 +87,11 @@ def main(argv=None):
         u_lines.append([f"lstm B={batch} n={base['n']} T={base['T']}", "unroll", ", ".join(str(u) for u in unrolls),
                         ", ".join(f"{r['forward']['median_s'] * 1e3:.1f}" for r in part),
                         ", ".join(f"{r['grad']['median_s'] * 1e3:.1f}" for r in part), "—"])
-        print(u_lines[-1], flush=True)
+        print(f"{u_lines[-1][0]} unroll {u_lines[-1][2]}: forward {u_lines[-1][3]} ms, grad {u_lines[-1][4]} ms", flush=True)
     meta["loglog_slopes"] = slopes
     md = H.markdown_table(["model", "varied", "values", "forward (ms)", "grad (ms)", "log-log slope fwd / grad"],
                           lines + u_lines)
-    print("\n" + md)
-    if not args.no_write:
-        print(f"wrote {H.write_results('scaling', rows, meta, md, args.out)}")
+    H.report(args, "scaling", rows, meta, md)
     return 0
 
 

@@ -175,6 +175,27 @@ def _gemm(B, n, m, T, repeats):
     return res
 
 
+def _recurrent_gemm(B, n, T, repeats):
+    """The recurrent GEMM alone, (B, n) @ (n, 4n), times T: a floor for any scan that runs it through XLA.
+
+    A sequential LSTM cannot batch this product over time (h_t needs h_{t-1}); the input projection can be
+    (torch does one (T*B, m) @ (m, 4n) GEMM up front). Timed through XLA (jit) and torch, per call x T.
+    Each XLA call includes one dispatch (tens of µs), so at small sizes this over-states the floor; it is
+    meaningful where the GEMM dominates (the medium sizes).
+    """
+    h = np.random.default_rng(2).standard_normal((B, n), dtype=np.float32)
+    w = np.random.default_rng(3).standard_normal((n, 4 * n), dtype=np.float32)
+    res = {"xla_s": T * H.time_jitted(lambda a, b: a @ b, jnp.asarray(h), jnp.asarray(w), repeats=repeats)["median_s"]}
+    try:
+        import torch
+
+        th, tw = torch.from_numpy(h), torch.from_numpy(w)
+        res["torch_s"] = T * H.time_call(lambda: th @ tw, repeats)["median_s"]
+    except ImportError:
+        pass
+    return res
+
+
 def _planned_bytes(fn, *args):
     """Temporaries XLA plans for ``jit(fn)`` (compile only; nothing is run)."""
     ma = jax.jit(fn).lower(*args).compile().memory_analysis()
@@ -211,6 +232,7 @@ def run_size(model, label, B, n, m, T, repeats, remat_from_T):
             row["grad_skipped"]["torch"] = {"reason": "torch.nn.LSTM/RNN keep every step's activations"}
     if model == "lstm" and T * B <= 100_000:
         row["gemm"] = _gemm(B, n, m, T, repeats)
+        row["recurrent_gemm_times_T"] = _recurrent_gemm(B, n, T, repeats)
         fwd_s = row["peers"]["lstm_jax"]["forward"]["median_s"]
         row["lstm_jax_forward_gflops"] = row["gemm"]["flops"] / fwd_s / 1e9
         row["lstm_jax_fraction_of_best_gemm"] = row["lstm_jax_forward_gflops"] / row["gemm"]["best_gflops"]
@@ -247,16 +269,23 @@ def _line(row):
             + (f"; {row['lstm_jax_fraction_of_best_gemm']:.0%} of best GEMM" if "gemm" in row else ""))
 
 
+def _floor(f):
+    if not f:
+        return "—"
+    return f"{f['xla_s'] * 1e3:.1f} / " + (f"{f['torch_s'] * 1e3:.1f}" if "torch_s" in f else "—")
+
+
 def table(rows):
     peers = ["flax", "equinox", "torch"] + (["jax_cudnn"] if any("jax_cudnn" in r["peers"] for r in rows) else [])
     return H.markdown_table(
         ["model", "size (B, n, m, T)", "lstm_jax fwd / grad (ms)"] + [f"÷ {p} fwd / grad" for p in peers]
-        + ["fwd GFLOP/s (best GEMM)"],
+        + ["fwd GFLOP/s (best GEMM)", "recurrent GEMM × T: XLA / torch (ms)"],
         [[r["model"], f"{r['size']} ({r['B']}, {r['n']}, {r['m']}, {r['T']})"
           + (f" remat={r['lstm_jax_remat']}" if r["lstm_jax_remat"] else ""),
           f"{_ms(r['peers']['lstm_jax']['forward'])} / {_ms(r['peers']['lstm_jax']['grad'])}"]
          + [f"{_ratio(r, p, 'forward')} / {_ratio(r, p, 'grad')}" for p in peers]
-         + [f"{r['lstm_jax_forward_gflops']:.1f} ({r['gemm']['best_gflops']:.0f})" if "gemm" in r else "—"]
+         + [f"{r['lstm_jax_forward_gflops']:.1f} ({r['gemm']['best_gflops']:.0f})" if "gemm" in r else "—",
+            _floor(r.get("recurrent_gemm_times_T"))]
          for r in rows],
     )
 
@@ -276,9 +305,8 @@ def main(argv=None):
     print(f"device: {meta['device']['platform']} ({meta['device']['device_kind']}), jax {jax.__version__}")
     rows = run(sizes, repeats_for, remat_from)
     md = table(rows)
-    print("\n" + md + "\n\nratios: lstm_jax time / peer time (below 1: lstm_jax faster); — = not run (see JSON)")
-    if not args.no_write:
-        print(f"wrote {H.write_results('speed', rows, meta, md, args.out)}")
+    H.report(args, "speed", rows, meta, md,
+             "ratios: lstm_jax time / peer time (below 1: lstm_jax faster); — = not run (see JSON)")
     return 0
 
 

@@ -18,7 +18,7 @@ def test_lstm_jax_bench_quick_runs_every_script_and_writes_results(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     for header in ("| model | size (B, n, m, T) | lstm_jax fwd / grad (ms) |",            # speed
                    "| Jacobian | n | analytic (µs) | jacfwd ÷ analytic |",                  # jacobians
-                   "| T | remat | XLA temporaries (MiB) |",                                 # memory
+                   "| T | remat | XLA temporaries (MiB) | RSS at start / peak during runs (MiB) |",                                 # memory
                    "| model | varied | values |",                                           # scaling
                    "| devices | forward (ms, ×1-device) |",                                  # sharding
                    "| T | n | sequential (median) | dense Newton |",                        # parallel
