@@ -16,6 +16,7 @@ import time
 from typing import Any, Callable
 
 import jax
+import numpy as np
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -36,8 +37,8 @@ def device_info() -> dict:
 MIN_SAMPLE_S = 0.02  # a timed sample loops a fast call until it lasts at least this long
 
 
-def time_samples(call: Callable[[], Any], repeats: int, warmup: int) -> dict:
-    """Median/min seconds per call over ``repeats`` samples.
+def time_samples(call: Callable[[], Any], repeats: int, warmup: int) -> tuple[dict, Any]:
+    """``(stats, last output)``: median/min seconds per call over ``repeats`` samples.
 
     A call faster than ``MIN_SAMPLE_S`` is looped ``number`` times per sample (timeit style) so that
     microsecond timings are not dominated by the clock and Python overhead; ``number`` is reported.
@@ -54,25 +55,25 @@ def time_samples(call: Callable[[], Any], repeats: int, warmup: int) -> dict:
         for _ in range(number):
             out = call()
         times.append((time.perf_counter() - t0) / number)
-    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats, "number": number,
-            "output": out}
+    return {"median_s": statistics.median(times), "min_s": min(times), "repeats": repeats, "number": number}, out
 
 
-def time_jitted(fn: Callable, *args: Any, repeats: int = 5, warmup: int = 1) -> dict:
-    """Compile ``jax.jit(fn)`` for ``args`` (compile time reported separately), then time it; seconds."""
+def time_jitted(fn: Callable, *args: Any, repeats: int = 5, warmup: int = 1) -> tuple[dict, Any]:
+    """Compile ``jax.jit(fn)`` for ``args`` (compile time reported separately), then time it.
+
+    Returns ``(stats, output)``: seconds (``compile_s``, ``median_s``, ``min_s``, ...) and the function's output.
+    """
     jitted = jax.jit(fn)
     t0 = time.perf_counter()
     compiled = jitted.lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    res = time_samples(lambda: jax.block_until_ready(compiled(*args)), repeats, warmup)
-    return {"compile_s": compile_s, **res}
+    stats, out = time_samples(lambda: jax.block_until_ready(compiled(*args)), repeats, warmup)
+    return {"compile_s": compile_s, **stats}, out
 
 
 def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> dict:
     """Time an already-compiled / eager callable (e.g. PyTorch, NumPy): median and min seconds."""
-    res = time_samples(fn, repeats, warmup)
-    res.pop("output")
-    return res
+    return time_samples(fn, repeats, warmup)[0]
 
 
 def write_results(name: str, rows: list[dict], meta: dict, markdown: str, out: pathlib.Path | str = RESULTS) -> pathlib.Path:
@@ -98,6 +99,11 @@ def report(args, name: str, rows: list[dict], meta: dict, markdown: str, footer:
     print("\n" + markdown + (f"\n\n{footer}" if footer else ""))
     if not args.no_write:
         print(f"wrote {write_results(name, rows, meta, markdown, args.out)}")
+
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of log y against log x (1 = linear scaling, 2 = quadratic)."""
+    return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
 
 
 def markdown_table(columns: list[str], rows: list[list[str]]) -> str:

@@ -60,19 +60,13 @@ def _step_problems(n, m):
     }
 
 
-def _timed(fn, args, repeats):
-    res = H.time_jitted(fn, *args, repeats=repeats)
-    out = res.pop("output")
-    return res, out
-
-
 def run_steps(ns, repeats):
     rows = []
     for n in ns:
         for name, (analytic, fmap, argnum, args) in _step_problems(n, M).items():
-            ana, J = _timed(analytic, args, repeats)
-            fwd, Jf = _timed(jax.jacfwd(fmap, argnums=argnum), args, repeats)
-            rev, _ = _timed(jax.jacrev(fmap, argnums=argnum), args, repeats)
+            ana, J = H.time_jitted(analytic, *args, repeats=repeats)
+            fwd, Jf = H.time_jitted(jax.jacfwd(fmap, argnums=argnum), *args, repeats=repeats)
+            rev, _ = H.time_jitted(jax.jacrev(fmap, argnums=argnum), *args, repeats=repeats)
             row = {"kind": "step", "jacobian": name, "n": n, "m": M, "analytic": ana, "jacfwd": fwd, "jacrev": rev,
                    "speedup_vs_jacfwd": fwd["median_s"] / ana["median_s"],
                    "speedup_vs_jacrev": rev["median_s"] / ana["median_s"],
@@ -124,14 +118,14 @@ def run_sequences(Ts, n, repeats):
     for T in Ts:
         xs = jax.random.normal(jax.random.PRNGKey(2), (T, m))
         fns = _sequence_fns(n)
-        steps, J = _timed(fns["steps"][0], (p, s0, xs), repeats)
-        auto, Ja = _timed(fns["steps"][1], (p, s0, xs), repeats)
-        prod, P = _timed(fns["products"][0], (J,), repeats)
-        seq, Ps = _timed(fns["products"][1], (J,), repeats)
-        flow, F = _timed(fns["flow"][0], (p, s0, xs), repeats)
-        fwd, Ff = _timed(fns["flow"][1], (p, s0, xs), repeats)
-        rev, _ = _timed(fns["flow"][2], (p, s0, xs), repeats)
-        norms, _ = _timed(lj.gradient_flow_norms, (J,), repeats)
+        steps, J = H.time_jitted(fns["steps"][0], p, s0, xs, repeats=repeats)
+        auto, Ja = H.time_jitted(fns["steps"][1], p, s0, xs, repeats=repeats)
+        prod, P = H.time_jitted(fns["products"][0], J, repeats=repeats)
+        seq, Ps = H.time_jitted(fns["products"][1], J, repeats=repeats)
+        flow, F = H.time_jitted(fns["flow"][0], p, s0, xs, repeats=repeats)
+        fwd, Ff = H.time_jitted(fns["flow"][1], p, s0, xs, repeats=repeats)
+        rev, _ = H.time_jitted(fns["flow"][2], p, s0, xs, repeats=repeats)
+        norms, _ = H.time_jitted(lj.gradient_flow_norms, J, repeats=repeats)
         scale = lambda A: float(jnp.max(jnp.abs(A)))  # noqa: E731
         row = {"kind": "sequence", "T": T, "n": n, "m": m,
                "steps_analytic": steps, "steps_autodiff": auto,

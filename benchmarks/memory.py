@@ -31,7 +31,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
@@ -101,8 +100,7 @@ def child(T: int, strategy: str, repeats: int, budget: int) -> dict:
     out["peak_rss_before_run_bytes"] = _peak_rss_bytes()
     out["peak_rss_reset"] = _reset_peak_rss()
     out["rss_at_run_start_bytes"] = _peak_rss_bytes() if out["peak_rss_reset"] else None
-    res = H.time_samples(lambda: jax.block_until_ready(compiled(p, xs)), repeats, warmup=1)
-    res.pop("output")
+    res, _ = H.time_samples(lambda: jax.block_until_ready(compiled(p, xs)), repeats, warmup=1)
     out.update(ran=True, **res, peak_rss_bytes=_peak_rss_bytes())
     stats = jax.devices()[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
@@ -119,13 +117,6 @@ def _spawn(T, strategy, repeats, budget):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _slope(points):
-    if len(points) < 2:
-        return None
-    x, y = np.log([p[0] for p in points]), np.log([p[1] for p in points])
-    return float(np.polyfit(x, y, 1)[0])
-
-
 def run(Ts, repeats_for, budget):
     rows = []
     for T in Ts:
@@ -137,8 +128,9 @@ def run(Ts, repeats_for, budget):
     for r in rows:
         if r.get("ran") and r["T"] in base:
             r["time_vs_no_remat"] = r["median_s"] / base[r["T"]]["median_s"]
-    slopes = {s: _slope([(r["T"], r["median_s"]) for r in rows if r["strategy"] == s and r.get("ran")])
-              for s in STRATEGIES}
+    ran = {s: [r for r in rows if r["strategy"] == s and r.get("ran")] for s in STRATEGIES}
+    slopes = {s: H.loglog_slope([r["T"] for r in rs], [r["median_s"] for r in rs]) if len(rs) >= 2 else None
+              for s, rs in ran.items()}
     return rows, slopes
 
 

@@ -18,7 +18,6 @@ import sys
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
@@ -39,17 +38,10 @@ def _forward(model, n, unroll=1):
 def measure(model, n, T, repeats, batch=B, unroll=1):
     p, fwd = _forward(model, n, unroll)
     xs = jax.random.normal(jax.random.PRNGKey(1), (batch, T, M), jnp.float32)
-    f = H.time_jitted(fwd, p, xs, repeats=repeats)
-    g = H.time_jitted(jax.value_and_grad(lambda q, x: jnp.mean(fwd(q, x)[:, -1] ** 2)), p, xs, repeats=repeats)
+    f, _ = H.time_jitted(fwd, p, xs, repeats=repeats)
+    g, _ = H.time_jitted(jax.value_and_grad(lambda q, x: jnp.mean(fwd(q, x)[:, -1] ** 2)), p, xs, repeats=repeats)
     return {"model": model, "n": n, "T": T, "B": batch, "m": M, "unroll": unroll,
-            "forward": {k: v for k, v in f.items() if k != "output"},
-            "grad": {k: v for k, v in g.items() if k != "output"}}
-
-
-def slope(rows, axis, what):
-    x = np.log([r[axis] for r in rows])
-    y = np.log([r[what]["median_s"] for r in rows])
-    return float(np.polyfit(x, y, 1)[0])
+            "forward": f, "grad": g}
 
 
 def main(argv=None):
@@ -73,7 +65,8 @@ def main(argv=None):
                       f"grad {r['grad']['median_s'] * 1e3:9.2f} ms", flush=True)
             rows += part
             for what in ("forward", "grad"):
-                slopes[f"{model} {what} vs {sweep}"] = slope(part, sweep, what)
+                slopes[f"{model} {what} vs {sweep}"] = H.loglog_slope([r[sweep] for r in part],
+                                                                       [r[what]["median_s"] for r in part])
             lines.append([model, sweep, ", ".join(f"{r[sweep]}" for r in part),
                           ", ".join(f"{r['forward']['median_s'] * 1e3:.1f}" for r in part),
                           ", ".join(f"{r['grad']['median_s'] * 1e3:.1f}" for r in part),

@@ -58,8 +58,7 @@ def child(d: int, B: int, n: int, T: int, n_diag: int, T_diag: int, repeats: int
     for name, fn, args in (("forward", fwd, (p, xs)),
                            ("grad", jax.value_and_grad(lambda q, x: jnp.mean(fwd(q, x)[:, -1] ** 2)), (p, xs)),
                            ("diagnostics", diagnostics, (pd, xd))):
-        res = H.time_jitted(fn, *args, repeats=repeats)
-        val = res.pop("output")
+        res, val = H.time_jitted(fn, *args, repeats=repeats)
         leaf = jax.tree_util.tree_leaves(val)[-1]
         out[name] = {**res, "checksum": float(jnp.sum(jnp.abs(leaf))),
                      "output_devices": len(leaf.sharding.device_set)}

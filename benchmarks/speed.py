@@ -162,7 +162,7 @@ def _gemm(B, n, m, T, repeats):
     flops = 2.0 * rows * k * cols
     a = np.random.default_rng(0).standard_normal((rows, k), dtype=np.float32)
     b = np.random.default_rng(1).standard_normal((k, cols), dtype=np.float32)
-    res = {"flops": flops, "xla": H.time_jitted(lambda x, y: x @ y, jnp.asarray(a), jnp.asarray(b), repeats=repeats)["median_s"],
+    res = {"flops": flops, "xla": H.time_jitted(lambda x, y: x @ y, jnp.asarray(a), jnp.asarray(b), repeats=repeats)[0]["median_s"],
            "numpy": H.time_call(lambda: a @ b, repeats)["median_s"]}
     try:
         import torch
@@ -185,7 +185,7 @@ def _recurrent_gemm(B, n, T, repeats):
     """
     h = np.random.default_rng(2).standard_normal((B, n), dtype=np.float32)
     w = np.random.default_rng(3).standard_normal((n, 4 * n), dtype=np.float32)
-    res = {"xla_s": T * H.time_jitted(lambda a, b: a @ b, jnp.asarray(h), jnp.asarray(w), repeats=repeats)["median_s"]}
+    res = {"xla_s": T * H.time_jitted(lambda a, b: a @ b, jnp.asarray(h), jnp.asarray(w), repeats=repeats)[0]["median_s"]}
     try:
         import torch
 
@@ -202,10 +202,6 @@ def _planned_bytes(fn, *args):
     return None if ma is None else int(ma.temp_size_in_bytes)
 
 
-def _strip(res):
-    return {k: v for k, v in res.items() if k != "output"}
-
-
 def run_size(model, label, B, n, m, T, repeats, remat_from_T):
     remat_only = T >= remat_from_T
     segment = int(math.isqrt(T)) if remat_only else False
@@ -214,7 +210,7 @@ def run_size(model, label, B, n, m, T, repeats, remat_from_T):
     row = {"model": model, "size": label, "B": B, "n": n, "m": m, "T": T, "peers": {},
            "lstm_jax_remat": segment, "grad_skipped": {}}
     for name, (fwd, params) in peers.items():
-        f = _strip(H.time_jitted(fwd, params, xs, repeats=repeats))
+        f = H.time_jitted(fwd, params, xs, repeats=repeats)[0]
         gc.collect()
         vg = jax.value_and_grad(lambda q, x, fwd=fwd: jnp.mean(fwd(q, x)[:, -1] ** 2))
         if remat_only and name != "lstm_jax":
@@ -222,7 +218,7 @@ def run_size(model, label, B, n, m, T, repeats, remat_from_T):
             row["grad_skipped"][name] = {"reason": "no checkpointing in this peer's API",
                                          "xla_planned_temp_bytes": _planned_bytes(vg, params, xs)}
             continue
-        g = _strip(H.time_jitted(vg, params, xs, repeats=repeats))
+        g = H.time_jitted(vg, params, xs, repeats=repeats)[0]
         gc.collect()
         row["peers"][name] = {"forward": f, "grad": g}
     t = _time_torch(model, B, n, m, T, repeats, run_grad=not remat_only)
