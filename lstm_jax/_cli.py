@@ -191,14 +191,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit codes of every subcommand (the error policy, README "Errors and exit codes").
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Parse, dispatch, and map errors to one line on stderr and an exit code.
+
+    Subcommands validate their arguments before any work and raise ``ValueError``/``TypeError``
+    for bad input (exit 2, like argparse's own usage errors) and ``OSError`` for files that cannot
+    be read or written (exit 3); they return 1 when a check fails and 0 otherwise.  No traceback
+    is printed for these; any other exception is a bug and keeps its traceback.
+    """
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         args.rest = rest  # passed on to python -m benchmarks, which validates them
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError) as exc:
+        print(f"lstm-jax {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"lstm-jax {args.command}: I/O error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_IO
+    except KeyboardInterrupt:
+        print(f"lstm-jax {args.command}: interrupted; no partial output was left", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover
