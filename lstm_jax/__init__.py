@@ -12,7 +12,7 @@ Importing the package never changes JAX's configuration: enable float64 with
 """
 
 from ._activations import SIGMOID, TANH, Activation
-from ._flow import FlowNorms, Lyapunov, gradient_flow_norms, lag_map, lyapunov, suffix_products
+from ._flow import FlowNorms, Lyapunov, gradient_flow_norms, lag_map, lstm_flow_map, lyapunov, rnn_flow_map, suffix_products
 from ._interop import (
     from_equinox,
     from_flax_linen,
@@ -32,11 +32,9 @@ from ._jacobians import (
     article_terms,
     article_terms_published,
     jacobian_products,
-    lstm_flow_map,
     lstm_step_jacobian,
     lstm_step_jacobians,
     lstm_terms_along,
-    rnn_flow_map,
     rnn_step_jacobian,
     rnn_step_jacobians,
     split_joint,
@@ -55,7 +53,8 @@ from ._lstm import (
     zero_state,
 )
 from ._parallel import DENSE, DIAGONAL, NewtonInfo, NewtonMode, parallel_run_lstm, parallel_run_rnn, solve_linear_recurrence
-from ._rnn import RNNParams, init_rnn, rnn_step, run_rnn
+from ._rnn import RNNParams, init_rnn, rnn_preactivation, rnn_step, run_rnn
+from ._scan import previous_states
 from ._validation import check_finite
 
 __version__ = "0.1.0"
@@ -68,7 +67,9 @@ __all__ = [
     "RNNParams",
     "init_rnn",
     "rnn_step",
+    "rnn_preactivation",
     "run_rnn",
+    "previous_states",
     # LSTM
     "LSTMParams",
     "FusedLSTMParams",

@@ -144,3 +144,36 @@ def lag_map(jacs: jax.Array, select: Callable[[jax.Array], jax.Array] = lambda P
 
     _, rows = jax.lax.scan(step, eye, (jnp.arange(1, T + 1), jacs))
     return rows
+
+
+# --------------------------------------------------------------------------- autodiff references (flow maps)
+
+
+def rnn_flow_map(params, xs: jax.Array, activation=None) -> Callable[[jax.Array], jax.Array]:
+    r"""The map :math:`c_0 \mapsto c_T` through :func:`~lstm_jax.run_rnn` (the same ``lax.scan``).
+
+    ``jax.jacfwd(rnn_flow_map(p, xs))(c0)`` is the autodiff reference for
+    :math:`\partial c_T/\partial c_0 = J_T\cdots J_1` (compare :func:`suffix_products`).
+    ``activation`` defaults to :data:`~lstm_jax.SIGMOID`.
+    """
+    from ._activations import SIGMOID
+    from ._rnn import run_rnn
+
+    act = SIGMOID if activation is None else activation
+    return lambda c0: run_rnn(params, c0, xs, act)[0]
+
+
+def lstm_flow_map(params, xs: jax.Array) -> Callable[[jax.Array], jax.Array]:
+    r"""The map :math:`[h_0; c_0] \mapsto [h_T; c_T]` (vectors of size ``2n``) through :func:`~lstm_jax.run_lstm`.
+
+    ``jax.jacfwd(lstm_flow_map(p, xs))(s0)`` is the autodiff reference for
+    :math:`\partial s_T/\partial s_0`; with ``xs`` of length 1 it is the step map.
+    """
+    from ._lstm import LSTMState, run_lstm
+
+    def flow(s0: jax.Array) -> jax.Array:
+        n = s0.shape[-1] // 2
+        final, _ = run_lstm(params, LSTMState(s0[:n], s0[n:]), xs)
+        return jnp.concatenate([final.h, final.c])
+
+    return flow

@@ -58,14 +58,15 @@ References:
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
 from ._activations import SIGMOID, TANH, Activation
-from ._lstm import LSTMParams, LSTMState, _gates, check_lstm_call, check_lstm_params, lstm_step, run_lstm
+from ._lstm import LSTMParams, LSTMState, _gates, _update, check_lstm_call, check_lstm_params, run_lstm
 from ._rnn import RNNParams, _check_rnn_call, rnn_preactivation, run_rnn
+from ._scan import previous_states
 from ._validation import check_array
 
 _dsig = SIGMOID.deriv
@@ -96,25 +97,26 @@ def rnn_step_jacobian(
 
 
 def rnn_step_jacobians(
-    params: RNNParams, c0: jax.Array, xs: jax.Array, activation: Activation = SIGMOID
+    params: RNNParams,
+    c0: jax.Array,
+    xs: jax.Array,
+    activation: Activation = SIGMOID,
+    *,
+    trajectory: Optional[jax.Array] = None,
 ) -> jax.Array:
     r"""All step Jacobians :math:`\partial c_t/\partial c_{t-1}`, ``t = 1..T``, shape ``(T, n, n)``.
 
-    One scan for the states, then one vectorised (``vmap``) evaluation of eq. (2).
+    One scan for the states (skipped when ``trajectory``, the ``(T, n)`` states :math:`c_1..c_T`
+    that :func:`run_rnn` returned for these inputs, is passed), then one vectorised (``vmap``)
+    evaluation of eq. (2).
     """
     p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
-    _, cs = run_rnn(p, c0, xs, activation)  # the trajectory the runner itself produces
-    c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+    if trajectory is None:
+        _, trajectory = run_rnn(p, c0, xs, activation)  # the trajectory the runner itself produces
+    else:
+        trajectory = check_array(trajectory, "trajectory", (xs.shape[0], c0.shape[0]))
+    c_prev = previous_states(c0, trajectory)
     return jax.vmap(lambda c, x: _rnn_jac(p, c, x, activation))(c_prev, xs)
-
-
-def rnn_flow_map(params: RNNParams, xs: jax.Array, activation: Activation = SIGMOID) -> Callable[[jax.Array], jax.Array]:
-    r"""The map :math:`c_0 \mapsto c_T` through :func:`run_rnn` (the same ``lax.scan``).
-
-    ``jax.jacfwd(rnn_flow_map(p, xs))(c0)`` is the autodiff reference for
-    :math:`\partial c_T/\partial c_0`.
-    """
-    return lambda c0: run_rnn(params, c0, xs, activation)[0]
 
 
 # --------------------------------------------------------------------------- LSTM terms
@@ -155,11 +157,20 @@ def _terms_corrected(p: LSTMParams, o_prev, c_prev, x) -> LSTMTerms:
     return LSTMTerms(A, jnp.diag(g.f), C, D)
 
 
-def _terms_published(p: LSTMParams, o_prev, c_prev, x) -> LSTMTerms:
+#: readings of a vector factor ``v`` printed after a Jacobian ``M`` (``M · v``): see ``proofs/_notation.md``
+READINGS = ("column", "row")
+
+
+def _terms_published(p: LSTMParams, o_prev, c_prev, x, reading: str = "column") -> LSTMTerms:
     g, d, (U_f, U_i, U_c) = _article_inputs(p, o_prev, c_prev, x)
-    A = _dsig(g.z_f)[:, None] * U_f * (d * c_prev)[None, :]
-    C = _dsig(g.z_i)[:, None] * U_i * (d * g.c_tilde)[None, :]
-    D = _dsig(g.z_c)[:, None] * U_c * (d * g.i)[None, :]  # sigma' as printed (tanh' is right)
+
+    def printed(lead, U, trailing):  # sigma'(z) · U · (o ⊗ tanh'(c)) · trailing, under the reading
+        M = lead[:, None] * U * d[None, :]
+        return trailing[:, None] * M if reading == "row" else M * trailing[None, :]
+
+    A = printed(_dsig(g.z_f), U_f, c_prev)
+    C = printed(_dsig(g.z_i), U_i, g.c_tilde)
+    D = printed(_dsig(g.z_c), U_c, g.i)  # sigma' as printed (tanh' is right)
     return LSTMTerms(A, jnp.diag(g.f), C, D)
 
 
@@ -189,26 +200,42 @@ def article_terms(params: LSTMParams, o_prev: jax.Array, c_prev: jax.Array, x: j
     return _terms_corrected(*_check_article_call(params, o_prev, c_prev, x))
 
 
-def article_terms_published(params: LSTMParams, o_prev: jax.Array, c_prev: jax.Array, x: jax.Array) -> LSTMTerms:
-    r"""Terms of article eq. (6) exactly as printed (read left to right; :math:`W_g \to U_g`).
+def article_terms_published(
+    params: LSTMParams, o_prev: jax.Array, c_prev: jax.Array, x: jax.Array, *, reading: str = "column"
+) -> LSTMTerms:
+    r"""Terms of article eq. (6) as printed (:math:`W_g \to U_g`, its ``h``-columns), under a reading.
 
     :math:`A = \sigma'(z_f)\cdot U_f\cdot o_{t-1}\otimes\tanh'(c_{t-1})\cdot c_{t-1}`,
     :math:`B = f_t`, :math:`C = \sigma'(z_i)\cdot U_i\cdot o_{t-1}\otimes\tanh'(c_{t-1})\cdot\tilde c_t`,
-    :math:`D = \sigma'(z_c)\cdot U_c\cdot o_{t-1}\otimes\tanh'(c_{t-1})\cdot i_t`,
-    each vector read as a diagonal factor in the position printed.  This is
-    *not* the derivative (see :func:`article_terms`); it exists so the
-    article's formulas can be measured against autodiff.
+    :math:`D = \sigma'(z_c)\cdot U_c\cdot o_{t-1}\otimes\tanh'(c_{t-1})\cdot i_t`.  The leading
+    :math:`\sigma'` and :math:`o_{t-1}\otimes\tanh'(c_{t-1}) = \partial h_{t-1}/\partial c_{t-1}`
+    are diagonal factors in chain-rule order; the trailing vector :math:`v` (:math:`c_{t-1}`,
+    :math:`\tilde c_t`, :math:`i_t`) is read by ``reading``:
+
+    * ``"column"`` (default, the literal left-to-right reading): :math:`M\operatorname{diag}(v)`;
+    * ``"row"`` (the reading the article's product-rule line
+      :math:`\partial f_t/\partial c_{t-1}\cdot c_{t-1}` needs): :math:`\operatorname{diag}(v)M`.
+
+    Under ``"row"`` :math:`A` and :math:`C` equal :func:`article_terms`; :math:`D` differs under
+    both readings (:math:`\sigma'` where :math:`\tilde c_t = \tanh(\cdot)` needs :math:`\tanh'`).
+    Exists so the article's formulas can be measured against autodiff.
     """
-    return _terms_published(*_check_article_call(params, o_prev, c_prev, x))
+    if reading not in READINGS:
+        raise ValueError(f"reading must be one of {READINGS}, got {reading!r}")
+    return _terms_published(*_check_article_call(params, o_prev, c_prev, x), reading)
 
 
 def article_cell_map(params: LSTMParams, o_prev: jax.Array, x: jax.Array) -> Callable[[jax.Array], jax.Array]:
     r"""The map the article differentiates: :math:`c_{t-1} \mapsto c_t` with :math:`h_{t-1} = o_{t-1}\odot\tanh(c_{t-1})`.
 
-    Built on :func:`lstm_step`; ``jax.jacfwd(article_cell_map(p, o, x))(c)`` is
-    the autodiff reference for :math:`A_t + B_t + C_t + D_t`.
+    Built on :func:`run_lstm` (one step of the same scan);
+    ``jax.jacfwd(article_cell_map(p, o, x))(c)`` is the autodiff reference for :math:`A_t + B_t + C_t + D_t`.
     """
-    return lambda c_prev: lstm_step(params, LSTMState(o_prev * jnp.tanh(c_prev), c_prev), x).c
+    return lambda c_prev: run_lstm(params, LSTMState(o_prev * jnp.tanh(c_prev), c_prev), x[None])[0].c
+
+
+def _check_trajectory(trajectory, T: int, n: int) -> LSTMState:
+    return LSTMState(check_array(trajectory.h, "trajectory.h", (T, n)), check_array(trajectory.c, "trajectory.c", (T, n)))
 
 
 def lstm_terms_along(
@@ -216,19 +243,26 @@ def lstm_terms_along(
     state0: LSTMState,
     xs: jax.Array,
     terms: Callable[..., LSTMTerms] = article_terms,
+    *,
+    trajectory: Optional[LSTMState] = None,
 ) -> LSTMTerms:
     r"""Eq. (6) terms along a trajectory, for ``t = 2..T`` (leading axis ``T - 1``).
 
-    Runs the LSTM from ``state0`` over ``xs (T, m)``; :math:`o_{t-1}` is the
-    output gate of step ``t - 1``, so :math:`h_{t-1} = o_{t-1}\odot\tanh(c_{t-1})`
-    holds along the trajectory.  ``terms`` is :func:`article_terms` (exact) or
-    :func:`article_terms_published`.  Needs ``T >= 2``.
+    Runs the LSTM from ``state0`` over ``xs (T, m)`` (or uses ``trajectory``, the
+    :class:`LSTMState` of ``(T, n)`` arrays :func:`run_lstm` returned for these inputs);
+    :math:`o_{t-1}` is the output gate of step ``t - 1``, so
+    :math:`h_{t-1} = o_{t-1}\odot\tanh(c_{t-1})` holds along the trajectory.  ``terms`` is
+    :func:`article_terms` (exact) or :func:`article_terms_published` (e.g.
+    ``functools.partial(article_terms_published, reading="row")``).  Needs ``T >= 2``.
     """
     p, s0, xs, n, m = check_lstm_call(params, state0, "state0", xs, "xs", 2)
     if xs.shape[0] < 2:
         raise ValueError(f"xs has shape {xs.shape} but eq. (6) terms need T >= 2 steps (shape (T, {m}))")
-    _, traj = run_lstm(p, s0, xs)  # the trajectory the runner itself produces
-    h_prev = jnp.concatenate([s0.h[None], traj.h[:-1]], axis=0)
+    if trajectory is None:
+        _, traj = run_lstm(p, s0, xs)  # the trajectory the runner itself produces
+    else:
+        traj = _check_trajectory(trajectory, xs.shape[0], n)
+    h_prev = previous_states(s0.h, traj.h)
     o = jax.vmap(lambda h, x: _gates(p, h, x).o)(h_prev, xs)
     return jax.vmap(lambda o_, c_, x_: terms(p, o_, c_, x_))(o[:-1], traj.c[:-1], xs[1:])
 
@@ -236,19 +270,29 @@ def lstm_terms_along(
 # --------------------------------------------------------------------------- LSTM joint
 
 
+def _k_row_scales(g, c_prev):
+    r"""Row scales of :math:`K_t = \partial c_t/\partial h_{t-1}`: ``(a_f, a_i, a_c)`` with
+    :math:`K_t = \operatorname{diag}(a_f)U_f + \operatorname{diag}(a_i)U_i + \operatorname{diag}(a_c)U_c`,
+    :math:`a_f = c_{t-1}\odot\sigma'(z_f)`, :math:`a_i = \tilde c_t\odot\sigma'(z_i)`,
+    :math:`a_c = i_t\odot\tanh'(z_c)`.  The one definition of :math:`K_t` (used by the joint
+    Jacobian, and by ``_parallel``'s Jacobian diagonal with the diagonals of the ``U_g``)."""
+    return c_prev * _dsig(g.z_f), g.c_tilde * _dsig(g.z_i), g.i * _dtanh(g.z_c)
+
+
+def _k_matrix(p: LSTMParams, g, c_prev, n: int):
+    r""":math:`K_t = \partial c_t/\partial h_{t-1}`, ``(n, n)`` (see :func:`_k_row_scales`)."""
+    a_f, a_i, a_c = _k_row_scales(g, c_prev)
+    return a_f[:, None] * p.W_f[:, :n] + a_i[:, None] * p.W_i[:, :n] + a_c[:, None] * p.W_c[:, :n]
+
+
 def _joint_jac(p: LSTMParams, h_prev, c_prev, x):
     n = h_prev.shape[-1]
     g = _gates(p, h_prev, x)
-    U_f, U_i, U_c, U_o = (W[:, :n] for W in (p.W_f, p.W_i, p.W_c, p.W_o))
-    K = (
-        (c_prev * _dsig(g.z_f))[:, None] * U_f
-        + (g.c_tilde * _dsig(g.z_i))[:, None] * U_i
-        + (g.i * _dtanh(g.z_c))[:, None] * U_c
-    )
-    c = c_prev * g.f + g.c_tilde * g.i
-    tc = jnp.tanh(c)
+    K = _k_matrix(p, g, c_prev, n)
+    s = _update(c_prev, g.z_f, g.z_i, g.z_c, g.z_o)  # (h_t, c_t): the one cell update
+    tc = jnp.tanh(s.c)
     e = g.o * (1 - tc * tc)
-    J_hh = (tc * _dsig(g.z_o))[:, None] * U_o + e[:, None] * K
+    J_hh = (tc * _dsig(g.z_o))[:, None] * p.W_o[:, :n] + e[:, None] * K
     return _joint_blocks(J_hh, e * g.f, K, g.f)
 
 
@@ -280,13 +324,21 @@ def lstm_step_jacobian(params: LSTMParams, state: LSTMState, x: jax.Array) -> ja
     return _joint_jac(p, s.h, s.c, x)
 
 
-def lstm_step_jacobians(params: LSTMParams, state0: LSTMState, xs: jax.Array) -> jax.Array:
-    """All joint step Jacobians along a sequence, ``t = 1..T``: shape ``(T, 2n, 2n)`` (one scan, one vmap)."""
-    p, s0, xs, _, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
-    _, traj = run_lstm(p, s0, xs)  # the trajectory the runner itself produces
-    h_prev = jnp.concatenate([s0.h[None], traj.h[:-1]], axis=0)
-    c_prev = jnp.concatenate([s0.c[None], traj.c[:-1]], axis=0)
-    return jax.vmap(lambda h, c, x: _joint_jac(p, h, c, x))(h_prev, c_prev, xs)
+def lstm_step_jacobians(
+    params: LSTMParams, state0: LSTMState, xs: jax.Array, *, trajectory: Optional[LSTMState] = None
+) -> jax.Array:
+    """All joint step Jacobians along a sequence, ``t = 1..T``: shape ``(T, 2n, 2n)`` (one scan, one vmap).
+
+    ``trajectory``: the :class:`LSTMState` of ``(T, n)`` arrays :func:`run_lstm` returned for these
+    inputs, to share one scan between several diagnostics (default: run it here).
+    """
+    p, s0, xs, n, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
+    if trajectory is None:
+        _, traj = run_lstm(p, s0, xs)  # the trajectory the runner itself produces
+    else:
+        traj = _check_trajectory(trajectory, xs.shape[0], n)
+    prev = previous_states(s0, traj)
+    return jax.vmap(lambda h, c, x: _joint_jac(p, h, c, x))(prev.h, prev.c, xs)
 
 
 class JointBlocks(NamedTuple):
@@ -306,20 +358,6 @@ def split_joint(J: jax.Array) -> JointBlocks:
         raise ValueError(f"J has shape {J.shape} but (..., 2n, 2n) is expected")
     n = d // 2
     return JointBlocks(J[..., :n, :n], J[..., :n, n:], J[..., n:, :n], J[..., n:, n:])
-
-
-def lstm_flow_map(params: LSTMParams, xs: jax.Array) -> Callable[[jax.Array], jax.Array]:
-    r"""The map :math:`[h_0; c_0] \mapsto [h_T; c_T]` (vectors of size ``2n``) through :func:`run_lstm`.
-
-    ``jax.jacfwd(lstm_flow_map(p, xs))(s0)`` is the autodiff reference for
-    :math:`\partial s_T/\partial s_0`; with ``xs`` of length 1 it is the step map.
-    """
-    def flow(s0: jax.Array) -> jax.Array:
-        n = s0.shape[-1] // 2
-        final, _ = run_lstm(params, LSTMState(s0[:n], s0[n:]), xs)
-        return jnp.concatenate([final.h, final.c])
-
-    return flow
 
 
 # --------------------------------------------------------------------------- products

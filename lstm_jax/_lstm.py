@@ -39,7 +39,6 @@ import jax.numpy as jnp
 from ._scan import scan_steps
 from ._validation import as_named_tuple, check_array, common_dtype
 
-GATES = ("f", "i", "c", "o")
 
 
 class LSTMParams(NamedTuple):
@@ -282,7 +281,7 @@ def run_lstm(
     p, s0, xs, n, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
     # Speed: fused (n, 4n) and (m, 4n) weights, gate order f, i, c~, o: two GEMMs per step instead of eight.
     # The input projection stays inside the step: hoisting it out as one (T, 4n) GEMM was measured slower
-    # for batches on CPU (it streams a 4n-wide array through memory); see benchmarks/lstm_speed.py.
+    # for batches on CPU (it streams a 4n-wide array through memory).
     W, b = _fused(p, n)
     W_h, W_x = W[:n], W[n:]
 

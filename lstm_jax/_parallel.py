@@ -75,13 +75,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import SIGMOID, TANH, Activation
-from ._jacobians import _joint_jac, _rnn_jac
-from ._lstm import LSTMParams, LSTMState, _gates, _lstm_step, check_lstm_call, run_lstm
+from ._activations import SIGMOID, Activation
+from ._jacobians import _joint_jac, _k_row_scales, _rnn_jac
+from ._lstm import LSTMParams, LSTMState, _gates, _lstm_step, _update, check_lstm_call, run_lstm
 from ._rnn import RNNParams, _check_rnn_call, _rnn_step, rnn_preactivation, run_rnn
+from ._scan import previous_states
 from ._validation import check_array
 
-_dsig, _dtanh = SIGMOID.deriv, TANH.deriv
+_dsig = SIGMOID.deriv
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -158,10 +159,9 @@ def _lstm_flat_diag(p: LSTMParams, s, x):
     h_prev, c_prev = s[:n], s[n:]
     g = _gates(p, h_prev, x)
     dU = lambda W: jnp.diagonal(W[:, :n])  # noqa: E731
-    k_diag = (c_prev * _dsig(g.z_f) * dU(p.W_f) + g.c_tilde * _dsig(g.z_i) * dU(p.W_i)
-              + g.i * _dtanh(g.z_c) * dU(p.W_c))
-    c = c_prev * g.f + g.c_tilde * g.i
-    tc = jnp.tanh(c)
+    a_f, a_i, a_c = _k_row_scales(g, c_prev)  # K_t = diag(a_f) U_f + diag(a_i) U_i + diag(a_c) U_c
+    k_diag = a_f * dU(p.W_f) + a_i * dU(p.W_i) + a_c * dU(p.W_c)
+    tc = jnp.tanh(_update(c_prev, g.z_f, g.z_i, g.z_c, g.z_o).c)
     hh = tc * _dsig(g.z_o) * dU(p.W_o) + g.o * (1 - tc * tc) * k_diag
     return jnp.concatenate([hh, g.f])
 
@@ -244,7 +244,7 @@ def _newton(rec: _Recurrence, mode: NewtonMode, max_iter: int, tol: float, param
     F = jax.vmap(rec.step, in_axes=(None, 0, 0))
     lin = jax.vmap(mode.pick(rec), in_axes=(None, 0, 0))
     T = xs.shape[0]
-    prev = lambda s: jnp.concatenate([s0[None], s[:-1]], axis=0)  # noqa: E731
+    prev = lambda s: previous_states(s0, s)  # noqa: E731
     resid = lambda s, fs: jnp.max(jnp.abs(s - fs))  # noqa: E731
     thresh = lambda s: tol * (1 + jnp.max(jnp.abs(s)))  # noqa: E731
     one = jnp.ones((), s0.dtype)
@@ -298,7 +298,7 @@ def _parallel_fwd(rec, mode, max_iter, tol, params, s0, xs):
 def _parallel_bwd(rec, mode, max_iter, tol, res, cot):
     params, s0, xs, s = res
     g = cot[0]
-    sp = jnp.concatenate([s0[None], s[:-1]], axis=0)
+    sp = previous_states(s0, s)
     J = jax.vmap(rec.jac, in_axes=(None, 0, 0))(params, sp, xs)  # exact, every mode
     JT_next = jnp.concatenate([jnp.swapaxes(J[1:], -1, -2), jnp.zeros_like(J[:1])], axis=0)
     lam = _solve(DENSE, JT_next[::-1], g[::-1], jnp.zeros_like(s0))[::-1]  # lambda_t = g_t + J_(t+1)^T lambda_(t+1)

@@ -82,3 +82,13 @@ def scan_steps(
     if len(ys) == 1:
         return carry, ys[0]
     return carry, jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a, b]), *ys)
+
+
+def previous_states(state0: Any, trajectory: Any) -> Any:
+    r"""The states *before* each step: :math:`(s_0, s_1, \dots, s_{T-1})` from ``state0`` and a trajectory ``(s_1..s_T)``.
+
+    Works leaf-wise on pytrees (e.g. :class:`~lstm_jax.LSTMState` of ``(T, n)`` arrays): each leaf is
+    ``concatenate([s0[None], s[:-1]])``, shape ``(T, ...)``.  Step ``t`` of a runner maps
+    ``previous_states(...)[t - 1]`` and ``x_t`` to ``trajectory[t - 1]``.
+    """
+    return jax.tree_util.tree_map(lambda a0, a: jnp.concatenate([a0[None], a[:-1]], axis=0), state0, trajectory)

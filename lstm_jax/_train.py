@@ -28,14 +28,6 @@ from ._rnn import init_rnn, run_rnn
 from ._tasks import TEMPORAL_ORDER_CLASSES, adding_problem, temporal_order
 
 
-class Model(NamedTuple):
-    """Which cell, and its settings (static)."""
-
-    kind: str  # "rnn-sigmoid", "rnn-tanh", "lstm"
-    n: int
-    forget_bias: float = 1.0
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     task: str = "adding"  # or "temporal-order"
