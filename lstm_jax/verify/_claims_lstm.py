@@ -112,8 +112,9 @@ def _readings(audit, quantity):
     return readings_of({r: _worst(audit, quantity.format(r=r)) for r in READINGS})
 
 
-def _reading_figure(readings, corrected=None):
-    parts = [f"{r.name}: {bound_fmt(r.max_rel_err)}" for r in readings]
+def _reading_figure(readings, corrected=None, draws=DRAWS * len(SHAPES)):
+    parts = [f"max over {draws} draws, {readings[0].name}: {bound_fmt(readings[0].max_rel_err)}"]
+    parts += [f"{r.name}: {bound_fmt(r.max_rel_err)}" for r in readings[1:]]
     if corrected is not None:
         parts.append(f"corrected: {bound_fmt(corrected)}")
     return "; ".join(parts)

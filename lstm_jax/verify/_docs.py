@@ -9,31 +9,32 @@ from __future__ import annotations
 
 import pathlib
 import re
-from typing import Sequence
 
 from ._runner import format_claim_block, format_errata, format_markdown
-from ._types import Report
+from ._runner import _doc
 
 
-def _blocks(reports: Sequence[Report]) -> dict:
-    """{relative path: {marker: text}}."""
+def _blocks(reports) -> dict:
+    """{relative path: {marker: text}}, from reports or their JSON document."""
+    doc = _doc(reports)
     out = {
-        "README.md": {"verify-table": format_markdown(reports, "proofs/")},
-        "proofs/README.md": {"verify-index": format_markdown(reports, ""), "verify-errata": format_errata(reports)},
+        "README.md": {"verify-table": format_markdown(doc, "proofs/")},
+        "proofs/README.md": {"verify-index": format_markdown(doc, ""), "verify-errata": format_errata(doc)},
     }
-    for r in reports:
-        out.setdefault(f"proofs/{r.claim.proof}", {})[f"verify-measured:{r.claim.id}"] = format_claim_block(r)
+    for c in doc["claims"]:
+        out.setdefault(f"proofs/{c['proof']}", {})[f"verify-measured:{c['id']}"] = format_claim_block(c)
     return out
 
 
 def _splice(text: str, marker: str, block: str, path: str) -> str:
-    pat = re.compile(rf"(<!-- {re.escape(marker)}:start -->\n).*?(\n<!-- {re.escape(marker)}:end -->)", re.S)
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    pat = re.compile(rf"{re.escape(start)}\n.*?{re.escape(end)}", re.S)
     if not pat.search(text):
-        raise ValueError(f"{path}: no <!-- {marker}:start --> … <!-- {marker}:end --> block")
-    return pat.sub(lambda m: m.group(1) + block + m.group(2), text, count=1)
+        raise ValueError(f"{path}: no {start} … {end} block")
+    return pat.sub(lambda m: f"{start}\n{block}\n{end}", text, count=1)
 
 
-def rendered_docs(reports: Sequence[Report], root) -> dict:
+def rendered_docs(reports, root) -> dict:
     """{path: (committed text, text with every generated block replaced by this run's output)}."""
     root = pathlib.Path(root)
     out = {}
@@ -46,12 +47,12 @@ def rendered_docs(reports: Sequence[Report], root) -> dict:
     return out
 
 
-def stale_docs(reports: Sequence[Report], root) -> list[str]:
+def stale_docs(reports, root) -> list[str]:
     """Files whose generated blocks differ from what this run prints."""
     return [rel for rel, (old, new) in rendered_docs(reports, root).items() if old != new]
 
 
-def sync_docs(reports: Sequence[Report], root) -> list[str]:
+def sync_docs(reports, root) -> list[str]:
     """Rewrite the generated blocks (atomically, through :func:`lstm_jax.io.atomic_write`); returns the files changed."""
     from lstm_jax.io import atomic_write
 

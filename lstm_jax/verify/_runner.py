@@ -121,24 +121,22 @@ def reports_to_json(reports: Sequence[Report], seed: int) -> dict:
 _COLUMNS = ("id", "claim", "eq.", "verdict", "root cause", "measured", "status")
 
 
-def _rows(reports: Sequence[Report]) -> list[tuple[str, ...]]:
+def _doc(reports_or_doc, seed: int = 0) -> dict:
+    """The JSON document, from reports or as given (every formatter works on the JSON document)."""
+    return reports_or_doc if isinstance(reports_or_doc, dict) else reports_to_json(reports_or_doc, seed)
+
+
+def _rows(doc: dict) -> list[tuple[str, ...]]:
     return [
-        (
-            r.claim.id,
-            r.claim.title,
-            r.claim.equation,
-            r.finding.verdict.value if r.finding else "—",
-            ", ".join(_root_list(r.claim.root_cause)) or "—",
-            r.finding.figure if r.finding else "—",
-            r.status,
-        )
-        for r in reports
+        (c["id"], c["title"], c["equation"], c["verdict"], ", ".join(_root_list(c["root_cause"])) or "—",
+         c["figure"] or "—", c["status"])
+        for c in doc["claims"]
     ]
 
 
-def format_table(reports: Sequence[Report]) -> str:
-    """A fixed-width text table (what ``lstm-jax verify`` prints)."""
-    rows = [_COLUMNS, *_rows(reports)]
+def format_table(reports) -> str:
+    """A fixed-width text table (what ``lstm-jax verify`` prints), from reports or their JSON document."""
+    rows = [_COLUMNS, *_rows(_doc(reports))]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
     sep = "  ".join("-" * w for w in widths)
@@ -149,11 +147,12 @@ def _md(cells) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
 
-def format_markdown(reports: Sequence[Report], proofs_prefix: str = "proofs/") -> str:
+def format_markdown(reports, proofs_prefix: str = "proofs/") -> str:
     """The table as GitHub Markdown, each id linking to its proof (what ``--markdown`` writes)."""
+    doc = _doc(reports)
     out = [_md(_COLUMNS), "|" + "---|" * len(_COLUMNS)]
-    for r, row in zip(reports, _rows(reports)):
-        out.append(_md((f"[{row[0]}]({proofs_prefix}{r.claim.proof})", *row[1:])))
+    for c, row in zip(doc["claims"], _rows(doc)):
+        out.append(_md((f"[{row[0]}]({proofs_prefix}{c['proof']})", *row[1:])))
     return "\n".join(out)
 
 
@@ -172,39 +171,33 @@ def summary_line(reports: Sequence[Report]) -> str:
     """One line counting verdicts over claims and errata over root causes (not rows)."""
     verdicts = Counter(r.finding.verdict for r in reports if r.finding)
     kinds = Counter(ROOT_CAUSES[rc].kind for rc in _claims_by_root(reports))
-    roots = sum(kinds.values())
-    parts = [f"{verdicts.get(v, 0)} {v.value}" for v in Verdict if verdicts.get(v, 0)]
+    parts = [f"{v.value}: {verdicts[v]}" for v in Verdict if verdicts.get(v, 0)]
     kind_txt = ", ".join(f"{kinds[k]} {_KIND_WORDS[k]}{'s' if kinds[k] != 1 else ''}" for k in _KIND_WORDS if kinds[k])
-    return (f"{len(reports)} claims ({'; '.join(parts)}); {roots} root causes: {kind_txt}.")
+    return f"{len(reports)} claims ({'; '.join(parts)}); {sum(kinds.values())} root causes: {kind_txt}."
 
 
-def format_errata(reports: Sequence[Report]) -> str:
-    """The errata as Markdown: one row per root cause, with the claims it affects, and the summary line."""
+def format_errata(reports) -> str:
+    """The errata as Markdown: one row per root cause with the claims it affects, then the summary line."""
+    doc = _doc(reports)
+    proof = {c["id"]: c["proof"] for c in doc["claims"]}
     out = [_md(("root cause", "kind", "where", "as published", "corrected", "claims")), "|---|---|---|---|---|---|"]
-    for rc, ids in _claims_by_root(reports).items():
-        c = ROOT_CAUSES[rc]
-        out.append(_md((f"`{rc}`", _KIND_WORDS[c.kind], c.where, c.published, c.corrected,
-                        ", ".join(f"[{i}]({_proof_of(reports, i)})" for i in ids))))
-    out += ["", summary_line(reports)]
+    for rc, c in doc["root_causes"].items():
+        out.append(_md((f"`{rc}`", _KIND_WORDS[c["kind"]], c["where"], c["published"], c["corrected"],
+                        ", ".join(f"[{i}]({proof[i]})" for i in c["claims"]))))
+    out += ["", f"**Summary:** {doc['summary']}"]
     return "\n".join(out)
 
 
-def _proof_of(reports, cid):
-    return next(r.claim.proof for r in reports if r.claim.id == cid)
-
-
-def format_claim_block(report: Report) -> str:
-    """The measured block of one proof document: verdict, root cause, readings, figure (Markdown)."""
-    f = report.finding
-    if f is None:
-        return f"**{report.claim.id}**: {report.status}"
-    lines = [f"Output of `lstm-jax verify --only {report.claim.id}` (seed 0; exact numbers in the `--json` output):", "",
+def format_claim_block(claim: dict) -> str:
+    """The measured block of one proof document (Markdown), from one claim entry of the JSON document."""
+    lines = [f"Output of `lstm-jax verify --only {claim['id']}` (seed 0; exact numbers in its `--json` output):", "",
              "| | |", "|---|---|",
-             _md(("verdict", f"**{f.verdict.value}**")),
-             _md(("root cause", ", ".join(f"`{x}`" for x in _root_list(report.claim.root_cause)) or "—")),
-             _md(("measured", f.figure))]
-    for rd in f.readings:
-        lines.append(_md((f"reading `{rd.name}`", f"max rel. error {bound_fmt(rd.max_rel_err)}: "
-                          f"{'holds' if rd.holds else 'fails'}")))
-    lines.append(_md(("statement", f.statement)))
+             _md(("verdict", f"**{claim['verdict']}**")),
+             _md(("root cause", ", ".join(f"`{x}`" for x in _root_list(claim["root_cause"])) or "—")),
+             _md(("measured", claim["figure"] or "—"))]
+    for rd in claim["readings"]:
+        lines.append(_md((f"reading `{rd['name']}`", f"max rel. error {bound_fmt(rd['max_rel_err'])}: "
+                          f"{'holds' if rd['holds'] else 'fails'}")))
+    lines.append(_md(("statement", claim["statement"] or "—")))
+    lines.append(_md(("status", claim["status"])))
     return "\n".join(lines)
