@@ -182,8 +182,18 @@ def test_dict_params_are_accepted_like_named_tuples():
     np.testing.assert_array_equal(a.h, b.h)
 
 
-def test_jit_compiles_runners_with_static_activation():
-    p = lj.init_rnn(jax.random.PRNGKey(0), 3, 2)
-    f = jax.jit(lj.run_rnn, static_argnums=3)
-    cT, _ = f(p, jnp.zeros(3), jnp.ones((5, 2)), lj.TANH)
-    np.testing.assert_allclose(cT, lj.run_rnn(p, jnp.zeros(3), jnp.ones((5, 2)), lj.TANH)[0], rtol=1e-6)
+def test_jitted_runners_with_static_activation_equal_the_numpy_loop_reference():
+    """Under jax.jit (activation static) both runners equal the independent NumPy loops of _reference.py."""
+    p = lj.init_rnn(jax.random.PRNGKey(0), 3, 2, scale=1.5, bias=True, dtype=F64)
+    p = p._replace(b=jax.random.normal(jax.random.PRNGKey(1), (3,), F64))
+    xs = jax.random.normal(jax.random.PRNGKey(2), (5, 2), F64)
+    c0 = jnp.array([0.3, -0.2, 0.9], F64)
+    for act in (lj.SIGMOID, lj.TANH):
+        cT, cs = jax.jit(lj.run_rnn, static_argnums=3)(p, c0, xs, act)
+        want = rnn_loop(np.asarray(p.W_rec), np.asarray(p.W_in), np.asarray(p.b), c0, xs, act.name)
+        assert rel_err(cs, want) < RTOL64 and rel_err(cT, want[-1]) < RTOL64
+    q = lj.init_lstm(jax.random.PRNGKey(3), 3, 2, dtype=F64)
+    s0 = lj.LSTMState(jnp.array([0.1, 0.0, -0.4], F64), jnp.array([1.0, -2.0, 0.5], F64))
+    _, traj = jax.jit(lj.run_lstm)(q, s0, xs)
+    hs, cs = lstm_loop(q, s0.h, s0.c, xs)
+    assert rel_err(traj.h, hs) < RTOL64 and rel_err(traj.c, cs) < RTOL64

@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from lstm_jax import _cli, _verify
-from lstm_jax._verify import Claim, Finding, Verdict
+from lstm_jax import _cli
+from lstm_jax.verify import Claim, Finding, Verdict, claim_ids
+from lstm_jax.verify import _runner
 
 FAST = ["rnn-eq2-tanh", "eq3-sum", "lstm-eq6-D"]
 
@@ -18,17 +19,17 @@ def test_verify_subprocess_prints_table_and_writes_json_and_markdown(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     header = next(line for line in out.stdout.splitlines() if line.startswith("id "))
-    assert header.split() == ["id", "claim", "eq.", "verdict", "measured", "status"]
+    assert header.split() == ["id", "claim", "eq.", "verdict", "root", "cause", "measured", "status"]
     assert "lstm-eq6-D" in out.stdout and "fails as published" in out.stdout
     doc = json.loads(js.read_text())
     assert set(doc) >= {"claims", "jax_version", "device"}
     assert [c["id"] for c in doc["claims"]] == FAST
     for c in doc["claims"]:
-        assert set(c) >= {"id", "title", "equation", "verdict", "measured"}
+        assert set(c) >= {"id", "title", "equation", "verdict", "root_cause", "readings", "measured"}
         assert c["verdict"] in {v.value for v in Verdict}
         assert isinstance(c["measured"], dict) and c["measured"]
     table = md.read_text().splitlines()
-    assert table[0] == "| id | claim | eq. | verdict | measured | status |"
+    assert table[0] == "| id | claim | eq. | verdict | root cause | measured | status |"
     assert "[lstm-eq6-D](proofs/lstm-eq6-D.md)" in table[4]
 
 
@@ -40,7 +41,7 @@ def test_unknown_id_is_a_clear_error_with_exit_code_2():
 
 def test_list_prints_every_id(capsys):
     assert _cli.main(["verify", "--list"]) == 0
-    assert capsys.readouterr().out.split() == _verify.claim_ids()
+    assert capsys.readouterr().out.split() == claim_ids()
 
 
 def _fake(verdict, ok=True, boom=False):
@@ -55,15 +56,26 @@ def _fake(verdict, ok=True, boom=False):
 @pytest.mark.parametrize(
     "claim, status",
     [
-        (Claim("c-ok", "t", "(0)", Verdict.FAILS, "p.md", _fake(Verdict.FAILS)), "ok"),
-        (Claim("c-bad", "t", "(0)", Verdict.FAILS, "p.md", _fake(Verdict.FAILS, ok=False)), "corrected formula disagrees"),
-        (Claim("c-verdict", "t", "(0)", Verdict.HOLDS, "p.md", _fake(Verdict.FAILS)), "unexpected verdict"),
-        (Claim("c-err", "t", "(0)", Verdict.HOLDS, "p.md", _fake(Verdict.HOLDS, boom=True)), "error: ArithmeticError: boom"),
+        (Claim("c-ok", "t", "(0)", Verdict.FAILS, "sigma-for-tanh", "p.md", _fake(Verdict.FAILS)), "ok"),
+        (Claim("c-bad", "t", "(0)", Verdict.FAILS, "sigma-for-tanh", "p.md", _fake(Verdict.FAILS, ok=False)), "corrected formula disagrees"),
+        (Claim("c-verdict", "t", "(0)", Verdict.HOLDS, None, "p.md", _fake(Verdict.FAILS)), "unexpected verdict"),
+        (Claim("c-err", "t", "(0)", Verdict.HOLDS, None, "p.md", _fake(Verdict.HOLDS, boom=True)), "error: ArithmeticError: boom"),
     ],
 )
 def test_exit_code_is_nonzero_exactly_when_a_check_misbehaves(monkeypatch, capsys, claim, status):
-    monkeypatch.setattr(_verify, "_registry", lambda: [claim])
+    monkeypatch.setattr(_runner, "CLAIMS", (claim,))
     code = _cli.main(["verify"])
     out = capsys.readouterr()
     assert (code == 0) == (status == "ok")
     assert status in out.out
+
+
+def test_unwritable_output_path_exits_3_before_any_claim_runs(tmp_path, monkeypatch, capsys):
+    def never(ctx):
+        raise AssertionError("a claim ran before the output path was checked")
+
+    monkeypatch.setattr(_runner, "CLAIMS", (Claim("c", "t", "(0)", Verdict.HOLDS, None, "p.md", never),))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert _cli.main(["verify", "--json", str(blocker / "out.json")]) == 3
+    assert "--json" in capsys.readouterr().err

@@ -21,12 +21,14 @@ from ._types import Claim, Context, Report, Verdict, bound_fmt
 CLAIMS: tuple = (*RNN_CLAIMS, *LSTM_CLAIMS)
 
 
-def claim_ids(claims: Sequence[Claim] = CLAIMS) -> list[str]:
-    """Ids of every registered claim, in report order."""
-    return [c.id for c in claims]
+def claim_ids(claims: Optional[Sequence[Claim]] = None) -> list[str]:
+    """Ids of every registered claim (or of ``claims``), in report order."""
+    return [c.id for c in (CLAIMS if claims is None else claims)]
 
 
-def run_claims(seed: int = 0, only: Optional[Sequence[str]] = None, claims: Sequence[Claim] = CLAIMS) -> list[Report]:
+def run_claims(
+    seed: int = 0, only: Optional[Sequence[str]] = None, claims: Optional[Sequence[Claim]] = None
+) -> list[Report]:
     """Run the claims (all, or the ids in ``only``) in float64 and return their reports.
 
     Draws and trajectories that several claims use are computed once per run (the run's
@@ -36,6 +38,7 @@ def run_claims(seed: int = 0, only: Optional[Sequence[str]] = None, claims: Sequ
       RuntimeError: if float64 is not enabled (``jax.config.update("jax_enable_x64", True)``).
       ValueError: if ``only`` names an unknown claim id (the message lists the known ids).
     """
+    claims = CLAIMS if claims is None else claims
     if not jax.config.jax_enable_x64:
         raise RuntimeError(
             "the claims are verified in float64: call jax.config.update('jax_enable_x64', True) "
@@ -63,11 +66,11 @@ def run_claims(seed: int = 0, only: Optional[Sequence[str]] = None, claims: Sequ
     return reports
 
 
-def check_only(only: Optional[Sequence[str]], claims: Sequence[Claim] = CLAIMS) -> None:
+def check_only(only: Optional[Sequence[str]], claims: Optional[Sequence[Claim]] = None) -> None:
     """Raise ``ValueError`` naming the unknown ids in ``only`` (and listing the known ones)."""
     if not only:
         return
-    known = {c.id for c in claims}
+    known = set(claim_ids(claims))
     unknown = [i for i in only if i not in known]
     if unknown:
         raise ValueError(f"unknown claim id(s) {unknown}; known ids: {sorted(known)}")
