@@ -157,7 +157,8 @@ def test_printed_D_error_is_unbounded_as_the_closed_form_says(claims):
     for z, err in got.items():
         z = float(z)
         want = abs(np.cosh(z) ** 2 / (4 * np.cosh(z / 2) ** 2) - 1)
-        assert err == pytest.approx(want, rel=1e-12), z
+        # the library's tanh' = 1 - tanh^2 cancels ~4 digits at |z| = 5 (tanh'(5) = 1.8e-4): rel. 1e-9
+        assert err == pytest.approx(want, rel=1e-9), z
     assert got["5.0"] > 30 and got["1.66"] < 0.01  # grows without bound; ratio 1 near |z| = 1.66
 
 
