@@ -12,7 +12,16 @@ Importing the package never changes JAX's configuration: enable float64 with
 """
 
 from ._activations import SIGMOID, TANH, Activation
-from ._flow import FlowNorms, Lyapunov, gradient_flow_norms, lag_map, lstm_flow_map, lyapunov, rnn_flow_map, suffix_products
+from ._flow import (
+    FlowNorms,
+    Lyapunov,
+    gradient_flow_norms,
+    lag_map,
+    lstm_flow_map,
+    lyapunov,
+    rnn_flow_map,
+    suffix_products,
+)
 from ._interop import (
     from_equinox,
     from_flax_linen,

@@ -28,3 +28,76 @@ def test_ci_runs_exactly_the_readme_test_command():
     test_cmd = blocks[1].strip()
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_cmd in ci
+
+
+def _imports(path: pathlib.Path, package: str):
+    """(module imported, names imported) for every import in ``path``, relative imports resolved."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield a.name, []
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module
+            yield mod, [a.name for a in node.names]
+
+
+def _module_of(path: pathlib.Path) -> tuple[str, str]:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    package = ".".join(parts[:-1])
+    return name, package
+
+
+def test_the_package_import_graph_has_no_circle():
+    """Module-level and function-level imports between lstm_jax modules form a DAG (a module's own
+    package __init__ excluded: importing ``lstm_jax.x`` always runs ``lstm_jax/__init__`` first)."""
+    graph = {}
+    for path in (ROOT / "lstm_jax").rglob("*.py"):
+        name, package = _module_of(path)
+        deps = set()
+        for mod, names in _imports(path, package):
+            if not mod or not mod.startswith("lstm_jax"):
+                continue
+            for target in [mod] + [f"{mod}.{n}" for n in names]:
+                if (ROOT / (target.replace(".", "/") + ".py")).is_file() or (ROOT / target.replace(".", "/")).is_dir():
+                    deps.add(target)
+        deps.discard(name)
+        graph[name] = {d for d in deps if not name.startswith(d + ".") and d != "lstm_jax"}
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for dep in graph.get(node, ()):
+            assert state.get(dep) != "open", f"import circle: {' -> '.join(stack + [node, dep])}"
+            if dep not in state:
+                visit(dep, stack + [node])
+        state[node] = "done"
+
+    for node in graph:
+        if node not in state:
+            visit(node, [])
+
+
+def test_the_verify_wing_uses_only_the_public_api():
+    """lstm_jax/verify imports ``lstm_jax`` (public names in ``__all__``) and its own modules, nothing private."""
+    for path in (ROOT / "lstm_jax" / "verify").glob("*.py"):
+        _, package = _module_of(path)
+        for mod, names in _imports(path, package):
+            if not mod.startswith("lstm_jax"):
+                continue
+            if mod.startswith("lstm_jax.verify"):
+                continue
+            assert mod in ("lstm_jax", "lstm_jax.io"), (path.name, mod)
+            public = lstm_jax.__all__ if mod == "lstm_jax" else __import__("lstm_jax.io").io.__all__
+            assert all(n in public for n in names), (path.name, mod, names)
+    src = "".join(p.read_text() for p in (ROOT / "lstm_jax" / "verify").glob("*.py"))
+    used = set(re.findall(r"\blj\.([A-Za-z_]\w*)", src))
+    assert used <= set(lstm_jax.__all__), used - set(lstm_jax.__all__)
