@@ -94,7 +94,8 @@ def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] =
 
     Returns:
       :class:`Lyapunov`.  The finite-``T`` exponents converge to the true ones as
-      ``T`` grows (at rate ``O(1/T)`` for typical sequences).
+      ``T`` grows: ``O(1/T)`` for a fixed (e.g. periodic) input, but ``O(T^{-1/2})`` along random
+      inputs (the per-step logs fluctuate; a central-limit rate).
     """
     jacs = _check_jacs(jacs)
     T, d, _ = jacs.shape
