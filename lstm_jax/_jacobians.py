@@ -151,9 +151,10 @@ def _article_inputs(p: LSTMParams, o_prev, c_prev, x):
 
 def _terms_corrected(p: LSTMParams, o_prev, c_prev, x) -> LSTMTerms:
     g, d, (U_f, U_i, U_c) = _article_inputs(p, o_prev, c_prev, x)
-    A = (c_prev * _dsig(g.z_f))[:, None] * U_f * d[None, :]
-    C = (g.c_tilde * _dsig(g.z_i))[:, None] * U_i * d[None, :]
-    D = (g.i * _dtanh(g.z_c))[:, None] * U_c * d[None, :]
+    a_f, a_i, a_c = _k_row_scales(g, c_prev)  # A + C + D = K_t diag(d_(t-1)): the same row scales as K_t
+    A = a_f[:, None] * U_f * d[None, :]
+    C = a_i[:, None] * U_i * d[None, :]
+    D = a_c[:, None] * U_c * d[None, :]
     return LSTMTerms(A, jnp.diag(g.f), C, D)
 
 
