@@ -18,12 +18,21 @@ _VERIFY_XLA_FLAG = "--xla_backend_optimization_level=0"
 def _verify(args: argparse.Namespace) -> int:
     import os
 
-    # Read by XLA when the backend starts (first computation, which has not happened yet in this process);
-    # an explicit user setting of the same flag wins.
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_optimization_level" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {_VERIFY_XLA_FLAG}".strip()
     import jax
+
+    # XLA reads XLA_FLAGS once, when the backend starts: start it here with the flag, then restore the
+    # environment so that no child process inherits it.  An explicit user setting of the same flag wins;
+    # if the backend already runs (main() called in-process after other work) this changes nothing.
+    saved = os.environ.get("XLA_FLAGS")
+    if "xla_backend_optimization_level" not in (saved or ""):
+        os.environ["XLA_FLAGS"] = f"{saved or ''} {_VERIFY_XLA_FLAG}".strip()
+        try:
+            jax.devices()
+        finally:
+            if saved is None:
+                del os.environ["XLA_FLAGS"]
+            else:
+                os.environ["XLA_FLAGS"] = saved
 
     from .io import atomic_write, check_writable_file, strict_json
 
