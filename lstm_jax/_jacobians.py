@@ -2,7 +2,7 @@ r"""Analytic one-step and multi-step Jacobians of the RNN and the LSTM.
 
 Notation (see :mod:`lstm_jax._lstm`): :math:`W_g = [U_g \mid V_g]`,
 :math:`U_g` the ``(n, n)`` block acting on :math:`h_{t-1}`; ``diag(v)`` a
-diagonal matrix; :math:`\sigma' = \sigma(1-\sigma)`, :math:`\tanh' = 1-\tanh^2`.
+diagonal matrix; :math:`\sigma' = \sigma(1-\sigma)`, :math:`\tanh' = 1-\tanh^2` (computed as :math:`\sigma(z)\sigma(-z)`, :math:`4\sigma(2z)\sigma(-2z)`: ``_activations``).
 
 **RNN** (article eq. 2), with :math:`z_t = W_{rec} c_{t-1} + W_{in} x_t + b`:
 
@@ -63,7 +63,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._activations import SIGMOID, TANH, Activation
+from ._activations import SIGMOID, TANH, Activation, as_activation
 from ._lstm import LSTMParams, LSTMState, _gates, check_lstm_call, check_lstm_params, lstm_step, run_lstm
 from ._rnn import RNNParams, _check_rnn_call, rnn_preactivation, run_rnn
 from ._validation import check_array
@@ -91,6 +91,7 @@ def rnn_step_jacobian(
     Returns:
       ``(n, n)``; row ``r`` of :math:`W_{rec}` scaled by :math:`\phi'(z_{t,r})`.
     """
+    activation = as_activation(activation)
     p, c_prev, x = _check_rnn_call(params, c_prev, "c_prev", x, "x", lambda m: (m,))
     return _rnn_jac(p, c_prev, x, activation)
 
@@ -102,6 +103,7 @@ def rnn_step_jacobians(
 
     One scan for the states, then one vectorised (``vmap``) evaluation of eq. (2).
     """
+    activation = as_activation(activation)
     p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
     _, cs = run_rnn(p, c0, xs, activation)  # the trajectory the runner itself produces
     c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
@@ -114,6 +116,7 @@ def rnn_flow_map(params: RNNParams, xs: jax.Array, activation: Activation = SIGM
     ``jax.jacfwd(rnn_flow_map(p, xs))(c0)`` is the autodiff reference for
     :math:`\partial c_T/\partial c_0`.
     """
+    activation = as_activation(activation)
     return lambda c0: run_rnn(params, c0, xs, activation)[0]
 
 
@@ -247,7 +250,7 @@ def _joint_jac(p: LSTMParams, h_prev, c_prev, x):
     )
     c = c_prev * g.f + g.c_tilde * g.i
     tc = jnp.tanh(c)
-    e = g.o * (1 - tc * tc)
+    e = g.o * _dtanh(c)  # tanh'(c_t) without cancellation (_activations)
     J_hh = (tc * _dsig(g.z_o))[:, None] * U_o + e[:, None] * K
     return _joint_blocks(J_hh, e * g.f, K, g.f)
 
@@ -315,6 +318,10 @@ def lstm_flow_map(params: LSTMParams, xs: jax.Array) -> Callable[[jax.Array], ja
     :math:`\partial s_T/\partial s_0`; with ``xs`` of length 1 it is the step map.
     """
     def flow(s0: jax.Array) -> jax.Array:
+        s0 = check_array(s0, "s0", ("2n",))
+        if s0.shape[0] % 2:
+            raise ValueError(f"s0 has shape {s0.shape} but the joint state [h; c] of shape (2n,) (even length) "
+                             "is expected")
         n = s0.shape[-1] // 2
         final, _ = run_lstm(params, LSTMState(s0[:n], s0[n:]), xs)
         return jnp.concatenate([final.h, final.c])
