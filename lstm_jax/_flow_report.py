@@ -41,6 +41,7 @@ LABELS = {
     "lstm-forget-bias1": "LSTM, forget bias 1",
     "lstm-forget-bias3": "LSTM, forget bias 3",
 }
+FIGURES = ("flow_vs_lag.png", "lag_map.png", "terms.png")
 TERM_LABELS = {
     "A": "‖A_t‖₂ (forget-gate path)",
     "B": "‖B_t‖₂ = max f_t (forget gate)",
@@ -242,10 +243,12 @@ def run_flow_cli(seed: int, T: int, n: int, m: int, out: str, figures: bool,
     """
     from tqdm import tqdm
 
-    from .io import AtomicOutputs, check_writable_dir, strict_json
+    from .io import AtomicOutputs, check_writable_dir, check_writable_file, strict_json
 
     seed, T, n, m = check_flow_args(seed, T, n, m)
     outdir = check_writable_dir(out, "--out")
+    for name in ["flow.json"] + (list(FIGURES) if figures else []):
+        check_writable_file(outdir / name, "--out")
     with tqdm(total=2 + len(FORGET_BIASES) + 1, desc="flow", unit="stage") as bar:
         def progress(stage):
             bar.set_postfix_str(stage)

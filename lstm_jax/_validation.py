@@ -60,7 +60,9 @@ def _fmt(shape: Sequence[Dim]) -> str:
 
 
 def _describe(value: Any) -> str:
-    """``type value`` for messages, shortened."""
+    """``type value`` for messages, shortened (NumPy scalars shown as their Python values)."""
+    if isinstance(value, np.generic) and value.ndim == 0:
+        value = value.item()
     r = repr(value)
     if len(r) > 60:
         r = r[:57] + "..."
@@ -186,7 +188,7 @@ def check_unroll(unroll: Any, T: int, name: str = "unroll") -> int:
     """
     accepts = f"an int in 1..T (the sequence length, T = {T} here)"
     if _is_bool(unroll):
-        raise TypeError(f"{name} must be {accepts}; got bool {unroll!r} (lax.scan would unroll every step; "
+        raise TypeError(f"{name} must be {accepts}; got bool {bool(unroll)!r} (lax.scan would unroll every step; "
                         f"pass unroll={T} for that)")
     return check_int(unroll, name, lo=1, hi=T, accepts=accepts)
 

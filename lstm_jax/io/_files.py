@@ -148,6 +148,9 @@ class AtomicOutputs:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             try:
+                for _, final in self._staged:  # refuse before the first rename, so the set stays all-or-nothing
+                    if final.is_dir():
+                        raise IsADirectoryError(f"{str(final)!r} is a folder; cannot replace it with a file")
                 for tmp, final in self._staged:
                     os.replace(tmp, final)
             finally:
