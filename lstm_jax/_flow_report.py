@@ -13,7 +13,6 @@ Written as strict JSON and three PNG figures, all published together
 
 from __future__ import annotations
 
-import os
 import pathlib
 from typing import Callable, Optional
 
@@ -27,7 +26,7 @@ from ._jacobians import lstm_step_jacobians, lstm_terms_along, rnn_step_jacobian
 from ._lstm import init_lstm, zero_state
 from ._plotting import subplots
 from ._rnn import init_rnn
-from ._validation import check_int
+from ._validation import _available_bytes, check_int
 
 F64 = jnp.float64
 FORGET_BIASES = (0.0, 1.0, 3.0)
@@ -58,18 +57,11 @@ def estimate_bytes(T: int, n: int, m: int) -> int:
     ``(T, 2n, 2n)``; the eq. (6) terms, their total and products, about 10 of ``(T, n, n)``;
     the lag map's carry and products, 4 of ``(L, 2n, 2n)`` with ``L = min(T, LAG_MAP_MAX)``;
     plus 1 GiB for Python, JAX/XLA and matplotlib themselves (measured peak RSS: 0.8 GiB at the
-    defaults T = 200, n = 32, estimate 1.1 GiB; see the issue-12 report for n = 96).
+    defaults T = 200, n = 32, estimate 1.1 GiB; 1.6 GiB at T = 300, n = 96, estimate 2.7 GiB).
     """
     L = min(T, LAG_MAP_MAX)
     d = 2 * n
     return 8 * (12 * T * d * d + 10 * T * n * n + 4 * L * d * d + 4 * T * (n + m)) + 2**30
-
-
-def _available_bytes() -> Optional[int]:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return None
 
 
 def check_flow_args(seed, T, n, m, available: Optional[int] = None) -> tuple[int, int, int, int]:

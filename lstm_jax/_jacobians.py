@@ -227,6 +227,9 @@ def lstm_terms_along(
     holds along the trajectory.  ``terms`` is :func:`article_terms` (exact) or
     :func:`article_terms_published`.  Needs ``T >= 2``.
     """
+    if not callable(terms):
+        raise TypeError(f"terms is a {type(terms).__name__} ({terms!r}); expected lstm_jax.article_terms or "
+                        "lstm_jax.article_terms_published (a function (params, o_prev, c_prev, x) -> LSTMTerms)")
     p, s0, xs, n, m = check_lstm_call(params, state0, "state0", xs, "xs", 2)
     if xs.shape[0] < 2:
         raise ValueError(f"xs has shape {xs.shape} but eq. (6) terms need T >= 2 steps (shape (T, {m}))")

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from ._scan import scan_steps
-from ._validation import as_named_tuple, check_array, check_bool, check_float_dtype, check_int, check_key, check_real, common_dtype
+from ._validation import as_named_tuple, check_array, check_bool, check_float_dtype, check_int, check_fits_memory, check_key, check_real, common_dtype
 
 GATES = ("f", "i", "c", "o")
 
@@ -120,6 +120,7 @@ def init_lstm(
     forget_bias = check_real(forget_bias, "forget_bias")
     bias = check_bool(bias, "bias")
     dtype = check_float_dtype(dtype)
+    check_fits_memory(4 * n * (n + m + 1) * dtype.itemsize, f"init_lstm(n={n}, m={m}) parameters")
     if not bias and forget_bias != 0:
         raise ValueError(f"forget_bias={forget_bias} needs bias=True (got bias=False); pass forget_bias=0.0")
     keys = jax.random.split(key, 4)
@@ -172,6 +173,7 @@ def fuse_lstm_params(params: LSTMParams) -> FusedLSTMParams:
 
 def unfuse_lstm_params(fused: FusedLSTMParams, n: int) -> LSTMParams:
     """:class:`FusedLSTMParams` → per-gate :class:`LSTMParams` (inverse of :func:`fuse_lstm_params`)."""
+    n = check_int(n, "n", lo=1)
     f = as_named_tuple(fused, FusedLSTMParams, "fused", optional=("b",))
     W = check_array(f.W, "fused.W", ("n+m", 4 * n))
     if W.shape[0] <= n:

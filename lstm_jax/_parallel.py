@@ -335,7 +335,7 @@ def as_mode(mode) -> NewtonMode:
 
 def _defaults(dtype, T, max_iter, tol):
     """Validate ``max_iter`` (int >= 1, default min(T, 100)) and ``tol`` (finite, in (0, TOL_MAX])."""
-    max_iter = min(T, 100) if max_iter is None else check_int(max_iter, "max_iter", lo=1)
+    max_iter = min(T, 100) if max_iter is None else check_int(max_iter, "max_iter", lo=1, hi=2**31 - 1)
     if tol is None:
         tol = 16 * float(jnp.finfo(dtype).eps)
     else:

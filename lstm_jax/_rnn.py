@@ -26,7 +26,8 @@ import jax.numpy as jnp
 from ._activations import SIGMOID, Activation, as_activation
 from ._scan import scan_steps
 from ._validation import (
-    as_named_tuple, check_array, check_bool, check_float_dtype, check_int, check_key, check_real, check_shape, common_dtype,
+    as_named_tuple, check_array, check_bool, check_float_dtype, check_fits_memory, check_int, check_key, check_real, check_shape,
+    common_dtype,
 )
 
 
@@ -66,6 +67,7 @@ def init_rnn(
     scale = check_real(scale, "scale")
     bias = check_bool(bias, "bias")
     dtype = check_float_dtype(dtype)
+    check_fits_memory(n * (n + m + 1) * dtype.itemsize, f"init_rnn(n={n}, m={m}) parameters")
     k_rec, k_in = jax.random.split(key)
     W_rec = scale * jax.random.normal(k_rec, (n, n), dtype) / jnp.sqrt(n).astype(dtype)
     W_in = jax.random.normal(k_in, (n, m), dtype) / jnp.sqrt(m).astype(dtype)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import os
 from collections.abc import Mapping
 from typing import Any, Optional, Sequence, Union
 
@@ -193,6 +194,25 @@ def check_unroll(unroll: Any, T: int, name: str = "unroll") -> int:
     return check_int(unroll, name, lo=1, hi=T, accepts=accepts)
 
 
+def _available_bytes() -> Optional[int]:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return None
+
+
+def check_fits_memory(nbytes: int, what: str, available: Optional[int] = None) -> None:
+    """Refuse (``ValueError``) an allocation of ``nbytes`` larger than the free physical memory.
+
+    A cheap up-front estimate instead of an out-of-memory error from XLA halfway through (host memory;
+    on an accelerator the device's own limit applies as well).  Skipped where the free memory is unknown.
+    """
+    avail = _available_bytes() if available is None else available
+    if avail is not None and nbytes > avail:
+        raise ValueError(f"{what} need about {nbytes / 2**30:.1f} GiB of memory but {avail / 2**30:.1f} GiB "
+                         "are available; use smaller sizes")
+
+
 def as_float_array(x: Any, name: str) -> jax.Array:
     """Return ``x`` as an array, raising ``TypeError`` unless its dtype is float32/64, bfloat16 or float16."""
     if x is None or isinstance(x, (str, bytes, Mapping)):
@@ -301,6 +321,8 @@ def check_finite(tree: Any, name: str) -> None:
       TypeError: if called on traced values (inside ``jit``/``vmap``/``grad``).
       ValueError: naming the leaf path and how many entries are not finite.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str (used in the message), got {_describe(name)}")
     leaves = jax.tree_util.tree_leaves_with_path(tree)
     for path, leaf in leaves:
         if leaf is None:
