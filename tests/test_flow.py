@@ -102,7 +102,13 @@ def test_flow_cli_writes_json_and_three_figures(tmp_path):
     from lstm_jax import _cli
 
     assert _cli.main(["flow", "--T", "30", "--n", "4", "--m", "2", "--out", str(tmp_path)]) == 0
-    report = json.loads((tmp_path / "flow.json").read_text())
+    def no_nan(token):
+        raise AssertionError(f"flow.json is not strict JSON: {token}")
+
+    report = json.loads((tmp_path / "flow.json").read_text(), parse_constant=no_nan)
+    assert report["non_finite_replaced_by_null"] > 0  # the lag map's upper triangle (u >= t) is NaN by definition
+    assert report["models"]["lstm-forget-bias1"]["lag_map_steps"] == 30  # the whole sequence, not a silent cut
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flow.json", "flow_vs_lag.png", "lag_map.png", "terms.png"]
     assert set(report["models"]) == {"rnn-sigmoid", "rnn-tanh", "lstm-forget-bias0", "lstm-forget-bias1",
                                      "lstm-forget-bias3"}
     lstm = report["models"]["lstm-forget-bias1"]
