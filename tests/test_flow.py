@@ -211,6 +211,10 @@ def test_half_precision_jacobians_are_promoted_to_float32():
         np.testing.assert_array_equal(fn.log_spectral, lj.gradient_flow_norms(J32).log_spectral)
         np.testing.assert_array_equal(ly.exponents, lj.lyapunov(J32).exponents)
         assert lj.lag_map(Jh[:5]).dtype == jnp.float32
+        # end to end from half-precision parameters (issue 12: bfloat16 Jacobians crashed in LAPACK)
+        p = lj.init_lstm(jax.random.PRNGKey(0), 4, 3, dtype=half)
+        Jp = lj.lstm_step_jacobians(p, lj.zero_state(4, half), jax.random.normal(jax.random.PRNGKey(1), (30, 3), half))
+        assert Jp.dtype == half and np.all(np.isfinite(np.asarray(lj.lyapunov(Jp).exponents)))
 
 
 def test_lyapunov_q0_is_orthonormalised_and_exact_zeros_are_floored_not_minus_inf():
