@@ -142,6 +142,8 @@ def check_bool(value: Any, name: str) -> bool:
 
 def check_float_dtype(dtype: Any, name: str = "dtype") -> jnp.dtype:
     """A dtype among float32, float64, bfloat16, float16 (``TypeError`` otherwise, float8 included)."""
+    if dtype is None:  # numpy reads None as float64, which is never what a caller of these functions means
+        raise TypeError(f"{name} must be a floating dtype ({_FLOAT_NAMES}); got None")
     try:
         dt = jnp.dtype(dtype)
     except TypeError:

@@ -120,6 +120,8 @@ CORE = [
     _case("zero_state-dtype-float8", lambda: lj.zero_state(4, F8), TypeError, "dtype must be a floating dtype",
           "got float8_e4m3fn"),
     _case("zero_state-dtype-complex", lambda: lj.zero_state(4, jnp.complex64), TypeError, "dtype", "got complex64"),
+    _case("zero_state-dtype-none", lambda: lj.zero_state(4, None), TypeError, "dtype must be a floating dtype",
+          "got None"),
     _case("zero_state-dtype-junk", lambda: lj.zero_state(4, "float33"), TypeError, "dtype", "float33"),
     # --- init_lstm / init_rnn -------------------------------------------------------------------------
     _case("init_lstm-n-3.5", lambda: lj.init_lstm(KEY, 3.5, 2), TypeError, "n must be an int >= 1", "got float 3.5"),
