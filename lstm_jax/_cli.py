@@ -66,6 +66,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _flow(args: argparse.Namespace) -> int:
+    # Every option (memory estimate included) and the output folder are checked inside run_flow_cli
+    # before any computation; the files are published together or not at all.
     import jax
 
     jax.config.update("jax_enable_x64", True)
@@ -162,13 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="On one random input sequence (float64): ‖∂s_T/∂s_t‖ vs lag for RNN-σ, RNN-tanh and LSTMs "
         "with forget bias 0/1/3 (the LSTM's exact joint Jacobian and the article's ∏(A+B+C+D) beside it), "
         "leading Lyapunov exponents (QR, log space), the LSTM lag map and eq. (6) term sizes. Writes "
-        "OUT/flow.json and, with matplotlib, OUT/flow_vs_lag.png, OUT/lag_map.png, OUT/terms.png.",
+        "OUT/flow.json (strict JSON) and OUT/flow_vs_lag.png, OUT/lag_map.png, OUT/terms.png, all together or none. "
+        "Exit 0 ok, 2 bad option, 3 I/O error.",
     )
-    f.add_argument("--out", default="flow-out", help="output directory (default flow-out)")
-    f.add_argument("--T", type=int, default=200, help="sequence length (default 200)")
-    f.add_argument("--n", type=int, default=32, help="hidden size (default 32)")
-    f.add_argument("--m", type=int, default=8, help="input size (default 8)")
-    f.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
+    f.add_argument("--out", default="flow-out", help="output directory (default flow-out); checked before computing")
+    f.add_argument("--T", type=int, default=200, help="sequence length, >= 2 (default 200)")
+    f.add_argument("--n", type=int, default=32, help="hidden size, >= 1 (default 32); runs needing more memory "
+                   "than is available are refused up front")
+    f.add_argument("--m", type=int, default=8, help="input size, >= 1 (default 8)")
+    f.add_argument("--seed", type=int, default=0, help="PRNG seed, 0..2**63-1 (default 0)")
     f.add_argument("--no-figures", action="store_true", help="write the JSON only (no matplotlib needed)")
     f.set_defaults(func=_flow)
     t = sub.add_parser(
@@ -222,11 +226,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     is printed for these; any other exception is a bug and keeps its traceback.
     """
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
+    try:
+        args, rest = parser.parse_known_args(argv)
+    except SystemExit as exc:  # argparse: usage error (2) or --help (0); return it so in-process callers get a code
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "bench":
         args.rest = rest  # passed on to python -m benchmarks, which validates them
     elif rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        try:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return args.func(args)
     except (ValueError, TypeError) as exc:

@@ -3,9 +3,14 @@ r"""Gradient-flow diagnostics: how fast products of step Jacobians shrink or gro
 For step Jacobians :math:`J_t = \partial s_t/\partial s_{t-1}`, ``t = 1..T``:
 
 * :func:`suffix_products` gives :math:`\partial s_T/\partial s_{t-1} = J_T J_{T-1}\cdots J_t`
-  for every ``t`` (what backpropagation from the last step multiplies by);
-  :func:`gradient_flow_norms` their spectral and Frobenius norms against the lag.
-* :func:`lyapunov` accumulates the product in **log space** with QR
+  for every ``t`` (what backpropagation from the last step multiplies by), as direct
+  products (they under- or overflow for long ``T``).
+* :func:`gradient_flow_norms` gives their spectral and Frobenius norms against the lag,
+  accumulated in **log space**: the suffix product is carried as :math:`e^{L_t} M_t` with
+  :math:`\|M_t\|_F = 1`, :math:`M_{t-1} \propto M_t J_t`, :math:`L_{t-1} = L_t + \log\|M_t J_t\|_F`
+  (norm-rescaled products), so ``log_spectral`` / ``log_frobenius`` stay finite for any ``T``
+  (float32 at ``T = 10^5`` agrees with float64 to ``10^{-3}`` relative, ``tests/test_flow.py``).
+* :func:`lyapunov` accumulates the product in log space with QR
   re-orthonormalisation (Benettin et al. 1980; Engelken, Wolf & Abbott 2020):
   :math:`Q_t R_t = J_t Q_{t-1}`, :math:`Q_0 = I_{d\times k}`.  Then
   :math:`\lambda_i = \frac1T\sum_t\log|(R_t)_{ii}|` are the ``k`` leading
@@ -14,6 +19,10 @@ For step Jacobians :math:`J_t = \partial s_t/\partial s_{t-1}`, ``t = 1..T``:
   exactly (``q_1`` the first column of :math:`Q_0`).  Nothing is ever
   multiplied out, so ``T = 10^5`` or more works in float32 without under- or
   overflow.
+
+**Precision.**  bfloat16 and float16 Jacobians are promoted to float32 for the linear
+algebra (LAPACK has no half-precision QR or SVD); the results are then float32.  Matrix
+products use ``Precision.HIGHEST`` (no TF32/bf16 passes on GPUs/TPUs).
 
 References:
   G. Benettin, L. Galgani, A. Giorgilli, J.-M. Strelcyn, "Lyapunov characteristic
@@ -24,12 +33,15 @@ References:
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ._validation import check_array
+from ._validation import check_array, check_int
+
+_HI = jax.lax.Precision.HIGHEST
 
 
 def _check_jacs(jacs) -> jax.Array:
@@ -39,33 +51,73 @@ def _check_jacs(jacs) -> jax.Array:
     return jacs
 
 
+def _linalg_dtype(x: jax.Array) -> jax.Array:
+    """bfloat16/float16 -> float32 (no half-precision QR/SVD in LAPACK); float32/float64 unchanged."""
+    return x.astype(jnp.float32) if jnp.finfo(x.dtype).bits < 32 else x
+
+
 def suffix_products(jacs: jax.Array) -> jax.Array:
     r"""``out[t-1]`` :math:`= J_T J_{T-1}\cdots J_t = \partial s_T/\partial s_{t-1}`, ``t = 1..T``; shape ``(T, d, d)``.
 
-    One reverse :func:`jax.lax.associative_scan`.  Direct products: use float64
-    or :func:`lyapunov` for long horizons.
+    One reverse :func:`jax.lax.associative_scan`.  Direct products: use float64,
+    :func:`gradient_flow_norms` (log-norms) or :func:`lyapunov` for long horizons.
     """
     jacs = _check_jacs(jacs)
     return jax.lax.associative_scan(lambda later, earlier: later @ earlier, jacs, reverse=True)
 
 
 class FlowNorms(NamedTuple):
-    """Norms of :math:`\\partial s_T/\\partial s_{t}` for ``t = 0..T-1`` (``lag = T - t``)."""
+    """Norms of :math:`\\partial s_T/\\partial s_{t}` for ``t = 0..T-1`` (``lag = T - t``), each ``(T,)``.
+
+    Attributes:
+      lag: ``T, T-1, ..., 1``.
+      spectral: :math:`\\|\\cdot\\|_2 = ` ``exp(log_spectral)``: 0 where the norm is below the dtype's
+        smallest number, ``inf`` above its largest (use the log fields for long ``T``).
+      frobenius: ``exp(log_frobenius)``, with the same under/overflow behaviour.
+      log_spectral: natural log of the spectral norm, finite for any ``T`` (``-inf`` only if the
+        product is exactly the zero matrix).
+      log_frobenius: natural log of the Frobenius norm (same).
+    """
 
     lag: jax.Array
     spectral: jax.Array
     frobenius: jax.Array
+    log_spectral: Any = None
+    log_frobenius: Any = None
 
 
 def gradient_flow_norms(jacs: jax.Array) -> FlowNorms:
-    r"""Spectral and Frobenius norms of :math:`\partial s_T/\partial s_t`, ``t = 0..T-1``, with their lags ``T - t``."""
-    S = suffix_products(jacs)
-    T = S.shape[0]
-    return FlowNorms(
-        jnp.arange(T, 0, -1),
-        jnp.linalg.norm(S, ord=2, axis=(-2, -1)),
-        jnp.linalg.norm(S, ord="fro", axis=(-2, -1)),
-    )
+    r"""Spectral and Frobenius norms of :math:`\partial s_T/\partial s_t`, ``t = 0..T-1``, with their lags ``T - t``.
+
+    Log space (module docstring): one reverse :func:`jax.lax.scan` carries
+    :math:`(M_t, L_t)` with :math:`J_T\cdots J_{t+1} = e^{L_t}M_t`, :math:`\|M_t\|_F = 1`;
+    then :math:`\log\|\cdot\|_F = L_t` and :math:`\log\|\cdot\|_2 = L_t + \log\|M_t\|_2`
+    (an SVD of the normalised :math:`M_t`, which cannot under- or overflow).  Cost
+    ``O(T d^3)``, memory ``O(T d^2)``.
+
+    Args:
+      jacs: ``(T, d, d)`` step Jacobians :math:`J_1..J_T` in time order; bfloat16/float16 are
+        promoted to float32 (module docstring).
+
+    Returns:
+      :class:`FlowNorms`; ``spectral``/``frobenius`` are the exponentials of the log fields.
+    """
+    jacs = _linalg_dtype(_check_jacs(jacs))
+    T, d, _ = jacs.shape
+
+    def step(carry, J):
+        M, L = carry
+        M = jnp.matmul(M, J, precision=_HI)
+        nu = jnp.sqrt(jnp.sum(M * M))
+        pos = nu > 0
+        M = jnp.where(pos, M / jnp.where(pos, nu, 1), 0)
+        L = L + jnp.log(nu)  # -inf (and M = 0 from here on) only for an exactly zero product
+        return (M, L), (M, L)
+
+    init = (jnp.eye(d, dtype=jacs.dtype), jnp.zeros((), jacs.dtype))
+    _, (Ms, log_fro) = jax.lax.scan(step, init, jacs, reverse=True)
+    log_spec = log_fro + jnp.log(jnp.linalg.norm(Ms, ord=2, axis=(-2, -1)))
+    return FlowNorms(jnp.arange(T, 0, -1), jnp.exp(log_spec), jnp.exp(log_fro), log_spec, log_fro)
 
 
 class Lyapunov(NamedTuple):
@@ -76,49 +128,75 @@ class Lyapunov(NamedTuple):
       log_growth: ``(T,)`` :math:`\\log\\|J_t\\cdots J_1 q_1\\|` for ``t = 1..T``.
       log_volume: ``(T,)`` :math:`\\sum_{u\\le t}\\sum_i\\log|(R_u)_{ii}|`, the log of the
         ``k``-dimensional volume growth.
+      floored: number of :math:`|(R_t)_{ii}|` below the dtype's smallest normal number (a step that
+        contracts a direction by more than ~:math:`e^{-87}` in float32, or an exactly singular
+        :math:`J_t`); their logs were raised to ``log(tiny)``, so every value stays finite and the
+        affected exponents are *upper bounds*.  0 in normal use.
     """
 
     exponents: jax.Array
     log_growth: jax.Array
     log_volume: jax.Array
+    floored: Any = None
+
+
+def _orthonormal_q0(q0, d: int, k: int, dtype) -> jax.Array:
+    q0 = check_array(q0, "q0", (d, k)).astype(dtype)
+    Q, R = jnp.linalg.qr(q0)
+    r = jnp.abs(jnp.diagonal(R))
+    if not isinstance(q0, jax.core.Tracer):
+        scale = float(jnp.max(jnp.abs(q0)))
+        tol = d * float(jnp.finfo(dtype).eps) * max(scale, float(jnp.finfo(dtype).tiny))
+        if not np.all(np.isfinite(np.asarray(q0))) or scale == 0 or float(jnp.min(r)) <= tol * np.sqrt(d):
+            raise ValueError(
+                f"q0 (shape {q0.shape}) must have {k} linearly independent finite columns (ideally orthonormal); "
+                f"got a rank-deficient or non-finite matrix (smallest |R_ii| of its QR: {float(jnp.min(r)):.3g})"
+            )
+    sign = jnp.where(jnp.diagonal(R) < 0, -1.0, 1.0).astype(dtype)
+    return Q * sign[None, :]  # first column = q0[:, 0] / |q0[:, 0]|
 
 
 def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] = None) -> Lyapunov:
     r"""Leading ``k`` Lyapunov exponents of :math:`J_T\cdots J_1` by QR re-orthonormalisation (log space).
 
     Args:
-      jacs: ``(T, d, d)`` step Jacobians in time order.
-      k: number of exponents (default ``d``).
-      q0: ``(d, k)`` initial orthonormal directions (default the first ``k``
-        columns of the identity).
+      jacs: ``(T, d, d)`` step Jacobians in time order (bfloat16/float16 promoted to float32).
+      k: number of exponents, an int in ``1..d`` (default ``d``).
+      q0: ``(d, k)`` initial directions (default the first ``k`` columns of the identity).
+        They are orthonormalised by QR first (span and the direction of the first column are
+        kept, so ``log_growth`` follows ``q0[:, 0] / |q0[:, 0]|``); linearly dependent, zero or
+        non-finite columns are a ``ValueError`` (checked on concrete arrays; under ``jit`` the
+        check is skipped).
 
     Returns:
-      :class:`Lyapunov`.  The finite-``T`` exponents converge to the true ones as
-      ``T`` grows: ``O(1/T)`` for a fixed (e.g. periodic) input, but ``O(T^{-1/2})`` along random
-      inputs (the per-step logs fluctuate; a central-limit rate).
+      :class:`Lyapunov`.  The finite-``T`` exponents estimate the true ones; along random
+      inputs their error shrinks like ``O(T^{-1/2})`` (a central-limit rate: the estimate is
+      a time average of the fluctuating :math:`\log|(R_t)_{ii}|`); only for constant or
+      periodic Jacobians is it ``O(1/T)``.
     """
-    jacs = _check_jacs(jacs)
+    jacs = _linalg_dtype(_check_jacs(jacs))
     T, d, _ = jacs.shape
-    k = d if k is None else k
-    if not 1 <= k <= d:
-        raise ValueError(f"k must be in 1..{d} (the state size), got {k}")
+    k = d if k is None else check_int(k, "k", lo=1, hi=d, accepts=f"an int in 1..{d} (the state size d)")
     if q0 is None:
         q0 = jnp.eye(d, k, dtype=jacs.dtype)
     else:
-        q0 = check_array(q0, "q0", (d, k)).astype(jacs.dtype)
+        q0 = _orthonormal_q0(q0, d, k, jacs.dtype)
+    tiny = jnp.finfo(jacs.dtype).tiny
 
     def step(Q, J):
-        Q, R = jnp.linalg.qr(J @ Q)
+        Q, R = jnp.linalg.qr(jnp.matmul(J, Q, precision=_HI))
         r = jnp.diagonal(R)
         sign = jnp.where(r < 0, -1.0, 1.0).astype(Q.dtype)
-        return Q * sign[None, :], jnp.log(jnp.abs(r))
+        a = jnp.abs(r)
+        return Q * sign[None, :], (jnp.log(jnp.maximum(a, tiny)), jnp.sum(a < tiny))
 
-    _, logs = jax.lax.scan(step, q0, jacs)  # (T, k)
+    _, (logs, low) = jax.lax.scan(step, q0, jacs)  # (T, k)
     order = jnp.argsort(-jnp.mean(logs, axis=0))
     return Lyapunov(
         jnp.mean(logs, axis=0)[order],
         jnp.cumsum(logs[:, 0]),
         jnp.cumsum(jnp.sum(logs, axis=1)),
+        jnp.sum(low),
     )
 
 
@@ -129,9 +207,12 @@ def lag_map(jacs: jax.Array, select: Callable[[jax.Array], jax.Array] = lambda P
     ``select`` :math:`(J_t\cdots J_{u+1})`; entries with ``u >= t`` are NaN.
     ``select`` picks a block, e.g. ``lambda P: P[..., n:, n:]`` for
     :math:`\partial c_t/\partial c_u` with :math:`h_u` held fixed.  Cost
-    ``O(T^2 d^3)`` in one scan: for moderate ``T`` (a few hundred).
+    ``O(T^2 d^3)`` in one scan: for moderate ``T`` (a few hundred).  Direct products
+    (float64 for long lags); bfloat16/float16 are promoted to float32.
     """
-    jacs = _check_jacs(jacs)
+    jacs = _linalg_dtype(_check_jacs(jacs))
+    if not callable(select):
+        raise TypeError(f"select is a {type(select).__name__} but a function of the (T, d, d) products is expected")
     T, d, _ = jacs.shape
     eye = jnp.broadcast_to(jnp.eye(d, dtype=jacs.dtype), (T, d, d))
 
@@ -157,10 +238,10 @@ def rnn_flow_map(params, xs: jax.Array, activation=None) -> Callable[[jax.Array]
     :math:`\partial c_T/\partial c_0 = J_T\cdots J_1` (compare :func:`suffix_products`).
     ``activation`` defaults to :data:`~lstm_jax.SIGMOID`.
     """
-    from ._activations import SIGMOID
+    from ._activations import SIGMOID, as_activation
     from ._rnn import run_rnn
 
-    act = SIGMOID if activation is None else activation
+    act = SIGMOID if activation is None else as_activation(activation)
     return lambda c0: run_rnn(params, c0, xs, act)[0]
 
 
@@ -173,6 +254,10 @@ def lstm_flow_map(params, xs: jax.Array) -> Callable[[jax.Array], jax.Array]:
     from ._lstm import LSTMState, run_lstm
 
     def flow(s0: jax.Array) -> jax.Array:
+        s0 = check_array(s0, "s0", ("2n",))
+        if s0.shape[0] % 2:
+            raise ValueError(f"s0 has shape {s0.shape} but the joint state [h; c] of shape (2n,) (even length) "
+                             "is expected")
         n = s0.shape[-1] // 2
         final, _ = run_lstm(params, LSTMState(s0[:n], s0[n:]), xs)
         return jnp.concatenate([final.h, final.c])

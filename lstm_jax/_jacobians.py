@@ -2,7 +2,7 @@ r"""Analytic one-step and multi-step Jacobians of the RNN and the LSTM.
 
 Notation (see :mod:`lstm_jax._lstm`): :math:`W_g = [U_g \mid V_g]`,
 :math:`U_g` the ``(n, n)`` block acting on :math:`h_{t-1}`; ``diag(v)`` a
-diagonal matrix; :math:`\sigma' = \sigma(1-\sigma)`, :math:`\tanh' = 1-\tanh^2`.
+diagonal matrix; :math:`\sigma' = \sigma(1-\sigma)`, :math:`\tanh' = 1-\tanh^2` (computed as :math:`\sigma(z)\sigma(-z)`, :math:`4\sigma(2z)\sigma(-2z)`: ``_activations``).
 
 **RNN** (article eq. 2), with :math:`z_t = W_{rec} c_{t-1} + W_{in} x_t + b`:
 
@@ -63,7 +63,7 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from ._activations import SIGMOID, TANH, Activation
+from ._activations import SIGMOID, TANH, Activation, as_activation
 from ._lstm import LSTMParams, LSTMState, _gates, _update, check_lstm_call, check_lstm_params, run_lstm
 from ._rnn import RNNParams, _check_rnn_call, rnn_preactivation, run_rnn
 from ._scan import previous_states
@@ -92,6 +92,7 @@ def rnn_step_jacobian(
     Returns:
       ``(n, n)``; row ``r`` of :math:`W_{rec}` scaled by :math:`\phi'(z_{t,r})`.
     """
+    activation = as_activation(activation)
     p, c_prev, x = _check_rnn_call(params, c_prev, "c_prev", x, "x", lambda m: (m,))
     return _rnn_jac(p, c_prev, x, activation)
 
@@ -110,6 +111,7 @@ def rnn_step_jacobians(
     that :func:`run_rnn` returned for these inputs, is passed), then one vectorised (``vmap``)
     evaluation of eq. (2).
     """
+    activation = as_activation(activation)
     p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
     if trajectory is None:
         _, trajectory = run_rnn(p, c0, xs, activation)  # the trajectory the runner itself produces
@@ -256,6 +258,9 @@ def lstm_terms_along(
     :func:`article_terms` (exact) or :func:`article_terms_published` (e.g.
     ``functools.partial(article_terms_published, reading="row")``).  Needs ``T >= 2``.
     """
+    if not callable(terms):
+        raise TypeError(f"terms is a {type(terms).__name__} ({terms!r}); expected lstm_jax.article_terms or "
+                        "lstm_jax.article_terms_published (a function (params, o_prev, c_prev, x) -> LSTMTerms)")
     p, s0, xs, n, m = check_lstm_call(params, state0, "state0", xs, "xs", 2)
     if xs.shape[0] < 2:
         raise ValueError(f"xs has shape {xs.shape} but eq. (6) terms need T >= 2 steps (shape (T, {m}))")
@@ -292,7 +297,7 @@ def _joint_jac(p: LSTMParams, h_prev, c_prev, x):
     K = _k_matrix(p, g, c_prev, n)
     s = _update(c_prev, g.z_f, g.z_i, g.z_c, g.z_o)  # (h_t, c_t): the one cell update
     tc = jnp.tanh(s.c)
-    e = g.o * (1 - tc * tc)
+    e = g.o * _dtanh(s.c)  # tanh'(c_t) without cancellation (_activations)
     J_hh = (tc * _dsig(g.z_o))[:, None] * p.W_o[:, :n] + e[:, None] * K
     return _joint_blocks(J_hh, e * g.f, K, g.f)
 

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from ._scan import scan_steps
-from ._validation import as_named_tuple, check_array, common_dtype
+from ._validation import as_named_tuple, check_array, check_bool, check_float_dtype, check_int, check_fits_memory, check_key, check_real, common_dtype
 
 
 
@@ -113,8 +113,13 @@ def init_lstm(
     (Gers et al. 2000 recommend 1.0).  ``bias=False`` gives the article's
     bias-free cell (all biases ``None``); ``forget_bias`` must then be 0.
     """
-    if n < 1 or m < 1:
-        raise ValueError(f"n and m must be positive, got n={n}, m={m}")
+    key = check_key(key)
+    n, m = check_int(n, "n", lo=1), check_int(m, "m", lo=1)
+    scale = check_real(scale, "scale")
+    forget_bias = check_real(forget_bias, "forget_bias")
+    bias = check_bool(bias, "bias")
+    dtype = check_float_dtype(dtype)
+    check_fits_memory(4 * n * (n + m + 1) * dtype.itemsize, f"init_lstm(n={n}, m={m}) parameters")
     if not bias and forget_bias != 0:
         raise ValueError(f"forget_bias={forget_bias} needs bias=True (got bias=False); pass forget_bias=0.0")
     keys = jax.random.split(key, 4)
@@ -167,6 +172,7 @@ def fuse_lstm_params(params: LSTMParams) -> FusedLSTMParams:
 
 def unfuse_lstm_params(fused: FusedLSTMParams, n: int) -> LSTMParams:
     """:class:`FusedLSTMParams` → per-gate :class:`LSTMParams` (inverse of :func:`fuse_lstm_params`)."""
+    n = check_int(n, "n", lo=1)
     f = as_named_tuple(fused, FusedLSTMParams, "fused", optional=("b",))
     W = check_array(f.W, "fused.W", ("n+m", 4 * n))
     if W.shape[0] <= n:
@@ -267,7 +273,8 @@ def run_lstm(
       params: :class:`LSTMParams`.
       state0: initial :class:`LSTMState` ``(h_0, c_0)``, each ``(n,)``.
       xs: ``(T, m)`` inputs :math:`x_1..x_T` (``T >= 1``).
-      unroll: passed to :func:`jax.lax.scan`.
+      unroll: an int in ``1..T``, passed to :func:`jax.lax.scan` (``True``/``0``, which
+        ``lax.scan`` reads as a full unroll, are rejected: pass ``T``).
       remat: memory of reverse-mode differentiation: ``False`` stores every step,
         ``True`` checkpoints each step (:func:`jax.checkpoint`), an int ``k > 1``
         checkpoints segments of ``k`` steps (nested scans; ``k ~ sqrt(T)`` for
@@ -294,5 +301,6 @@ def run_lstm(
 
 
 def zero_state(n: int, dtype: jnp.dtype = jnp.float32) -> LSTMState:
-    """The zero state ``(h_0, c_0) = (0, 0)`` of size ``n``."""
+    """The zero state ``(h_0, c_0) = (0, 0)`` of size ``n`` (an int >= 1)."""
+    n, dtype = check_int(n, "n", lo=1), check_float_dtype(dtype)
     return LSTMState(jnp.zeros((n,), dtype), jnp.zeros((n,), dtype))

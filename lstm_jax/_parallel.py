@@ -45,10 +45,14 @@ expanding Jacobians and the iteration can stall at a residual of rounding times
 their growth; the cap and the fall-back below handle that case.
 
 **Convergence test**: residual :math:`\le` ``tol`` :math:`\cdot(1 + \max|s|)` with
-``tol = 16 eps(dtype)`` by default.  If ``max_iter`` iterations do not get
+``tol = 16 eps(dtype)`` by default; ``tol`` must be a finite number in
+``(0, 0.01]`` (a relative tolerance of 1 or ``inf`` would accept the initial guess).
+The test is made on the iterate the loop stops at, so a run that stops on the
+cap ``max_iter`` (an int ``>= 1``; floats are not truncated) is ``converged``
+only if that last iterate meets the tolerance.  If ``max_iter`` iterations do not get
 there, the result is recomputed with the sequential :func:`jax.lax.scan`, a
 ``RuntimeWarning`` is issued and ``info.fell_back`` is set: never a silent
-wrong answer.
+wrong answer.  The damping factor :math:`\alpha` is internal (no argument).
 
 **Gradients** (``custom_vjp``): the backward pass does not differentiate the
 iterations.  At the converged trajectory it solves the adjoint recurrence
@@ -75,12 +79,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import SIGMOID, Activation
+from ._activations import SIGMOID, TANH, Activation, as_activation
 from ._jacobians import _joint_jac, _k_row_scales, _rnn_jac
 from ._lstm import LSTMParams, LSTMState, _gates, _lstm_step, _update, check_lstm_call, run_lstm
 from ._rnn import RNNParams, _check_rnn_call, _rnn_step, rnn_preactivation, run_rnn
 from ._scan import previous_states
-from ._validation import check_array
+from ._validation import check_array, check_int, check_real
 
 _dsig = SIGMOID.deriv
 
@@ -161,8 +165,9 @@ def _lstm_flat_diag(p: LSTMParams, s, x):
     dU = lambda W: jnp.diagonal(W[:, :n])  # noqa: E731
     a_f, a_i, a_c = _k_row_scales(g, c_prev)  # K_t = diag(a_f) U_f + diag(a_i) U_i + diag(a_c) U_c
     k_diag = a_f * dU(p.W_f) + a_i * dU(p.W_i) + a_c * dU(p.W_c)
-    tc = jnp.tanh(_update(c_prev, g.z_f, g.z_i, g.z_c, g.z_o).c)
-    hh = tc * _dsig(g.z_o) * dU(p.W_o) + g.o * (1 - tc * tc) * k_diag
+    c = _update(c_prev, g.z_f, g.z_i, g.z_c, g.z_o).c
+    tc = jnp.tanh(c)
+    hh = tc * _dsig(g.z_o) * dU(p.W_o) + g.o * TANH.deriv(c) * k_diag  # tanh' without cancellation
     return jnp.concatenate([hh, g.f])
 
 
@@ -201,6 +206,7 @@ def solve_linear_recurrence(A: jax.Array, b: jax.Array, s0: jax.Array, mode: New
     Returns:
       ``(T, d)``: :math:`s_1..s_T`.
     """
+    mode = as_mode(mode)
     b = check_array(b, "b", ("T", "d"))
     T, d = b.shape
     A = check_array(A, "A", (T, d, d) if mode is DENSE else (T, d))
@@ -310,16 +316,33 @@ def _parallel_bwd(rec, mode, max_iter, tol, res, cot):
 _parallel.defvjp(_parallel_fwd, _parallel_bwd)
 
 
+_MODES = {"dense": DENSE, "diagonal": DIAGONAL}
+TOL_MAX = 1e-2
+
+
+def as_mode(mode) -> NewtonMode:
+    """``DENSE``/``DIAGONAL`` (or another :class:`NewtonMode`), or the names ``"dense"``/``"diagonal"``."""
+    if isinstance(mode, NewtonMode):
+        return mode
+    if isinstance(mode, str):
+        try:
+            return _MODES[mode.lower()]
+        except KeyError:
+            raise ValueError(f"mode={mode!r} is not a known mode; expected one of {sorted(_MODES)} "
+                             "or lstm_jax.DENSE / lstm_jax.DIAGONAL") from None
+    raise TypeError(f"mode is a {type(mode).__name__} ({mode!r}); expected lstm_jax.DENSE, lstm_jax.DIAGONAL "
+                    f"or one of the names {sorted(_MODES)}")
+
+
 def _defaults(dtype, T, max_iter, tol):
-    if max_iter is None:
-        max_iter = min(T, 100)
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    """Validate ``max_iter`` (int >= 1, default min(T, 100)) and ``tol`` (finite, in (0, TOL_MAX])."""
+    max_iter = min(T, 100) if max_iter is None else check_int(max_iter, "max_iter", lo=1, hi=2**31 - 1)
     if tol is None:
         tol = 16 * float(jnp.finfo(dtype).eps)
-    if not tol > 0:
-        raise ValueError(f"tol must be positive, got {tol}")
-    return int(max_iter), float(tol)
+    else:
+        tol = check_real(tol, "tol", lo=0, lo_open=True, hi=TOL_MAX,
+                         accepts=f"a finite relative tolerance in (0, {TOL_MAX:g}] (default 16 eps(dtype))")
+    return max_iter, tol
 
 
 def parallel_run_rnn(
@@ -338,14 +361,17 @@ def parallel_run_rnn(
 
     Args:
       params, c0, xs, activation: as in :func:`~lstm_jax.run_rnn` (``xs`` time-major ``(T, m)``).
-      mode: :data:`DENSE` (Newton, exact Jacobians) or :data:`DIAGONAL` (quasi-Newton).
-      max_iter: iteration cap (default ``min(T, 100)``); past it: sequential fall-back and a warning.
-      tol: relative residual tolerance (default ``16 * eps(dtype)``).
+      mode: :data:`DENSE` (Newton, exact Jacobians) or :data:`DIAGONAL` (quasi-Newton), or
+        the names ``"dense"``/``"diagonal"``.
+      max_iter: iteration cap, an int ``>= 1`` (default ``min(T, 100)``); past it: sequential
+        fall-back and a warning.
+      tol: relative residual tolerance, finite, in ``(0, 0.01]`` (default ``16 * eps(dtype)``).
 
     Returns:
       ``(cs, info)``: ``cs`` of shape ``(T, n)`` and a :class:`NewtonInfo`.
       Differentiable (custom VJP; see module docstring).
     """
+    activation, mode = as_activation(activation), as_mode(mode)
     p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
     max_iter, tol = _defaults(xs.dtype, xs.shape[0], max_iter, tol)
     return _parallel(_rnn_recurrence(activation), mode, max_iter, tol, p, c0, xs)
@@ -369,6 +395,7 @@ def parallel_run_lstm(
     Returns:
       ``(trajectory, info)``: an :class:`~lstm_jax.LSTMState` of ``(T, n)`` arrays and a :class:`NewtonInfo`.
     """
+    mode = as_mode(mode)
     p, s0, xs, n, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
     max_iter, tol = _defaults(xs.dtype, xs.shape[0], max_iter, tol)
     flat, info = _parallel(_LSTM_RECURRENCE, mode, max_iter, tol, p, jnp.concatenate([s0.h, s0.c]), xs)

@@ -1,13 +1,35 @@
-"""matplotlib, imported only when a figure is written (it is a dependency; the import stays lazy)."""
+"""matplotlib through its object API only (``matplotlib.figure.Figure``): no ``pyplot``, no backend switch.
+
+Library code never touches matplotlib's global state (``matplotlib.use``, pyplot's figure
+registry): a :class:`~matplotlib.figure.Figure` made directly renders with the Agg canvas in
+``savefig`` whatever backend the caller's program uses.  matplotlib is imported lazily (only
+when a figure is drawn).
+"""
+
+from __future__ import annotations
+
+import types
+
+
+def _figure_class():
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - only without the dependency
+        raise RuntimeError("figures need matplotlib (a dependency of lstm-jax): pip install matplotlib") from exc
+    return Figure
+
+
+def subplots(figsize=(6.4, 4.8), layout="constrained", **kwargs):
+    """``(fig, ax)``: a new :class:`matplotlib.figure.Figure` (not registered with pyplot) and one Axes."""
+    fig = _figure_class()(figsize=figsize, layout=layout)
+    return fig, fig.subplots(**kwargs)
 
 
 def pyplot():
-    """``matplotlib.pyplot`` with the non-interactive Agg backend, or a clear error naming the extra."""
-    try:
-        import matplotlib
+    """Compatibility shim for callers written against pyplot: ``.subplots(...)`` and ``.close(fig)`` only.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - only without the extra
-        raise RuntimeError("figures need matplotlib (a dependency of lstm-jax): pip install matplotlib") from exc
-    return plt
+    Returns an object whose ``subplots`` makes a free-standing Figure (no global state) and whose
+    ``close`` is a no-op (a free-standing Figure is garbage-collected like any object).
+    """
+    return types.SimpleNamespace(subplots=lambda *a, **k: subplots(*a, **{"layout": None, **k}),
+                                 close=lambda fig=None: None)

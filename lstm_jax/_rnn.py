@@ -23,9 +23,12 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from ._activations import SIGMOID, Activation
+from ._activations import SIGMOID, Activation, as_activation
 from ._scan import scan_steps
-from ._validation import as_named_tuple, check_array, check_shape, common_dtype
+from ._validation import (
+    as_named_tuple, check_array, check_bool, check_float_dtype, check_fits_memory, check_int, check_key, check_real, check_shape,
+    common_dtype,
+)
 
 
 class RNNParams(NamedTuple):
@@ -59,8 +62,12 @@ def init_rnn(
     circular law / Marchenko-Pastur edge).  The bias is zero, or ``None`` when
     ``bias=False`` (the article's model).
     """
-    if n < 1 or m < 1:
-        raise ValueError(f"n and m must be positive, got n={n}, m={m}")
+    key = check_key(key)
+    n, m = check_int(n, "n", lo=1), check_int(m, "m", lo=1)
+    scale = check_real(scale, "scale")
+    bias = check_bool(bias, "bias")
+    dtype = check_float_dtype(dtype)
+    check_fits_memory(n * (n + m + 1) * dtype.itemsize, f"init_rnn(n={n}, m={m}) parameters")
     k_rec, k_in = jax.random.split(key)
     W_rec = scale * jax.random.normal(k_rec, (n, n), dtype) / jnp.sqrt(n).astype(dtype)
     W_in = jax.random.normal(k_in, (n, m), dtype) / jnp.sqrt(m).astype(dtype)
@@ -111,11 +118,12 @@ def rnn_step(params: RNNParams, c_prev: jax.Array, x: jax.Array, activation: Act
       params: :class:`RNNParams` (or a dict with the same keys).
       c_prev: ``(n,)`` previous state :math:`c_{t-1}`.
       x: ``(m,)`` input :math:`x_t`.
-      activation: :data:`SIGMOID` (default, the article's model) or :data:`TANH`.
+      activation: :data:`SIGMOID` (default, the article's model) or :data:`TANH` (or ``"sigmoid"``/``"tanh"``).
 
     Returns:
       ``(n,)`` new state :math:`c_t`, in the promoted dtype of the arguments.
     """
+    activation = as_activation(activation)
     p, c_prev, x = _check_rnn_call(params, c_prev, "c_prev", x, "x", lambda m: (m,))
     return _rnn_step(p, c_prev, x, activation)
 
@@ -135,8 +143,9 @@ def run_rnn(
       params: :class:`RNNParams`.
       c0: ``(n,)`` initial state :math:`c_0`.
       xs: ``(T, m)`` inputs :math:`x_1, \dots, x_T` (``T >= 1``).
-      activation: :data:`SIGMOID` or :data:`TANH`.
-      unroll: passed to :func:`jax.lax.scan`.
+      activation: :data:`SIGMOID` or :data:`TANH` (or the names ``"sigmoid"``, ``"tanh"``).
+      unroll: an int in ``1..T``, passed to :func:`jax.lax.scan` (``True``/``0``, which
+        ``lax.scan`` reads as a full unroll, are rejected: pass ``T``).
       remat: memory of reverse-mode differentiation: ``False`` stores every step,
         ``True`` checkpoints each step (:func:`jax.checkpoint`), an int ``k > 1``
         checkpoints segments of ``k`` steps (nested scans; ``k ~ sqrt(T)`` for
@@ -146,6 +155,7 @@ def run_rnn(
       ``(c_T, cs)`` with ``c_T`` of shape ``(n,)`` and ``cs`` of shape
       ``(T, n)`` holding :math:`c_1, \dots, c_T`.
     """
+    activation = as_activation(activation)
     p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
     # Speed: the transposed weights are formed once, outside the loop (as run_lstm fuses its weights once);
     # taking W^T inside the step measured 15-20 % slower forward at B = 32, n = 128 (benchmarks/speed.py).

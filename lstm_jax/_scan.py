@@ -26,18 +26,25 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from ._validation import check_unroll
 
 
 def check_remat(remat: Any) -> int:
-    """``remat`` as a segment length: ``False`` -> 0 (no checkpointing), ``True`` -> 1, ``k >= 1`` -> k."""
-    if isinstance(remat, bool):
+    """``remat`` as a segment length: ``False`` -> 0 (no checkpointing), ``True`` -> 1, ``k >= 1`` -> k.
+
+    ``numpy.bool_`` counts as a bool; floats (``2.5``, ``2.0``), strings and ``None`` are a ``TypeError``.
+    """
+    if isinstance(remat, (bool, np.bool_)):
         return int(remat)
+    accepts = "a bool or a positive int (segment length)"
     try:
         k = operator.index(remat)
     except TypeError:
-        raise TypeError(f"remat must be a bool or a positive int (segment length), got {type(remat).__name__}") from None
+        raise TypeError(f"remat must be {accepts}, got {type(remat).__name__} {remat!r}") from None
     if k < 1:
-        raise ValueError(f"remat must be a bool or a positive int (segment length), got {k}")
+        raise ValueError(f"remat must be {accepts}, got {k}")
     return k
 
 
@@ -51,9 +58,12 @@ def scan_steps(
 ) -> tuple[Any, Any]:
     """Run ``step`` over the leading (time) axis of ``xs``; ``remat`` as in the module docstring.
 
-    ``unroll`` is passed to every :func:`jax.lax.scan` (the inner one for segments).  A last
-    segment shorter than ``k`` (when ``k`` does not divide ``T``) is checkpointed on its own.
+    ``unroll`` (an int in ``1..T``, :func:`~lstm_jax._validation.check_unroll`: ``True`` or ``0``
+    would unroll all ``T`` steps) is passed to every :func:`jax.lax.scan` (the inner one for
+    segments, capped at the segment length).  A last segment shorter than ``k`` (when ``k`` does
+    not divide ``T``) is checkpointed on its own.
     """
+    unroll = check_unroll(unroll, xs.shape[0])
     k = check_remat(remat)
     if k <= 1:
         body = jax.checkpoint(step) if k == 1 else step
@@ -68,7 +78,8 @@ def scan_steps(
     def segment(length):
         @functools.partial(jax.checkpoint, prevent_cse=False)
         def run(carry, start):
-            return jax.lax.scan(step, carry, jax.lax.dynamic_slice_in_dim(xs, start, length), unroll=unroll)
+            return jax.lax.scan(step, carry, jax.lax.dynamic_slice_in_dim(xs, start, length),
+                                unroll=min(unroll, length))
 
         return run
 

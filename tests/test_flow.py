@@ -75,7 +75,7 @@ def test_long_float32_run_stays_finite_where_the_direct_product_underflows():
 
 
 def test_lyapunov_rejects_bad_k():
-    with pytest.raises(ValueError, match="k must be in 1..4"):
+    with pytest.raises(ValueError, match=r"k must be an int in 1\.\.4 \(the state size d\); got 5"):
         lj.lyapunov(jnp.ones((3, 4, 4)), k=5)
     with pytest.raises(ValueError, match=r"jacs has shape \(3, 4, 5\)"):
         lj.lyapunov(jnp.ones((3, 4, 5)))
@@ -102,7 +102,13 @@ def test_flow_cli_writes_json_and_three_figures(tmp_path):
     from lstm_jax import _cli
 
     assert _cli.main(["flow", "--T", "30", "--n", "4", "--m", "2", "--out", str(tmp_path)]) == 0
-    report = json.loads((tmp_path / "flow.json").read_text())
+    def no_nan(token):
+        raise AssertionError(f"flow.json is not strict JSON: {token}")
+
+    report = json.loads((tmp_path / "flow.json").read_text(), parse_constant=no_nan)
+    assert report["non_finite_replaced_by_null"] > 0  # the lag map's upper triangle (u >= t) is NaN by definition
+    assert report["models"]["lstm-forget-bias1"]["lag_map_steps"] == 30  # the whole sequence, not a silent cut
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flow.json", "flow_vs_lag.png", "lag_map.png", "terms.png"]
     assert set(report["models"]) == {"rnn-sigmoid", "rnn-tanh", "lstm-forget-bias0", "lstm-forget-bias1",
                                      "lstm-forget-bias3"}
     lstm = report["models"]["lstm-forget-bias1"]
@@ -113,3 +119,131 @@ def test_flow_cli_writes_json_and_three_figures(tmp_path):
     # the forget gate orders the LSTMs' long-lag flow: bias 3 > 1 > 0 at the longest lag
     far = [report["models"][f"lstm-forget-bias{b}"]["spectral"][0] for b in (0, 1, 3)]
     assert far[0] < far[1] < far[2]
+
+
+# ----------------------------------------------------------------------------- float32 robustness (issue 12)
+
+
+def test_derivatives_do_not_round_to_zero_and_match_float64():
+    """σ'(z) = σ(z)σ(−z) and tanh'(z) = 4σ(2z)σ(−2z) at 20 001 float32 points of [−90, 90] against float64.
+
+    Bound: relative error ≤ 1e-6 (≈ 8 ulp: two sigmoids, a product and a scaling, each a few ulp) wherever
+    the true value is a normal float32 number; below that (σ': |z| ≳ 87.3, tanh': |z| ≳ 43.6) the result
+    is 0 or subnormal, absolute error ≤ float32's smallest normal (tanh': 4× that).  The textbook forms are exactly 0 from
+    |z| ≈ 17 (s(1 − s)) and ≈ 8 (1 − t²), which is why they are not used.
+    """
+    z32 = np.linspace(-90, 90, 20_001).astype(np.float32)
+    z = z32.astype(np.float64)
+    tiny = float(np.finfo(np.float32).tiny)
+    refs = {"sigmoid": np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z))) ** 2,
+            "tanh": 4 * np.exp(-2 * np.abs(z)) / (1 + np.exp(-2 * np.abs(z))) ** 2}
+    # tanh' = 4 σ(2z)σ(−2z): its factor σ(−2|z|) leaves the normal range where the result is still < 4 tiny
+    for act, last_normal, floor in ((lj.SIGMOID, 87.3, tiny), (lj.TANH, 43.6, 4 * tiny)):
+        got = np.asarray(act.deriv(jnp.asarray(z32)), np.float64)
+        ref = refs[act.name]
+        assert np.all(np.isfinite(got))
+        normal = ref >= floor
+        rel = np.abs(got[normal] - ref[normal]) / ref[normal]
+        assert rel.max() <= 1e-6, (act.name, rel.max())
+        assert np.all(np.abs(got[~normal] - ref[~normal]) <= floor)
+        assert np.all(got[np.abs(z) <= last_normal] > 0), act.name
+    zj = jnp.asarray(z32)
+    s, t = jax.nn.sigmoid(zj), jnp.tanh(zj)
+    assert float(jnp.min(jnp.abs(zj)[(s * (1 - s)) == 0])) < 17.5
+    assert float(jnp.min(jnp.abs(zj)[(1 - t * t) == 0])) < 9.0
+
+
+def test_saturated_float32_jacobians_have_no_zero_rows_and_lyapunov_matches_float64():
+    """tanh RNN driven into saturation (inputs × 8, |z| up to ~30): 1 − tanh² would zero thousands of entries
+    and give −inf exponents; the shared derivative keeps every row.  The leading 4 exponents agree with float64
+    to 1e-4 relative (a contracting system: the float32 trajectory tracks the float64 one)."""
+    p64 = lj.init_rnn(jax.random.PRNGKey(0), 16, 4, scale=1.0, dtype=F64)
+    xs64 = 8.0 * jax.random.normal(jax.random.PRNGKey(1), (2000, 4), F64)
+    p32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), p64)
+    J32 = lj.rnn_step_jacobians(p32, jnp.zeros(16, jnp.float32), xs64.astype(jnp.float32), "tanh")
+    J64 = lj.rnn_step_jacobians(p64, jnp.zeros(16, F64), xs64, "tanh")
+    _, cs = lj.run_rnn(p32, jnp.zeros(16, jnp.float32), xs64.astype(jnp.float32), "tanh")
+    z = jnp.arctanh(jnp.clip(cs.astype(F64), -1 + 1e-16, 1 - 1e-16))
+    assert int(jnp.sum(1 - jnp.tanh(z.astype(jnp.float32)) ** 2 == 0)) > 1000  # the old form would zero these
+    assert int(jnp.sum(jnp.all(J32 == 0, axis=2))) == 0
+    l32, l64 = lj.lyapunov(J32), lj.lyapunov(J64)
+    assert np.all(np.isfinite(np.asarray(l32.exponents)))
+    np.testing.assert_allclose(l32.exponents[:4], l64.exponents[:4], rtol=1e-4)
+
+
+def test_gradient_flow_log_norms_float32_at_T_1e5_are_finite_and_match_float64():
+    """Issue 12: float32 suffix-product norms at T = 1e5 were 99.6 % exact zeros.  The log-space
+    accumulation keeps every log-norm finite; on the last 1e4 steps it equals a float64 run to 1e-3
+    relative (|Δ| ≤ 1e-3 · max(|ref|, 1); measured ~3e-6).  ``spectral = exp(log_spectral)`` still
+    underflows to 0 in float32 (documented)."""
+    p = lj.init_lstm(jax.random.PRNGKey(0), 4, 2, forget_bias=1.0, dtype=F64)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (100_000, 2), F64)
+    J64 = jax.jit(lj.lstm_step_jacobians)(p, lj.zero_state(4, F64), xs)
+    f32 = jax.jit(lj.gradient_flow_norms)(J64.astype(jnp.float32))
+    assert f32.log_spectral.dtype == jnp.float32
+    assert np.all(np.isfinite(np.asarray(f32.log_spectral))) and np.all(np.isfinite(np.asarray(f32.log_frobenius)))
+    assert float(f32.log_spectral[0]) < -10_000  # far below float32's range: exp(-87)
+    assert int(jnp.sum(f32.spectral == 0)) > 90_000
+    ref = jax.jit(lj.gradient_flow_norms)(J64[-10_000:])
+    for got, want in ((f32.log_spectral, ref.log_spectral), (f32.log_frobenius, ref.log_frobenius)):
+        got, want = np.asarray(got[-10_000:], np.float64), np.asarray(want)
+        assert np.max(np.abs(got - want) / np.maximum(np.abs(want), 1)) <= 1e-3
+
+
+def test_gradient_flow_log_norms_stay_finite_when_the_product_explodes():
+    """Chaotic tanh RNN (gain 2.5): the norms overflow (spectral = inf) but the log-norms agree with float64."""
+    p = lj.init_rnn(jax.random.PRNGKey(3), 16, 4, scale=2.5, dtype=F64)
+    xs = jax.random.normal(jax.random.PRNGKey(4), (3000, 4), F64)
+    J64 = lj.rnn_step_jacobians(p, jnp.zeros(16, F64), xs, lj.TANH)
+    f32, f64 = lj.gradient_flow_norms(J64.astype(jnp.float32)), lj.gradient_flow_norms(J64)
+    assert float(f64.log_spectral[0]) > 100 and np.isinf(float(f32.spectral[0]))
+    got, want = np.asarray(f32.log_spectral, np.float64), np.asarray(f64.log_spectral)
+    assert np.max(np.abs(got - want) / np.maximum(np.abs(want), 1)) <= 1e-3
+
+
+def test_half_precision_jacobians_are_promoted_to_float32():
+    Js = _lstm_jacs(30, n=4)
+    for half in (jnp.bfloat16, jnp.float16):
+        Jh = Js.astype(half)
+        fn, ly = lj.gradient_flow_norms(Jh), lj.lyapunov(Jh)
+        assert fn.log_spectral.dtype == jnp.float32 and ly.exponents.dtype == jnp.float32
+        J32 = Jh.astype(jnp.float32)
+        np.testing.assert_array_equal(fn.log_spectral, lj.gradient_flow_norms(J32).log_spectral)
+        np.testing.assert_array_equal(ly.exponents, lj.lyapunov(J32).exponents)
+        assert lj.lag_map(Jh[:5]).dtype == jnp.float32
+        # end to end from half-precision parameters (issue 12: bfloat16 Jacobians crashed in LAPACK)
+        p = lj.init_lstm(jax.random.PRNGKey(0), 4, 3, dtype=half)
+        Jp = lj.lstm_step_jacobians(p, lj.zero_state(4, half), jax.random.normal(jax.random.PRNGKey(1), (30, 3), half))
+        assert Jp.dtype == half and np.all(np.isfinite(np.asarray(lj.lyapunov(Jp).exponents)))
+
+
+def test_lyapunov_q0_is_orthonormalised_and_exact_zeros_are_floored_not_minus_inf():
+    Js = _lstm_jacs(60, n=4)
+    q = jax.random.normal(jax.random.PRNGKey(7), (8, 3), F64) * 5.0  # not orthonormal
+    a, b = lj.lyapunov(Js, k=3, q0=q), lj.lyapunov(Js, k=3, q0=jnp.linalg.qr(q)[0])
+    np.testing.assert_allclose(a.exponents, b.exponents, rtol=1e-12)
+    direct = jnp.log(jnp.linalg.norm(lj.jacobian_products(Js)[-1] @ (q[:, 0] / jnp.linalg.norm(q[:, 0]))))
+    np.testing.assert_allclose(a.log_growth[-1], direct, rtol=1e-12)
+    singular = Js.at[10].set(0.0).astype(jnp.float32)  # an exactly zero step Jacobian
+    out = lj.lyapunov(singular)
+    assert np.all(np.isfinite(np.asarray(out.exponents))) and int(out.floored) == 8
+    assert int(lj.lyapunov(Js).floored) == 0
+
+
+def test_shared_derivatives_are_more_accurate_than_autodiff_in_float64():
+    """Against a long-double evaluation of the closed forms on [−12, 12]: the shared σ', tanh' are within
+    1e-15 relative (measured 4e-16); jax.grad of tanh (1 − tanh², cancellation) is off by up to ~5e-6 and of
+    the sigmoid by ~2e-11.  This is why the analytic Jacobians now differ from jax.jacfwd by ~1e-13 (not
+    1e-16) in `lstm-jax verify`: the difference is autodiff's rounding, far inside the 1e-10 tolerance."""
+    if np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:
+        pytest.skip("no extended precision long double on this platform")
+    z = np.linspace(-12, 12, 4001)
+    a = np.abs(z.astype(np.longdouble))
+    refs = {"sigmoid": np.exp(-a) / (1 + np.exp(-a)) ** 2, "tanh": 4 * np.exp(-2 * a) / (1 + np.exp(-2 * a)) ** 2}
+    for act in (lj.SIGMOID, lj.TANH):
+        ref = refs[act.name]
+        ours = np.asarray(act.deriv(jnp.asarray(z, F64))).astype(np.longdouble)
+        auto = np.asarray(jax.vmap(jax.grad(act.fn))(jnp.asarray(z, F64))).astype(np.longdouble)
+        err_ours, err_auto = float(np.max(np.abs(ours - ref) / ref)), float(np.max(np.abs(auto - ref) / ref))
+        assert err_ours <= 1e-15, (act.name, err_ours)
+        assert err_auto > 100 * err_ours, (act.name, err_auto)

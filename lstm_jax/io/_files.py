@@ -6,7 +6,10 @@ Every file the command line writes goes through this module:
   ``path`` (so the final :func:`os.replace` is a rename on one file system, atomic on
   POSIX and Windows), flushes and ``fsync``\ s it, then renames it into place.  A
   process killed at any moment leaves either the old file untouched or the new file
-  complete; the temporary file is removed on any exception.
+  complete; the temporary file is removed on any exception.  (A ``SIGKILL`` or power loss
+  cannot run cleanup code: a stray hidden ``.NAME.*.tmp`` file may then remain beside the
+  target, which itself is intact; it is safe to delete.)  Published files get the
+  permissions of the file they replace, or ``0o666`` minus the umask.
 * :class:`AtomicOutputs` collects several files and publishes them together: each is
   staged as a temporary file beside its target; only when the ``with`` block finishes
   without an exception are they renamed into place, one after another.  On an
@@ -33,11 +36,31 @@ import numpy as np
 PathLike = Union[str, os.PathLike]
 
 
+def _file_mode(path: pathlib.Path) -> int:
+    """Permissions for the published file: those of the file it replaces, else 0o666 minus the umask.
+
+    ``tempfile.mkstemp`` creates 0o600 files; without this the outputs would not be readable by others.
+    """
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        pass
+    umask = 0o022
+    try:  # Linux: read the umask without changing it (os.umask would set process-global state)
+        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                umask = int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o666 & ~umask
+
+
 def _stage(path: pathlib.Path, data: Union[str, bytes]) -> pathlib.Path:
     """Write ``data`` to a new temporary file beside ``path``; return its path (fsynced)."""
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _file_mode(path))
         with os.fdopen(fd, "wb") as fh:
             fh.write(raw)
             fh.flush()
@@ -118,12 +141,16 @@ class AtomicOutputs:
         os.close(fd)
         tmp_p = pathlib.Path(tmp)
         self._staged.append((tmp_p, p))
+        os.chmod(tmp_p, _file_mode(p))
         writer(tmp_p)
         return p
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             try:
+                for _, final in self._staged:  # refuse before the first rename, so the set stays all-or-nothing
+                    if final.is_dir():
+                        raise IsADirectoryError(f"{str(final)!r} is a folder; cannot replace it with a file")
                 for tmp, final in self._staged:
                     os.replace(tmp, final)
             finally:
