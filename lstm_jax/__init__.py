@@ -12,6 +12,7 @@ Importing the package never changes JAX's configuration: enable float64 with
 """
 
 from ._activations import SIGMOID, TANH, Activation
+from ._fast import run_lstm_batch, run_rnn_batch
 from ._flow import FlowNorms, Lyapunov, gradient_flow_norms, lag_map, lyapunov, suffix_products
 from ._interop import (
     from_equinox,
@@ -81,6 +82,9 @@ __all__ = [
     "run_lstm",
     "fuse_lstm_params",
     "unfuse_lstm_params",
+    # batch runners with a custom VJP (training / benchmarks; reverse mode only)
+    "run_lstm_batch",
+    "run_rnn_batch",
     # Jacobians
     "rnn_step_jacobian",
     "rnn_step_jacobians",
