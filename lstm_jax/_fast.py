@@ -69,8 +69,9 @@ def _proj(xs, W_x, b):
 # --------------------------------------------------------------------------- LSTM core
 
 
-def _lstm_scan(hoist, W_h, W_x, b, h0, c0, xs, *, residuals):
+def _lstm_scan(cfg, W_h, W_x, b, h0, c0, xs, *, residuals):
     """The forward loop; with ``residuals`` also the per-step products the backward needs."""
+    hoist, unroll = cfg
 
     def cell(h, c, z):
         z_f, z_i, z_c, z_o = _split4(z)
@@ -89,28 +90,28 @@ def _lstm_scan(hoist, W_h, W_x, b, h0, c0, xs, *, residuals):
             h, c, out = cell(h, c, zx + h @ W_h)
             return (h, c), out
 
-        return jax.lax.scan(step, (h0, c0), _proj(xs, W_x, b))
+        return jax.lax.scan(step, (h0, c0), _proj(xs, W_x, b), unroll=unroll)
 
     def step(carry, x):
         h, c = carry
         h, c, out = cell(h, c, h @ W_h + x @ W_x + b)
         return (h, c), out
 
-    return jax.lax.scan(step, (h0, c0), xs)
+    return jax.lax.scan(step, (h0, c0), xs, unroll=unroll)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _lstm_core(hoist, W_h, W_x, b, h0, c0, xs):
-    (h, c), hs = _lstm_scan(hoist, W_h, W_x, b, h0, c0, xs, residuals=False)
+def _lstm_core(cfg, W_h, W_x, b, h0, c0, xs):
+    (h, c), hs = _lstm_scan(cfg, W_h, W_x, b, h0, c0, xs, residuals=False)
     return h, c, hs
 
 
-def _lstm_core_fwd(hoist, W_h, W_x, b, h0, c0, xs):
-    (h, c), (hs, a, e, f) = _lstm_scan(hoist, W_h, W_x, b, h0, c0, xs, residuals=True)
+def _lstm_core_fwd(cfg, W_h, W_x, b, h0, c0, xs):
+    (h, c), (hs, a, e, f) = _lstm_scan(cfg, W_h, W_x, b, h0, c0, xs, residuals=True)
     return (h, c, hs), (W_h, W_x, h0, xs, hs, a, e, f)
 
 
-def _lstm_core_bwd(hoist, res, cts):
+def _lstm_core_bwd(cfg, res, cts):
     W_h, W_x, h0, xs, hs, a, e, f = res
     dh_T, dc_T, dhs = cts
     n = W_h.shape[0]
@@ -125,7 +126,7 @@ def _lstm_core_bwd(hoist, res, cts):
         dz = a_t * jnp.concatenate([dc, dc, dc, dh], axis=-1)
         return (dz @ W_h_t, f_t * dc), dz
 
-    (dh0, dc0), dZ = jax.lax.scan(step, (jnp.zeros_like(dh_T), dc_T), (dhs, a, e, f), reverse=True)
+    (dh0, dc0), dZ = jax.lax.scan(step, (jnp.zeros_like(dh_T), dc_T), (dhs, a, e, f), reverse=True, unroll=cfg[1])
     T, B, _ = dZ.shape
     rows = dZ.reshape(T * B, 4 * n)
     h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0).reshape(T * B, n)
@@ -151,6 +152,7 @@ def run_lstm_batch(
     *,
     time_major: bool = True,
     hoist: bool = False,
+    unroll: int = 1,
 ) -> tuple[LSTMState, jax.Array]:
     r"""The LSTM of :func:`~lstm_jax.run_lstm` over a batch, with a custom VJP for fast ``jax.grad`` (module docstring).
 
@@ -160,7 +162,9 @@ def run_lstm_batch(
       xs: ``(T, B, m)`` inputs (``(B, T, m)`` with ``time_major=False``), ``T >= 1``.
       time_major: layout of ``xs`` and of the returned outputs.
       hoist: compute the input projection :math:`X W_x + b` as one GEMM before the loop
-        (``(T, B, 4n)`` streamed through memory) instead of one small GEMM per step.
+        (``(T, B, 4n)`` streamed through memory) instead of one small GEMM per step; measured slower
+        on CPU (``benchmarks/README.md``), hence off by default.
+      unroll: steps per loop iteration of the forward and backward scans (:func:`jax.lax.scan`).
 
     Returns:
       ``(final, hs)``: ``final`` the :class:`~lstm_jax.LSTMState` :math:`(h_T, c_T)`, each ``(B, n)``;
@@ -185,7 +189,7 @@ def run_lstm_batch(
     p = jax.tree_util.tree_map(lambda v: v.astype(dtype), p)
     W, b = _fused(p, n)
     b = jnp.zeros((4 * n,), dtype) if b is None else b
-    h, c, hs = _lstm_core(bool(hoist), W[:n], W[n:], b, h0.astype(dtype), c0.astype(dtype), xs.astype(dtype))
+    h, c, hs = _lstm_core((bool(hoist), int(unroll)), W[:n], W[n:], b, h0.astype(dtype), c0.astype(dtype), xs.astype(dtype))
     return LSTMState(h, c), (hs if time_major else jnp.swapaxes(hs, 0, 1))
 
 
