@@ -13,7 +13,7 @@ Importing the package never changes JAX's configuration: enable float64 with
 
 from ._activations import SIGMOID, TANH, Activation
 from ._fast import run_lstm_batch, run_rnn_batch
-from ._matfree import lstm_lyapunov_matfree, rnn_lyapunov_matfree
+from ._matfree import lstm_flow_norms_matfree, lstm_lyapunov_matfree, rnn_flow_norms_matfree, rnn_lyapunov_matfree
 from ._flow import FlowNorms, Lyapunov, gradient_flow_norms, lag_map, lyapunov, suffix_products
 from ._interop import (
     from_equinox,
@@ -110,6 +110,8 @@ __all__ = [
     "lyapunov",
     "lstm_lyapunov_matfree",
     "rnn_lyapunov_matfree",
+    "lstm_flow_norms_matfree",
+    "rnn_flow_norms_matfree",
     # parallel in time (DEER / quasi-DEER)
     "NewtonMode",
     "DENSE",

@@ -149,3 +149,29 @@ def test_matfree_rejects_k_outside_the_state_size():
     p = lj.init_lstm(jax.random.PRNGKey(3), N, M, dtype=jnp.float64)
     with pytest.raises(ValueError, match="k must be in 1..12"):
         lj.lstm_lyapunov_matfree(p, lj.LSTMState(h0[0], c0[0]), xs[:, 0], 13)
+
+
+def test_lstm_matfree_flow_norms_equal_dense_gradient_flow_norms_float64():
+    xs, h0, c0 = _inputs(jnp.float64)
+    p = lj.init_lstm(jax.random.PRNGKey(3), N, M, scale=3.0, dtype=jnp.float64)
+    s0 = lj.LSTMState(h0[0], c0[0])
+    dense = lj.gradient_flow_norms(lj.lstm_step_jacobians(p, s0, xs[:, 0]))
+    free = lj.lstm_flow_norms_matfree(p, s0, xs[:, 0])  # k = 2n: exact norms
+    np.testing.assert_array_equal(free.lag, dense.lag)
+    np.testing.assert_allclose(free.spectral, dense.spectral, rtol=1e-10)
+    np.testing.assert_allclose(free.frobenius, dense.frobenius, rtol=1e-10)
+    # k < 2n: the norms of q0^T P, a lower bound, equal to the dense product restricted to the same directions
+    q0 = jnp.linalg.qr(jax.random.normal(jax.random.PRNGKey(4), (2 * N, 3), jnp.float64))[0]
+    part = lj.lstm_flow_norms_matfree(p, s0, xs[:, 0], 3, q0, log=True)
+    S = lj.suffix_products(lj.lstm_step_jacobians(p, s0, xs[:, 0]))
+    np.testing.assert_allclose(part.spectral, jnp.log(jnp.linalg.norm(jnp.swapaxes(S, 1, 2) @ q0, ord=2, axis=(1, 2))), atol=1e-10)
+
+
+@pytest.mark.parametrize("activation", [lj.SIGMOID, lj.TANH])
+def test_rnn_matfree_flow_norms_equal_dense_gradient_flow_norms_float64(activation):
+    xs, _, c0 = _inputs(jnp.float64)
+    p = lj.init_rnn(jax.random.PRNGKey(5), N, M, scale=2.0, dtype=jnp.float64)
+    dense = lj.gradient_flow_norms(lj.rnn_step_jacobians(p, c0[0], xs[:, 0], activation))
+    free = lj.rnn_flow_norms_matfree(p, c0[0], xs[:, 0], activation)
+    np.testing.assert_allclose(free.spectral, dense.spectral, rtol=1e-10)
+    np.testing.assert_allclose(free.frobenius, dense.frobenius, rtol=1e-10)
