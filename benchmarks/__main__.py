@@ -1,5 +1,7 @@
-"""Run the benchmark suite and check the speed/memory targets of issue #6.
+"""Run the benchmark suite and check the speed targets (issues #6 and #14).
 
+    python -m benchmarks --targets        # only the issue #14 targets, interleaved and repeated (about
+                                          # 5-10 minutes on 2 CPU cores); benchmarks/results/
     python -m benchmarks --quick          # every script at tiny sizes (about a minute); results under
                                           # benchmarks/results/quick/ (not committed)
     python -m benchmarks                  # full sizes (about an hour on 2 CPU cores); benchmarks/results/
@@ -10,8 +12,11 @@
 runtime, its own peak memory), prints its table and writes ``<name>-<platform>-<UTC time>.json/.md``.
 Afterwards the targets are evaluated from the JSON just written and written as ``summary-...json/.md``:
 
-  speed      forward and forward+gradient of the LSTM <= 1.0x torch.nn.LSTM (latency and medium sizes)
-  gemm       LSTM forward >= 80 % of the best same-FLOP GEMM throughput (XLA, NumPy's BLAS, torch)
+  targets    (targets.py) issue #14: forward <= 1.0x and value_and_grad <= 0.8x torch.nn.LSTM at five sizes,
+             >= 70 % of the in-scan GEMM rate, value_and_grad >= 2x run_lstm at the long-lag shape,
+             matrix-free Lyapunov >= 10x the dense-jacfwd recipe and n = 1024, T = 10^5 within 10 min / 4 GiB;
+             each a median ratio with its min-max over interleaved rounds, "met" only if the whole
+             spread is on the right side ("inconclusive" if it straddles the limit)
   jacobian   analytic joint step Jacobian >= 10x faster than jax.jacfwd at n = 256
   memory     gradient at T = 10^6 (B = 8, n = 64) within 24 GiB, time linear in T (log-log slope <= 1.1)
 """
@@ -36,6 +41,7 @@ SCRIPTS = {
     "scaling": "scaling.py",
     "sharding": "sharding.py",
     "parallel": "parallel_vs_sequential.py",
+    "targets": "targets.py",
 }
 GIB = 2**30
 
@@ -47,20 +53,9 @@ def _verdict(ok):
 def targets(results: dict) -> list[dict]:
     """Each target of issue #6 with its measured figures, from the JSON results of this run."""
     out = []
-    speed = results.get("speed")
-    if speed:
-        for r in speed["rows"]:
-            if r["model"] != "lstm" or r["size"] not in ("latency", "medium") or "torch" not in r["peers"]:
-                continue
-            ours, torch = r["peers"]["lstm_jax"], r["peers"]["torch"]
-            for what in ("forward", "grad"):
-                ratio = ours[what]["median_s"] / torch[what]["median_s"]
-                out.append({"target": f"LSTM {what} <= 1.0x torch.nn.LSTM", "where": f"B={r['B']} n={r['n']} m={r['m']} T={r['T']}",
-                            "measured": f"{ratio:.2f}x torch", "value": ratio, "verdict": _verdict(ratio <= 1.0)})
-            frac = r["lstm_jax_fraction_of_best_gemm"]
-            out.append({"target": "LSTM forward >= 80 % of the best same-FLOP GEMM", "where": f"B={r['B']} n={r['n']} m={r['m']} T={r['T']}",
-                        "measured": f"{frac:.0%} ({r['lstm_jax_forward_gflops']:.0f} of {r['gemm']['best_gflops']:.0f} GFLOP/s)",
-                        "value": frac, "verdict": _verdict(frac >= 0.8)})
+    tgt = results.get("targets")
+    if tgt:
+        out += [{k: r[k] for k in ("target", "where", "measured", "verdict")} for r in tgt["rows"]]
     jac = results.get("jacobians")
     if jac:
         for r in jac["rows"]:
@@ -91,11 +86,12 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (about a minute); results under results/quick/")
     ap.add_argument("--only", default=",".join(SCRIPTS), help="comma-separated subset of: %(default)s")
+    ap.add_argument("--targets", action="store_true", help="only the issue #14 targets (same as --only targets)")
     ap.add_argument("--out", default=None, help="results directory (default: benchmarks/results, or results/quick with --quick)")
     ap.add_argument("--summarize", action="store_true",
-                    help="run nothing: evaluate the targets from the newest speed/jacobians/memory JSON in the results directory")
+                    help="run nothing: evaluate the targets from the newest targets/jacobians/memory JSON in the results directory")
     args = ap.parse_args(argv)
-    names = [s.strip() for s in args.only.split(",") if s.strip()]
+    names = ["targets"] if args.targets else [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in names if s not in SCRIPTS]
     if unknown:
         ap.error(f"--only: unknown benchmark(s) {unknown}; choose from {list(SCRIPTS)}")
@@ -105,7 +101,7 @@ def main(argv=None) -> int:
         import jax
 
         platform = jax.devices()[0].platform
-        for name in ("speed", "jacobians", "memory"):
+        for name in ("targets", "jacobians", "memory"):
             files = sorted(out.glob(f"{name}-{platform}-*.json"))
             if files:
                 results[name] = json.loads(files[-1].read_text())
@@ -129,7 +125,7 @@ def main(argv=None) -> int:
     if rows:
         md = H.markdown_table(["target", "where", "measured", "verdict"],
                               [[r["target"], r["where"], r["measured"], r["verdict"]] for r in rows])
-        print("\n=== targets (issue #6) ===\n" + md)
+        print("\n=== targets (issues #6, #14) ===\n" + md)
         meta = {"benchmark": "summary", "device": H.device_info(), "quick": args.quick,
                 "sources": {k: v["meta"] for k, v in results.items()}}
         if args.summarize:

@@ -21,9 +21,32 @@ import numpy as np
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
+def _cpu_model() -> str:
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def device_info() -> dict:
+    """The device in words: JAX platform and kind, CPU model and cores, library versions."""
+    import os
+
     dev = jax.devices()[0]
+    try:
+        import torch
+
+        torch_info = {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
+    except ImportError:
+        torch_info = {}
     return {
+        "cpu_model": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        **torch_info,
         "platform": dev.platform,
         "device_kind": dev.device_kind,
         "device_count": jax.device_count(),
@@ -69,6 +92,56 @@ def time_jitted(fn: Callable, *args: Any, repeats: int = 5, warmup: int = 1) -> 
     compile_s = time.perf_counter() - t0
     stats, out = time_samples(lambda: jax.block_until_ready(compiled(*args)), repeats, warmup)
     return {"compile_s": compile_s, **stats}, out
+
+
+def interleaved(calls: dict[str, Callable[[], Any]], rounds: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each peer, measured **interleaved** (A B C A B C ...) for ``rounds`` rounds.
+
+    Each peer's calls are made blocking by the caller (``jax.block_until_ready`` / ``cuda.synchronize``).
+    A call faster than ``MIN_SAMPLE_S`` is looped ``number`` times per sample (chosen once per peer after
+    the warm-up).  Interleaving puts every peer under the same machine load in each round, so the per-round
+    ratios (:func:`ratio_spread`) are far steadier than ratios of separately-timed medians on a busy machine.
+    """
+    number = {}
+    for name, call in calls.items():
+        for _ in range(max(warmup, 1)):
+            t0 = time.perf_counter()
+            call()
+            once = time.perf_counter() - t0
+        number[name] = max(1, int(MIN_SAMPLE_S / max(once, 1e-9)))
+    times = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            t0 = time.perf_counter()
+            for _ in range(number[name]):
+                call()
+            times[name].append((time.perf_counter() - t0) / number[name])
+    return times
+
+
+def spread(values) -> dict:
+    """``median``, ``min``, ``max``, ``q1``, ``q3`` of a list of samples."""
+    v = np.asarray(values, float)
+    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()),
+            "q1": float(np.percentile(v, 25)), "q3": float(np.percentile(v, 75)), "n": int(v.size)}
+
+
+def ratio_spread(num: list[float], den: list[float]) -> dict:
+    """Per-round ratios ``num[r] / den[r]`` of two interleaved peers, summarised by :func:`spread`."""
+    return spread([a / b for a, b in zip(num, den)])
+
+
+def verdict(sp: dict, limit: float, below: bool = True) -> str:
+    """``met`` only if the whole spread (min..max) is on the right side of ``limit``; ``not met`` if it is
+    entirely on the wrong side; otherwise ``inconclusive``."""
+    lo, hi = sp["min"], sp["max"]
+    good, bad = (hi <= limit, lo > limit) if below else (lo >= limit, hi < limit)
+    return "met" if good else "not met" if bad else "inconclusive"
+
+
+def fmt_spread(sp: dict, digits: int = 2, suffix: str = "") -> str:
+    """``median (min–max)``."""
+    return f"{sp['median']:.{digits}f}{suffix} ({sp['min']:.{digits}f}–{sp['max']:.{digits}f})"
 
 
 def time_call(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> dict:

@@ -4,18 +4,23 @@ Workload: a batch of B sequences of length T, hidden n, input m, float32; forwar
 gradient = value_and_grad w.r.t. all parameters of a last-step loss mean(h_T^2). Every library computes
 the same recurrence with the same shapes (weights are not shared; speed does not depend on their values).
 
-Peers, timed the same way (compiled separately, warm-up, median/min of repeats, ``_harness.py``):
-  LSTM  lstm_jax   jax.vmap(run_lstm) over batch-major (B, T, m) inputs, jit
+Peers are timed interleaved in the same process (A B C A B C ..., ``_harness.interleaved``), after a
+compile + warm-up call each; each ratio is reported as the median of the per-round ratios with its min–max.
+  LSTM  lstm_jax   jax.vmap(run_lstm) over batch-major (B, T, m) inputs, jit (exact; forward- and reverse-differentiable)
+        fast       lstm_jax.run_lstm_batch on time-major (T, B, m) inputs (custom VJP, reverse mode only)
         flax       flax.linen.RNN(OptimizedLSTMCell), jit
         equinox    equinox.nn.LSTMCell under jax.lax.scan, vmap over the batch, jit
         torch      torch.nn.LSTM on time-major (T, B, m) inputs (MKL/oneDNN on CPU, cuDNN on GPU)
         jax_cudnn  jax.experimental.rnn (cuDNN through JAX), GPU only
   RNN   lstm_jax   jax.vmap(run_rnn) with tanh and a bias
+        fast       lstm_jax.run_rnn_batch (custom VJP)
         flax       flax.linen.RNN(SimpleCell) (tanh, bias)
         torch      torch.nn.RNN(nonlinearity="tanh")
         (Equinox has no plain RNN cell.)
-GEMM limit (LSTM rows): the same FLOPs as one GEMM (T*B, n+m) @ (n+m, 4n) through XLA, NumPy's BLAS and
-torch; the LSTM forward's throughput is reported as a fraction of the best.
+In-loop attribution (LSTM rows, interleaved with the peers): the recurrent GEMM (B, n) @ (n, 4n) + tanh
+inside ONE lax.scan of T steps and the gate elementwise math inside one scan (``_inloop.py``); and the GEMM
+limit: the same FLOPs as one GEMM (T*B, n+m) @ (n+m, 4n) through XLA, NumPy's BLAS and torch (the LSTM
+forward's throughput is reported as a fraction of the best).
 
 Sizes: latency (B=1, n=32, m=32, T=1000), medium (B=32, n=128 and 256, m=64, T=1000), long (B=8, n=64,
 m=64, T=10^4, 10^5, 10^6). At T=10^6 the gradient is run only with lstm_jax's segment checkpointing
@@ -32,6 +37,7 @@ import argparse
 import gc
 import math
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 import _harness as H  # noqa: E402
+import _inloop as L  # noqa: E402
 
 import lstm_jax as lj  # noqa: E402
 
@@ -55,7 +62,9 @@ def _lstm_peers(B, n, m, remat):
     key = jax.random.PRNGKey(0)
     p = lj.init_lstm(key, n, m)
     s0 = lj.zero_state(n)
-    peers = {"lstm_jax": (lambda q, xs: jax.vmap(lambda x: lj.run_lstm(q, s0, x, remat=remat)[1].h)(xs), p)}
+    S0 = lj.LSTMState(jnp.zeros((B, n)), jnp.zeros((B, n)))
+    peers = {"lstm_jax": (lambda q, xs: jax.vmap(lambda x: lj.run_lstm(q, s0, x, remat=remat)[1].h)(xs), p),
+             "fast": (lambda q, xs: lj.run_lstm_batch(q, S0, xs, time_major=False)[1], p)}
     try:
         import flax.linen as nn
 
@@ -110,7 +119,9 @@ def _rnn_peers(B, n, m, remat):
     key = jax.random.PRNGKey(0)
     p = lj.init_rnn(key, n, m, bias=True)
     c0 = jnp.zeros(n)
-    peers = {"lstm_jax": (lambda q, xs: jax.vmap(lambda x: lj.run_rnn(q, c0, x, lj.TANH, remat=remat)[1])(xs), p)}
+    C0 = jnp.zeros((B, n))
+    peers = {"lstm_jax": (lambda q, xs: jax.vmap(lambda x: lj.run_rnn(q, c0, x, lj.TANH, remat=remat)[1])(xs), p),
+             "fast": (lambda q, xs: lj.run_rnn_batch(q, C0, xs, lj.TANH, time_major=False)[1], p)}
     try:
         import flax.linen as nn
 
@@ -128,11 +139,12 @@ def _torch_module(model, n, m):
     return torch.nn.LSTM(m, n) if model == "lstm" else torch.nn.RNN(m, n, nonlinearity="tanh")
 
 
-def _time_torch(model, B, n, m, T, repeats, run_grad):
+def _torch_calls(model, B, n, m, T, run_grad):
+    """``(calls, info)``: blocking torch forward / gradient calls on time-major (T, B, m) inputs, or ``({}, None)``."""
     try:
         import torch
     except ImportError:
-        return None
+        return {}, None
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     net = _torch_module(model, n, m).to(dev)
     xs = torch.randn(T, B, m, device=dev)
@@ -151,10 +163,10 @@ def _time_torch(model, B, n, m, T, repeats, run_grad):
         sync()
         return loss
 
-    out = {"forward": {**H.time_call(fwd, repeats), "compile_s": 0.0}}
-    out["grad"] = {**H.time_call(grad, repeats), "compile_s": 0.0} if run_grad else None
-    out.update(threads=torch.get_num_threads(), version=torch.__version__, device=dev)
-    return out
+    calls = {("torch", "forward"): fwd}
+    if run_grad:
+        calls[("torch", "grad")] = grad
+    return calls, {"threads": torch.get_num_threads(), "version": torch.__version__, "device": dev}
 
 
 def _gemm(B, n, m, T, repeats):
@@ -175,31 +187,15 @@ def _gemm(B, n, m, T, repeats):
     return res
 
 
-def _recurrent_gemm(B, n, T, repeats):
-    """The recurrent GEMM alone, (B, n) @ (n, 4n), times T: a floor for any scan that runs it through XLA.
-
-    A sequential LSTM cannot batch this product over time (h_t needs h_{t-1}); the input projection can be
-    (torch does one (T*B, m) @ (m, 4n) GEMM up front). Timed through XLA (jit) and torch, per call x T.
-    Each XLA call includes one dispatch (tens of µs), so at small sizes this over-states the floor; it is
-    meaningful where the GEMM dominates (the medium sizes).
-    """
-    h = np.random.default_rng(2).standard_normal((B, n), dtype=np.float32)
-    w = np.random.default_rng(3).standard_normal((n, 4 * n), dtype=np.float32)
-    res = {"xla_s": T * H.time_jitted(lambda a, b: a @ b, jnp.asarray(h), jnp.asarray(w), repeats=repeats)[0]["median_s"]}
-    try:
-        import torch
-
-        th, tw = torch.from_numpy(h), torch.from_numpy(w)
-        res["torch_s"] = T * H.time_call(lambda: th @ tw, repeats)["median_s"]
-    except ImportError:
-        pass
-    return res
-
-
 def _planned_bytes(fn, *args):
     """Temporaries XLA plans for ``jit(fn)`` (compile only; nothing is run)."""
     ma = jax.jit(fn).lower(*args).compile().memory_analysis()
     return None if ma is None else int(ma.temp_size_in_bytes)
+
+
+def _stats(times):
+    sp = H.spread(times)
+    return {"median_s": sp["median"], "min_s": sp["min"], "max_s": sp["max"], "rounds": sp["n"], "times_s": list(times)}
 
 
 def run_size(model, label, B, n, m, T, repeats, remat_from_T):
@@ -208,30 +204,43 @@ def run_size(model, label, B, n, m, T, repeats, remat_from_T):
     xs = jax.random.normal(jax.random.PRNGKey(1), (B, T, m), jnp.float32)
     peers = (_lstm_peers if model == "lstm" else _rnn_peers)(B, n, m, segment)
     row = {"model": model, "size": label, "B": B, "n": n, "m": m, "T": T, "peers": {},
-           "lstm_jax_remat": segment, "grad_skipped": {}}
+           "lstm_jax_remat": segment, "grad_skipped": {}, "compile_s": {}}
+    calls = {}
     for name, (fwd, params) in peers.items():
-        f = H.time_jitted(fwd, params, xs, repeats=repeats)[0]
-        gc.collect()
+        f = jax.jit(fwd)
+        t0 = time.perf_counter()
+        f.lower(params, xs).compile()
+        row["compile_s"][f"{name}/forward"] = time.perf_counter() - t0
+        calls[(name, "forward")] = lambda f=f, params=params: jax.block_until_ready(f(params, xs))
         vg = jax.value_and_grad(lambda q, x, fwd=fwd: jnp.mean(fwd(q, x)[:, -1] ** 2))
         if remat_only and name != "lstm_jax":
-            row["peers"][name] = {"forward": f, "grad": None}
             row["grad_skipped"][name] = {"reason": "no checkpointing in this peer's API",
                                          "xla_planned_temp_bytes": _planned_bytes(vg, params, xs)}
             continue
-        g = H.time_jitted(vg, params, xs, repeats=repeats)[0]
-        gc.collect()
-        row["peers"][name] = {"forward": f, "grad": g}
-    t = _time_torch(model, B, n, m, T, repeats, run_grad=not remat_only)
-    if t is not None:
-        row["peers"]["torch"] = t
+        g = jax.jit(vg)
+        calls[(name, "grad")] = lambda g=g, params=params: jax.block_until_ready(g(params, xs))
+    tcalls, tinfo = _torch_calls(model, B, n, m, T, run_grad=not remat_only)
+    calls.update(tcalls)
+    if tinfo is not None:
+        row["torch"] = tinfo
         if remat_only:
             row["grad_skipped"]["torch"] = {"reason": "torch.nn.LSTM/RNN keep every step's activations"}
-    if model == "lstm" and T * B <= 100_000:
+    in_loop = model == "lstm" and T * B <= 100_000
+    if in_loop:
+        g, g_args, g_flops = L.scan_gemm(B, n, T)
+        e, e_args = L.scan_gates(B, n, T)
+        calls[("in_scan_gemm", "forward")] = lambda: jax.block_until_ready(g(*g_args))
+        calls[("in_scan_gates", "forward")] = lambda: jax.block_until_ready(e(*e_args))
+    times = H.interleaved(calls, repeats)
+    for (name, what), ts in times.items():
+        row["peers"].setdefault(name, {"forward": None, "grad": None})[what] = _stats(ts)
+    if in_loop:
         row["gemm"] = _gemm(B, n, m, T, repeats)
-        row["recurrent_gemm_times_T"] = _recurrent_gemm(B, n, T, repeats)
         fwd_s = row["peers"]["lstm_jax"]["forward"]["median_s"]
         row["lstm_jax_forward_gflops"] = row["gemm"]["flops"] / fwd_s / 1e9
+        row["fast_forward_gflops"] = row["gemm"]["flops"] / row["peers"]["fast"]["forward"]["median_s"] / 1e9
         row["lstm_jax_fraction_of_best_gemm"] = row["lstm_jax_forward_gflops"] / row["gemm"]["best_gflops"]
+        row["in_scan_gemm_gflops"] = g_flops / row["peers"]["in_scan_gemm"]["forward"]["median_s"] / 1e9
     print(_line(row), flush=True)
     return row
 
@@ -249,39 +258,44 @@ def _ms(res):
     return "—" if res is None else f"{res['median_s'] * 1e3:.1f}"
 
 
-def _ratio(row, peer, what):
+def _ratio(row, peer, what, ours="lstm_jax"):
+    """Median (min–max) of the per-round ratios ours / peer (interleaved rounds)."""
     p = row["peers"].get(peer)
-    ours = row["peers"]["lstm_jax"][what]
-    if not p or p[what] is None or ours is None:
+    o = row["peers"].get(ours, {}).get(what)
+    if not p or p[what] is None or o is None:
         return "—"
-    return f"{ours['median_s'] / p[what]['median_s']:.2f}"
+    return H.fmt_spread(H.ratio_spread(o["times_s"], p[what]["times_s"]))
 
 
 def _line(row):
     ours = row["peers"]["lstm_jax"]
     return (f"{row['model']} {row['size']:8s} B={row['B']} n={row['n']} m={row['m']} T={row['T']}: lstm_jax "
             f"{_ms(ours['forward'])}/{_ms(ours['grad'])} ms; "
-            + ", ".join(f"{k} {_ms(v['forward'])}/{_ms(v['grad'])} ms" for k, v in row["peers"].items() if k != "lstm_jax")
+            + ", ".join(f"{k} {_ms(v['forward'])}/{_ms(v['grad'])} ms" for k, v in row["peers"].items()
+                        if k != "lstm_jax" and not k.startswith("in_scan"))
             + (f"; {row['lstm_jax_fraction_of_best_gemm']:.0%} of best GEMM" if "gemm" in row else ""))
 
 
-def _floor(f):
-    if not f:
+def _inloop(r):
+    p = r["peers"]
+    if "in_scan_gemm" not in p:
         return "—"
-    return f"{f['xla_s'] * 1e3:.1f} / " + (f"{f['torch_s'] * 1e3:.1f}" if "torch_s" in f else "—")
+    return (f"{_ms(p['in_scan_gemm']['forward'])} / {_ms(p['in_scan_gates']['forward'])} "
+            f"({r['in_scan_gemm_gflops']:.0f} GFLOP/s)")
 
 
 def table(rows):
-    peers = ["flax", "equinox", "torch"] + (["jax_cudnn"] if any("jax_cudnn" in r["peers"] for r in rows) else [])
+    peers = ["fast", "flax", "equinox", "torch"] + (["jax_cudnn"] if any("jax_cudnn" in r["peers"] for r in rows) else [])
     return H.markdown_table(
         ["model", "size (B, n, m, T)", "lstm_jax fwd / grad (ms)"] + [f"÷ {p} fwd / grad" for p in peers]
-        + ["fwd GFLOP/s (best GEMM)", "recurrent GEMM × T: XLA / torch (ms)"],
+        + ["fast ÷ torch fwd / grad", "in-scan GEMM+tanh / gate math (ms)", "fwd GFLOP/s lstm_jax / fast (best GEMM)"],
         [[r["model"], f"{r['size']} ({r['B']}, {r['n']}, {r['m']}, {r['T']})"
           + (f" remat={r['lstm_jax_remat']}" if r["lstm_jax_remat"] else ""),
           f"{_ms(r['peers']['lstm_jax']['forward'])} / {_ms(r['peers']['lstm_jax']['grad'])}"]
          + [f"{_ratio(r, p, 'forward')} / {_ratio(r, p, 'grad')}" for p in peers]
-         + [f"{r['lstm_jax_forward_gflops']:.1f} ({r['gemm']['best_gflops']:.0f})" if "gemm" in r else "—",
-            _floor(r.get("recurrent_gemm_times_T"))]
+         + [f"{_ratio(r, 'torch', 'forward', 'fast')} / {_ratio(r, 'torch', 'grad', 'fast')}", _inloop(r),
+            f"{r['lstm_jax_forward_gflops']:.1f} / {r['fast_forward_gflops']:.1f} ({r['gemm']['best_gflops']:.0f})"
+            if "gemm" in r else "—"]
          for r in rows],
     )
 
@@ -292,17 +306,18 @@ def main(argv=None):
     ap.add_argument("--no-long", action="store_true", help="skip the long sizes (T = 10^4 ... 10^6)")
     args = ap.parse_args(argv)
     if args.quick:
-        sizes, repeats_for, remat_from = QUICK, (lambda T: 1), QUICK_GRAD_ONLY_WITH_REMAT_FROM_T
+        sizes, repeats_for, remat_from = QUICK, (lambda T: 2), QUICK_GRAD_ONLY_WITH_REMAT_FROM_T
     else:
         sizes = LATENCY_MEDIUM + (() if args.no_long else LONG)
         repeats_for, remat_from = (lambda T: 5 if T <= 10_000 else 3 if T <= 100_000 else 2), GRAD_ONLY_WITH_REMAT_FROM_T
     meta = {"benchmark": "speed", "dtype": "float32", "device": H.device_info(), "loss": "mean(h_T^2)",
-            "ratios": "lstm_jax time / peer time (below 1: lstm_jax faster)"}
+            "ratios": "lstm_jax time / peer time per interleaved round: median (min-max) (below 1: lstm_jax faster)"}
     print(f"device: {meta['device']['platform']} ({meta['device']['device_kind']}), jax {jax.__version__}")
     rows = run(sizes, repeats_for, remat_from)
     md = table(rows)
     H.report(args, "speed", rows, meta, md,
-             "ratios: lstm_jax time / peer time (below 1: lstm_jax faster); — = not run (see JSON)")
+             "ratios: lstm_jax time / peer time, median (min–max) over interleaved rounds (below 1: lstm_jax faster); "
+             "in-scan: (B, n) @ (n, 4n) + tanh and the gate math alone, each inside one lax.scan of T steps; — = not run")
     return 0
 
 

@@ -22,6 +22,8 @@ from ._flow import (
     rnn_flow_map,
     suffix_products,
 )
+from ._fast import run_lstm_batch, run_rnn_batch
+from ._matfree import lstm_flow_norms_matfree, lstm_lyapunov_matfree, rnn_flow_norms_matfree, rnn_lyapunov_matfree
 from ._interop import (
     from_equinox,
     from_flax_linen,
@@ -91,6 +93,9 @@ __all__ = [
     "run_lstm",
     "fuse_lstm_params",
     "unfuse_lstm_params",
+    # batch runners with a custom VJP (training / benchmarks; reverse mode only)
+    "run_lstm_batch",
+    "run_rnn_batch",
     # Jacobians
     "rnn_step_jacobian",
     "rnn_step_jacobians",
@@ -113,6 +118,10 @@ __all__ = [
     "lag_map",
     "Lyapunov",
     "lyapunov",
+    "lstm_lyapunov_matfree",
+    "rnn_lyapunov_matfree",
+    "lstm_flow_norms_matfree",
+    "rnn_flow_norms_matfree",
     # parallel in time (DEER / quasi-DEER)
     "NewtonMode",
     "DENSE",

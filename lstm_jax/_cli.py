@@ -205,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the benchmark suite of a source checkout (python -m benchmarks) and check the speed targets",
         description="Runs `python -m benchmarks` in the repository: speed vs Flax/Equinox/PyTorch, Jacobians vs "
         "autodiff, memory with/without checkpointing up to T = 10^6, scaling, sharding, parallel-in-time. "
-        "--quick: tiny sizes, about a minute. Further options (e.g. --only speed,memory) are passed on.",
+        "--quick: tiny sizes, about a minute. Further options are passed on: --targets (only the issue #14 speed "
+        "targets, interleaved peers with spread-based verdicts, about 5-10 minutes), --only speed,memory, ...",
     )
     b.add_argument("--quick", action="store_true", help="tiny sizes (about a minute); results under benchmarks/results/quick")
     b.add_argument("--repo", default=".", help="repository root holding benchmarks/ (default: current directory)")

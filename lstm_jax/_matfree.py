@@ -1,0 +1,248 @@
+r"""Matrix-free Lyapunov exponents and flow norms: products :math:`J_t Q` / :math:`J_t^\top W` from the structure of the analytic step Jacobians.
+
+:func:`~lstm_jax.lyapunov` takes dense step Jacobians ``(T, d, d)``; for the LSTM ``d = 2n`` and at
+``n = 1024`` one Jacobian is 16 MiB, ``T = 10^5`` of them 1.6 TiB.  The QR iteration only ever needs
+:math:`J_t Q_{t-1}` for a ``(d, k)`` orthonormal ``Q``, and the analytic Jacobians are diagonal gate
+factors times weight blocks, so :math:`J_t Q` costs one ``(4n, n) @ (n, k)`` GEMM and ``O(nk)``
+elementwise work, without ever forming :math:`J_t`.
+
+LSTM (the joint Jacobian of :func:`~lstm_jax.lstm_step_jacobian`, state ordering ``[h; c]``,
+:math:`Q = [Q_h; Q_c]`): with :math:`U_g` the ``h``-columns of :math:`W_g` and
+:math:`P_g = U_g Q_h` (one GEMM for all four gates),
+
+.. math::
+
+    \partial c\,Q &= \operatorname{diag}(c_{t-1}\sigma'(z_f)) P_f + \operatorname{diag}(\tilde c_t\sigma'(z_i)) P_i
+                   + \operatorname{diag}(i_t\tanh'(z_c)) P_c + \operatorname{diag}(f_t) Q_c,\\
+    \partial h\,Q &= \operatorname{diag}(\tanh(c_t)\sigma'(z_o)) P_o + \operatorname{diag}(o_t\tanh'(c_t))\,\partial c\,Q.
+
+RNN (:func:`~lstm_jax.rnn_step_jacobian`): :math:`J_t Q = \operatorname{diag}(\phi'(z_t))\,W_{rec} Q`.
+
+The flow norms (:func:`lstm_flow_norms_matfree`, :func:`rnn_flow_norms_matfree`) run the adjoint products
+:math:`J_t^\top W` backwards from ``t = T`` (the same factors, transposed: one ``(n, 4n) @ (4n, k)`` GEMM a
+step for the LSTM) with QR re-orthonormalisation, giving the norms of
+:math:`q_0^\top \partial s_T/\partial s_t` for every ``t`` — those of :func:`~lstm_jax.gradient_flow_norms`
+when ``k`` is the full state size.
+
+Gates and pre-activations come from the library's own cell (``_gates``, :func:`~lstm_jax.run_lstm`'s
+trajectory, the derivatives of :mod:`lstm_jax._activations`); the QR step and the returned
+:class:`~lstm_jax.Lyapunov` are those of :func:`~lstm_jax.lyapunov` (Benettin et al. 1980; Engelken,
+Wolf & Abbott 2020).  Cost per step: LSTM ``2·4n·n·k`` FLOPs for the GEMM plus a ``(2n, k)`` QR
+(``O(nk^2)``), versus ``O(n^2 (n+m))`` for one dense ``jax.jacfwd`` Jacobian and ``O(n^2 k)`` for
+``J @ Q`` (the recipe of Vogt et al. 2022, *On Lyapunov exponents for RNNs*, arXiv:2110.07238).
+Memory: ``O(nk)`` per step plus the trajectory ``(T, 2n)`` and the ``(T, k)`` logs.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from ._activations import SIGMOID, TANH, Activation
+from ._flow import FlowNorms, Lyapunov
+from ._lstm import LSTMParams, LSTMState, _gates, check_lstm_call, run_lstm
+from ._rnn import RNNParams, _check_rnn_call, rnn_preactivation, run_rnn
+from ._validation import check_array
+
+_dsig = SIGMOID.deriv
+_dtanh = TANH.deriv
+
+
+def _q0(q0, d: int, k: Optional[int], dtype) -> jax.Array:
+    k = d if k is None else k
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k must be an int in 1..{d} (the state size), got {type(k).__name__}")
+    if not 1 <= k <= d:
+        raise ValueError(f"k must be in 1..{d} (the state size), got {k}")
+    if q0 is None:
+        return jnp.eye(d, k, dtype=dtype)
+    return check_array(q0, "q0", (d, k)).astype(dtype)
+
+
+def _qr_lyapunov(jq, q0, carry_in) -> Lyapunov:
+    """QR re-orthonormalisation of ``jq(Q, inp) = J_t Q`` along ``carry_in`` (as in :func:`~lstm_jax.lyapunov`)."""
+
+    def step(Q, inp):
+        Q, R = jnp.linalg.qr(jq(Q, inp))
+        r = jnp.diagonal(R)
+        sign = jnp.where(r < 0, -1.0, 1.0).astype(Q.dtype)
+        return Q * sign[None, :], jnp.log(jnp.abs(r))
+
+    _, logs = jax.lax.scan(step, q0, carry_in)  # (T, k)
+    means = jnp.mean(logs, axis=0)
+    order = jnp.argsort(-means)
+    return Lyapunov(means[order], jnp.cumsum(logs[:, 0]), jnp.cumsum(jnp.sum(logs, axis=1)))
+
+
+def _lstm_jq(p: LSTMParams, U: jax.Array, h_prev: jax.Array, c_prev: jax.Array, x: jax.Array, Q: jax.Array) -> jax.Array:
+    r""":math:`J_t Q` for the joint LSTM Jacobian at one step, ``Q (2n, k)``, ``U = [U_f; U_i; U_c; U_o] (4n, n)``."""
+    n = h_prev.shape[-1]
+    g = _gates(p, h_prev, x)
+    P = U @ Q[:n]  # (4n, k): U_g Q_h for the four gates in one GEMM
+    P_f, P_i, P_c, P_o = P[:n], P[n:2 * n], P[2 * n:3 * n], P[3 * n:]
+    dc = ((c_prev * _dsig(g.z_f))[:, None] * P_f + (g.c_tilde * _dsig(g.z_i))[:, None] * P_i
+          + (g.i * _dtanh(g.z_c))[:, None] * P_c + g.f[:, None] * Q[n:])
+    c = c_prev * g.f + g.c_tilde * g.i
+    dh = (jnp.tanh(c) * _dsig(g.z_o))[:, None] * P_o + (g.o * _dtanh(c))[:, None] * dc
+    return jnp.concatenate([dh, dc], axis=0)
+
+
+def lstm_lyapunov_matfree(
+    params: LSTMParams,
+    state0: LSTMState,
+    xs: jax.Array,
+    k: Optional[int] = None,
+    q0: Optional[jax.Array] = None,
+) -> Lyapunov:
+    r"""The ``k`` leading Lyapunov exponents of the LSTM along ``xs``, matrix-free (module docstring).
+
+    Equals ``lyapunov(lstm_step_jacobians(params, state0, xs), k, q0)`` (same trajectory, same QR
+    steps; float64 agreement to rounding) without forming any ``(2n, 2n)`` Jacobian.
+
+    Args:
+      params: :class:`~lstm_jax.LSTMParams`.
+      state0: :class:`~lstm_jax.LSTMState` ``(h_0, c_0)``, each ``(n,)``.
+      xs: ``(T, m)`` inputs.
+      k: number of exponents, ``1..2n`` (default ``2n``).
+      q0: ``(2n, k)`` initial orthonormal directions (default the first ``k`` identity columns).
+
+    Returns:
+      :class:`~lstm_jax.Lyapunov` (exponents descending, ``log_growth``, ``log_volume``).
+    """
+    p, s0, xs, n, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
+    q0 = _q0(q0, 2 * n, k, xs.dtype)
+    _, traj = run_lstm(p, s0, xs)
+    h_prev = jnp.concatenate([s0.h[None], traj.h[:-1]], axis=0)
+    c_prev = jnp.concatenate([s0.c[None], traj.c[:-1]], axis=0)
+    U = jnp.concatenate([W[:, :n] for W in (p.W_f, p.W_i, p.W_c, p.W_o)], axis=0)
+    return _qr_lyapunov(lambda Q, inp: _lstm_jq(p, U, *inp, Q), q0, (h_prev, c_prev, xs))
+
+
+def rnn_lyapunov_matfree(
+    params: RNNParams,
+    c0: jax.Array,
+    xs: jax.Array,
+    activation: Activation = SIGMOID,
+    k: Optional[int] = None,
+    q0: Optional[jax.Array] = None,
+) -> Lyapunov:
+    r"""The ``k`` leading Lyapunov exponents of the RNN, :math:`J_t Q = \operatorname{diag}(\phi'(z_t)) W_{rec} Q`.
+
+    Equals ``lyapunov(rnn_step_jacobians(params, c0, xs, activation), k, q0)`` without forming ``J_t``.
+    ``c0 (n,)``, ``xs (T, m)``, ``k`` in ``1..n``, ``q0 (n, k)``.
+    """
+    if not isinstance(activation, Activation):
+        raise TypeError(f"activation must be an lstm_jax Activation (SIGMOID or TANH), got {type(activation).__name__}")
+    p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
+    n = c0.shape[0]
+    q0 = _q0(q0, n, k, xs.dtype)
+    _, cs = run_rnn(p, c0, xs, activation)
+    c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+
+    def jq(Q, inp):
+        c, x = inp
+        return activation.deriv(rnn_preactivation(p, c, x))[:, None] * (p.W_rec @ Q)
+
+    return _qr_lyapunov(jq, q0, (c_prev, xs))
+
+
+# --------------------------------------------------------------------------- flow norms (adjoint products)
+
+
+def _flow_norms(jtq, q0, inputs, log: bool) -> FlowNorms:
+    r"""Norms of :math:`P_t^\top q_0 = J_{t+1}^\top\cdots J_T^\top q_0` for ``t = 0..T-1`` by a reverse QR scan.
+
+    :math:`J_t^\top Q_t R_t`-style re-orthonormalisation: ``X = J^T Q``, ``Q', R = qr(X)``, and the
+    ``(k, k)`` product :math:`M = R_{t+1}\cdots R_T` is kept with its log scale, so
+    :math:`P_t^\top q_0 = Q' M e^{s}` and its norms are those of ``M`` times :math:`e^s` (``Q'`` has
+    orthonormal columns).  Nothing under- or overflows before the final ``exp`` (skipped with ``log``).
+    """
+    k = q0.shape[1]
+
+    def step(carry, inp):
+        Q, M, s = carry
+        Q, R = jnp.linalg.qr(jtq(Q, inp))
+        M = R @ M
+        scale = jnp.linalg.norm(M)
+        M = M / scale
+        s = s + jnp.log(scale)
+        return (Q, M, s), (s + jnp.log(jnp.linalg.norm(M, ord=2)), s)  # ||M||_F = 1 after the rescale
+
+    init = (q0, jnp.eye(k, dtype=q0.dtype), jnp.zeros((), q0.dtype))
+    _, (log_spec, log_fro) = jax.lax.scan(step, init, inputs, reverse=True)
+    T = log_spec.shape[0]
+    if log:
+        return FlowNorms(jnp.arange(T, 0, -1), log_spec, log_fro)
+    return FlowNorms(jnp.arange(T, 0, -1), jnp.exp(log_spec), jnp.exp(log_fro))
+
+
+def _lstm_jtq(p: LSTMParams, U: jax.Array, h_prev, c_prev, x, Wc: jax.Array) -> jax.Array:
+    r""":math:`J_t^\top W` for the joint LSTM Jacobian, ``W = [W_h; W_c] (2n, k)``: one ``(n, 4n) @ (4n, k)`` GEMM."""
+    n = h_prev.shape[-1]
+    g = _gates(p, h_prev, x)
+    c = c_prev * g.f + g.c_tilde * g.i
+    W_h, W_c = Wc[:n], Wc[n:]
+    Y = (g.o * _dtanh(c))[:, None] * W_h + W_c  # cotangent reaching c_t
+    stacked = jnp.concatenate([(c_prev * _dsig(g.z_f))[:, None] * Y, (g.c_tilde * _dsig(g.z_i))[:, None] * Y,
+                               (g.i * _dtanh(g.z_c))[:, None] * Y, (jnp.tanh(c) * _dsig(g.z_o))[:, None] * W_h], axis=0)
+    return jnp.concatenate([U.T @ stacked, g.f[:, None] * Y], axis=0)
+
+
+def lstm_flow_norms_matfree(
+    params: LSTMParams,
+    state0: LSTMState,
+    xs: jax.Array,
+    k: Optional[int] = None,
+    q0: Optional[jax.Array] = None,
+    *,
+    log: bool = False,
+) -> FlowNorms:
+    r"""Norms of :math:`\partial s_T/\partial s_t` (``t = 0..T-1``) restricted to ``k`` output directions, matrix-free.
+
+    Returns :class:`~lstm_jax.FlowNorms` with the spectral and Frobenius norms of
+    :math:`q_0^\top\,\partial s_T/\partial s_t` (``q0 (2n, k)`` orthonormal, default the first ``k``
+    identity columns), from adjoint products :math:`J^\top W` built from the gate factors (one
+    ``(n, 4n) @ (4n, k)`` GEMM a step) and a reverse QR scan; with ``k = 2n`` they are exactly the norms
+    of :func:`~lstm_jax.gradient_flow_norms` (``lstm_step_jacobians``), without any ``(2n, 2n)`` matrix.
+    For ``k < 2n`` they are lower bounds (the gradient of ``k`` chosen output directions, e.g. the
+    readout's rows).  ``log=True`` returns natural logs of the norms (no under/overflow at long ``T``).
+    Cost per step ``O(n^2 k)`` + a ``(2n, k)`` QR + a ``(k, k)`` SVD; memory ``O(nk)`` + the trajectory.
+    """
+    p, s0, xs, n, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
+    q0 = _q0(q0, 2 * n, k, xs.dtype)
+    _, traj = run_lstm(p, s0, xs)
+    h_prev = jnp.concatenate([s0.h[None], traj.h[:-1]], axis=0)
+    c_prev = jnp.concatenate([s0.c[None], traj.c[:-1]], axis=0)
+    U = jnp.concatenate([W[:, :n] for W in (p.W_f, p.W_i, p.W_c, p.W_o)], axis=0)
+    return _flow_norms(lambda Q, inp: _lstm_jtq(p, U, *inp, Q), q0, (h_prev, c_prev, xs), log)
+
+
+def rnn_flow_norms_matfree(
+    params: RNNParams,
+    c0: jax.Array,
+    xs: jax.Array,
+    activation: Activation = SIGMOID,
+    k: Optional[int] = None,
+    q0: Optional[jax.Array] = None,
+    *,
+    log: bool = False,
+) -> FlowNorms:
+    r"""RNN version of :func:`lstm_flow_norms_matfree`: :math:`J_t^\top W = W_{rec}^\top(\phi'(z_t)\odot W)`.
+
+    With ``k = n`` equal to ``gradient_flow_norms(rnn_step_jacobians(params, c0, xs, activation))``.
+    """
+    if not isinstance(activation, Activation):
+        raise TypeError(f"activation must be an lstm_jax Activation (SIGMOID or TANH), got {type(activation).__name__}")
+    p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
+    n = c0.shape[0]
+    q0 = _q0(q0, n, k, xs.dtype)
+    _, cs = run_rnn(p, c0, xs, activation)
+    c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+
+    def jtq(Q, inp):
+        c, x = inp
+        return p.W_rec.T @ (activation.deriv(rnn_preactivation(p, c, x))[:, None] * Q)
+
+    return _flow_norms(jtq, q0, (c_prev, xs), log)
