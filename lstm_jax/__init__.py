@@ -2,28 +2,30 @@
 
 Pure cells on pytrees of parameters, ``lax.scan`` runners, analytic one-step
 and multi-step Jacobians (the article's eq. 2 and eq. 6, as published and
-corrected, and the exact joint ``(h, c)`` Jacobian), gradient-flow diagnostics
-(log-space Lyapunov exponents), weight import from Flax / Equinox / PyTorch,
-parallel-in-time evaluation (DEER), and executable checks of every claim of the
+corrected, and the exact joint ``(h, c)`` Jacobian), the GRU (PyTorch convention) with its
+exact Jacobian and eq. 6 analogue, stacked / bidirectional / right-padded models, gradient-flow
+diagnostics (log-space Lyapunov exponents), parallel-in-time evaluation (DEER), and executable checks of every claim of the
 article (``lstm-jax verify``).  Command line: ``lstm-jax verify | flow | train | bench``.
 
 Importing the package never changes JAX's configuration: enable float64 with
 ``jax.config.update("jax_enable_x64", True)`` in your own entry point.
+Loading models from PyTorch / Flax / Equinox / checkpoint files: :mod:`lstm_jax.io`.
 """
 
 from ._activations import SIGMOID, TANH, Activation
 from ._flow import FlowNorms, Lyapunov, gradient_flow_norms, lag_map, lyapunov, suffix_products
-from ._interop import (
-    from_equinox,
-    from_flax_linen,
-    from_flax_nnx,
-    from_torch,
-    from_torch_layers,
-    state_from_flax,
-    state_to_flax,
-    to_equinox,
-    to_flax_linen,
-    to_torch_state_dict,
+from ._gru import (
+    GRUGates,
+    GRUParams,
+    GRUTerms,
+    gru_gates,
+    gru_step,
+    gru_step_jacobian,
+    gru_step_jacobians,
+    gru_terms,
+    gru_terms_along,
+    init_gru,
+    run_gru,
 )
 from ._jacobians import (
     JointBlocks,
@@ -56,6 +58,7 @@ from ._lstm import (
 )
 from ._parallel import DENSE, DIAGONAL, NewtonInfo, NewtonMode, parallel_run_lstm, parallel_run_rnn, solve_linear_recurrence
 from ._rnn import RNNParams, init_rnn, rnn_step, run_rnn
+from ._stack import KINDS, StackJacobians, StackRun, check_recurrent_params, mask_padded_jacobians, run_stack, stack_flow, stack_step_jacobians
 from ._validation import check_finite
 
 __version__ = "0.1.0"
@@ -81,6 +84,27 @@ __all__ = [
     "run_lstm",
     "fuse_lstm_params",
     "unfuse_lstm_params",
+    # GRU (PyTorch / cuDNN convention)
+    "GRUParams",
+    "GRUGates",
+    "GRUTerms",
+    "init_gru",
+    "gru_gates",
+    "gru_step",
+    "run_gru",
+    "gru_step_jacobian",
+    "gru_step_jacobians",
+    "gru_terms",
+    "gru_terms_along",
+    # stacked / bidirectional / padded models
+    "KINDS",
+    "check_recurrent_params",
+    "StackRun",
+    "StackJacobians",
+    "run_stack",
+    "stack_step_jacobians",
+    "stack_flow",
+    "mask_padded_jacobians",
     # Jacobians
     "rnn_step_jacobian",
     "rnn_step_jacobians",
@@ -111,17 +135,6 @@ __all__ = [
     "parallel_run_rnn",
     "parallel_run_lstm",
     "solve_linear_recurrence",
-    # weight import / export
-    "from_flax_linen",
-    "to_flax_linen",
-    "from_flax_nnx",
-    "from_equinox",
-    "to_equinox",
-    "from_torch",
-    "from_torch_layers",
-    "to_torch_state_dict",
-    "state_from_flax",
-    "state_to_flax",
     # checks
     "check_finite",
 ]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import lstm_jax as lj
+import lstm_jax.io as lio
 
 flax_linen = pytest.importorskip("flax.linen")
 nnx = pytest.importorskip("flax.nnx")
@@ -40,19 +41,19 @@ def test_flax_linen_cells_give_identical_trajectories(cls):
     cell = getattr(flax_linen, cls)(features=N)
     variables = _randomise(cell.init(jax.random.PRNGKey(3), (jnp.zeros(N), jnp.zeros(N)), jnp.zeros(M)),
                            jax.random.PRNGKey(4))
-    carry, hs, cs = lj.state_to_flax(lj.LSTMState(jnp.asarray(H0), jnp.asarray(C0))), [], []
+    carry, hs, cs = lio.state_to_flax(lj.LSTMState(jnp.asarray(H0), jnp.asarray(C0))), [], []
     for x in XS:
         carry, h = cell.apply(variables, carry, jnp.asarray(x))
         hs.append(h)
-        cs.append(lj.state_from_flax(carry).c)
-    h_ours, c_ours = _ours(lj.from_flax_linen(variables))
+        cs.append(lio.state_from_flax(carry).c)
+    h_ours, c_ours = _ours(lio.from_flax_linen(variables))
     np.testing.assert_allclose(h_ours, np.stack(hs), atol=ATOL)
     np.testing.assert_allclose(c_ours, np.stack(cs), atol=ATOL)
 
 
 def test_flax_linen_round_trip_is_exact():
     p = lj.init_lstm(jax.random.PRNGKey(5), N, M, forget_bias=1.0)
-    back = lj.from_flax_linen(lj.to_flax_linen(p))
+    back = lio.from_flax_linen(lio.to_flax_linen(p))
     for a, b in zip(p, back):
         np.testing.assert_array_equal(a, b)
 
@@ -66,7 +67,7 @@ def test_flax_nnx_cell_gives_identical_trajectories():
     for x in XS:
         carry, h = cell(carry, jnp.asarray(x))
         hs.append(h)
-    np.testing.assert_allclose(_ours(lj.from_flax_nnx(cell))[0], np.stack(hs), atol=ATOL)
+    np.testing.assert_allclose(_ours(lio.from_flax_nnx(cell))[0], np.stack(hs), atol=ATOL)
 
 
 def test_equinox_cell_gives_identical_trajectories_and_round_trips():
@@ -75,9 +76,9 @@ def test_equinox_cell_gives_identical_trajectories_and_round_trips():
     for x in XS:
         state = cell(jnp.asarray(x), state)
         hs.append(state[0])
-    p = lj.from_equinox(cell)
+    p = lio.from_equinox(cell)
     np.testing.assert_allclose(_ours(p)[0], np.stack(hs), atol=ATOL)
-    back = lj.to_equinox(p, cell)
+    back = lio.to_equinox(p, cell)
     np.testing.assert_array_equal(back.weight_ih, cell.weight_ih)
     np.testing.assert_array_equal(back.bias, cell.bias)
 
@@ -90,7 +91,7 @@ def test_torch_lstm_gives_identical_outputs_per_layer_with_summed_biases(num_lay
     c0 = torch.tensor(np.stack([C0] * num_layers))
     with torch.no_grad():
         out, (hT, cT) = lstm(torch.tensor(XS), (h0, c0))
-    layers = lj.from_torch_layers(lstm)
+    layers = lio.from_torch_layers(lstm)
     inputs = XS
     for k, p in enumerate(layers):
         hs, cs = _ours(p, xs=inputs)
@@ -99,7 +100,7 @@ def test_torch_lstm_gives_identical_outputs_per_layer_with_summed_biases(num_lay
         inputs = hs
     np.testing.assert_allclose(inputs, out.numpy(), atol=ATOL)
     # round trip through a state_dict
-    sd = {k: torch.as_tensor(v) for k, v in lj.to_torch_state_dict(layers).items()}
+    sd = {k: torch.as_tensor(v) for k, v in lio.to_torch_state_dict(layers).items()}
     other = torch.nn.LSTM(M, N, num_layers=num_layers)
     other.load_state_dict(sd)
     with torch.no_grad():
@@ -108,17 +109,19 @@ def test_torch_lstm_gives_identical_outputs_per_layer_with_summed_biases(num_lay
 
 
 def test_torch_unsupported_variants_are_rejected():
+    with pytest.raises(ValueError, match="nonlinearity='relu'"):
+        lio.from_torch(torch.nn.RNN(M, N, nonlinearity="relu"))
     with pytest.raises(ValueError, match="bidirectional"):
-        lj.from_torch(torch.nn.LSTM(M, N, bidirectional=True))
+        lio.from_torch_layers(torch.nn.LSTM(M, N, bidirectional=True))
     with pytest.raises(ValueError, match="proj_size=2"):
-        lj.from_torch(torch.nn.LSTM(M, N, proj_size=2))
+        lio.from_torch(torch.nn.LSTM(M, N, proj_size=2))
     with pytest.raises(ValueError, match="layer must be in 0..0"):
-        lj.from_torch(torch.nn.LSTM(M, N), layer=1)
+        lio.from_torch(torch.nn.LSTM(M, N), layer=1)
 
 
 def test_diagnostics_work_on_an_imported_torch_model():
     torch.manual_seed(1)
-    p = lj.from_torch(torch.nn.LSTM(M, N))
+    p = lio.from_torch(torch.nn.LSTM(M, N))
     J = lj.lstm_step_jacobians(p, lj.zero_state(N), jnp.asarray(XS))
     out = lj.lyapunov(J)
     assert J.shape == (T, 2 * N, 2 * N) and np.isfinite(np.asarray(out.exponents)).all()
