@@ -99,6 +99,9 @@ def _check_layers(layers, name="layers"):
     out = []
     for i, rec in enumerate(layers):
         missing = [a for a in ("kind", "params", "layer", "reverse") if not hasattr(rec, a)]
+        if missing and type(rec).__name__ in ("LSTMParams", "GRUParams", "RNNParams"):
+            raise TypeError(f"{name}[{i}] is one cell's {type(rec).__name__}, not a layer record; make records with "
+                            f"lstm_jax.io.load_model(params).layers (or lstm_jax.io.RecurrentLayer)")
         if missing:
             raise TypeError(f"{name}[{i}] is a {type(rec).__name__} without {missing}; expected a layer record "
                             f"with kind, params, layer, reverse (e.g. lstm_jax.io.RecurrentLayer)")
