@@ -360,6 +360,9 @@ def to_equinox(params: Any, cell: Any) -> Any:
     """A copy of the ``equinox.nn.LSTMCell`` / ``GRUCell`` ``cell`` carrying ``params`` (same sizes, bias if ``cell`` has one)."""
     import equinox as eqx
 
+    fields = params._asdict() if hasattr(params, "_asdict") else {}
+    if cell.bias is None and any(k.startswith("b") and v is not None and np.any(np.asarray(v)) for k, v in fields.items()):
+        raise ValueError("cell has no bias (use_bias=False) but params have non-zero biases: not representable")
     if isinstance(params, GRUParams):
         sd = to_torch_state_dict([params])
         ih, hh = jnp.asarray(sd["weight_ih_l0"]), jnp.asarray(sd["weight_hh_l0"])

@@ -157,11 +157,8 @@ def _join(path: str, key: Any) -> str:
 
 
 def _walk_mapping(tree: Mapping, path: str, found: _Found, kind, origin: str) -> None:
-    if hasattr(tree, "to_pure_dict") and not isinstance(tree, dict):
-        try:
-            tree = tree.to_pure_dict()
-        except Exception:  # noqa: BLE001 - fall back to walking the mapping itself
-            pass
+    if _is_instance_of(tree, "flax.nnx", "State") and hasattr(sys.modules["flax.nnx"], "to_pure_dict"):
+        tree = sys.modules["flax.nnx"].to_pure_dict(tree)  # Variables -> arrays
     fk = flax_cell_kind(tree)
     if fk is not None:
         build = _flax_lstm if fk == "lstm" else _flax_gru
