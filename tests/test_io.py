@@ -238,21 +238,36 @@ def test_lstm_jax_npz_round_trip_and_declared_shapes(tmp_path):
 
 @pytest.mark.parametrize("model_kind", ["lstm", "rnn-tanh"])
 def test_the_params_npz_of_lstm_jax_train_loads(model_kind, tmp_path):
-    """The file format of ``lstm-jax train``: pytree paths as keys, the config JSON beside it."""
-    from lstm_jax import _train as tr
+    """The file ``lstm-jax train`` writes (one real training step through the command line): pytree paths as
+    keys (``['cell'].W_f``), the readout beside the cell, the config JSON beside the file."""
+    from lstm_jax._cli import main
 
-    cfg = tr.TrainConfig(model=model_kind, n=N)
-    params = tr.init_model(jax.random.PRNGKey(8), cfg)
-    tr.save_checkpoint(params, tmp_path / "params.npz", cfg)
-    model = lio.load_model(tmp_path / "params.npz")
-    assert model.kind == model_kind and model.source == "lstm-jax train checkpoint 'cell' from params.npz"
-    for a, b in zip(model.layers[0].params, params["cell"]):
-        np.testing.assert_array_equal(a, b)
+    out = tmp_path / "run"
+    assert main(["train", "--model", model_kind, "--n", str(N), "--T", "5", "--steps", "1", "--eval-every", "1",
+                 "--batch", "4", "--out", str(out)]) == 0
+    model = lio.load_model(out / "params.npz")
+    assert (model.kind, model.n, model.m, model.num_layers) == (model_kind, N, 2, 1)
+    assert model.source == "lstm-jax train checkpoint 'cell' from params.npz"
+    raw = np.load(out / "params.npz")
+    for field, value in model.layers[0].params._asdict().items():
+        if value is not None:
+            np.testing.assert_array_equal(value, raw[f"['cell'].{field}"])
     if model_kind != "lstm":
-        (tmp_path / "params.npz.json").unlink()
+        (out / "params.npz.json").unlink()
         with pytest.raises(ValueError, match="pass kind='rnn-sigmoid' or kind='rnn-tanh'"):
-            lio.load_model(tmp_path / "params.npz")
-        assert lio.load_model(tmp_path / "params.npz", kind="rnn-sigmoid").kind == "rnn-sigmoid"
+            lio.load_model(out / "params.npz")
+        assert lio.load_model(out / "params.npz", kind="rnn-sigmoid").kind == "rnn-sigmoid"
+
+
+def test_importing_the_io_wing_imports_no_framework():
+    """torch, flax and equinox are optional: imported only when one of their objects or files is read."""
+    import subprocess
+    import sys
+
+    code = "import sys, lstm_jax.io; print(sorted(m for m in ('torch', 'flax', 'equinox') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=pathlib.Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize(

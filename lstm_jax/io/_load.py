@@ -201,8 +201,9 @@ def _walk_torch(module, found: _Found, kind, origin: str) -> None:
             def build(sub=sub, name=name):
                 knd = _torch_recurrent_kind(sub)
                 label = f"torch nn.{type(sub).__name__}" + (f" '{name}'" if name else "") + origin
-                return _model(_torch_records(_torch_groups(sub.state_dict())[""],
-                                             kind or knd, label), label, kind)
+                if kind is not None and kind != knd:
+                    raise ValueError(f"kind={kind!r} but {label} is a {knd} module")
+                return _model(_torch_records(_torch_groups(sub.state_dict())[""], knd, label), label, kind)
 
             found.add(name, build)
 
