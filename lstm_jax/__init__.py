@@ -18,6 +18,7 @@ from ._gru import (
     GRUGates,
     GRUParams,
     GRUTerms,
+    gru_flow_map,
     gru_gates,
     gru_step,
     gru_step_jacobian,
@@ -96,6 +97,7 @@ __all__ = [
     "gru_step_jacobians",
     "gru_terms",
     "gru_terms_along",
+    "gru_flow_map",
     # stacked / bidirectional / padded models
     "KINDS",
     "check_recurrent_params",

@@ -271,6 +271,12 @@ def gru_terms_along(params: GRUParams, h0: jax.Array, xs: jax.Array) -> GRUTerms
     return jax.vmap(lambda h, x: _terms(p, h, x))(_prev_states(p, h0, xs), xs)
 
 
+def gru_flow_map(params: GRUParams, xs: jax.Array):
+    r"""The map :math:`h_0 \mapsto h_T` through :func:`run_gru` (the same ``lax.scan``): the autodiff reference
+    for :math:`\partial h_T/\partial h_0` via ``jax.jacfwd(gru_flow_map(p, xs))(h0)``."""
+    return lambda h0: run_gru(params, h0, xs)[0]
+
+
 def gru_step_jacobian(params: GRUParams, h_prev: jax.Array, x: jax.Array) -> jax.Array:
     r"""Exact :math:`\partial h_t/\partial h_{t-1}`, ``(n, n)`` (module docstring; equals ``gru_terms(...).total()``)."""
     p, h_prev, x = _check_gru_call(params, h_prev, "h_prev", x, "x", lambda m: (m,))

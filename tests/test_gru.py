@@ -74,7 +74,7 @@ def test_gru_jacobians_along_a_sequence_multiply_to_the_flow_jacobian():
     p, h0, _ = _point(3, 4, 3)
     xs = jax.random.normal(jax.random.PRNGKey(4), (12, 3), jnp.float64)
     J = lj.gru_step_jacobians(p, h0, xs)
-    flow = jax.jacfwd(lambda h: lj.run_gru(p, h, xs)[0])(h0)
+    flow = jax.jacfwd(lj.gru_flow_map(p, xs))(h0)
     np.testing.assert_allclose(lj.jacobian_products(J)[-1], flow, rtol=0, atol=1e-12)
     terms = lj.gru_terms_along(p, h0, xs)
     np.testing.assert_allclose(terms.total(), J, rtol=0, atol=1e-14)
@@ -166,3 +166,17 @@ def test_bad_gru_and_length_arguments_are_named():
         lj.gru_step(p._replace(W_z=jnp.zeros((4, 6))), jnp.zeros(4), jnp.zeros(3))
     with pytest.raises(ValueError, match="h0"):
         lj.run_gru(p, jnp.zeros(5), jnp.zeros((5, 3)))
+
+
+def test_seq_lengths_with_segment_checkpointing_and_no_gradient_into_padding():
+    """remat=k (nested scans) carries the step counter too; inputs past L get exactly zero gradient."""
+    p = lj.init_lstm(jax.random.PRNGKey(0), 4, 3, dtype=jnp.float64)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (11, 3), jnp.float64)
+    s0 = lj.zero_state(4, jnp.float64)
+    a = jax.jit(lambda x: lj.run_lstm(p, s0, x, seq_lengths=7, remat=3))(xs)
+    b = jax.jit(lambda x: lj.run_lstm(p, s0, x))(xs[:7])
+    np.testing.assert_allclose(a[0].h, b[0].h, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(a[1].c[:7], b[1].c, rtol=0, atol=1e-15)
+    g = jax.jit(jax.grad(lambda x: lj.run_lstm(p, s0, x, seq_lengths=7, remat=3)[0].h.sum()))(xs)
+    np.testing.assert_array_equal(g[7:], 0.0)
+    assert np.all(np.abs(g[:7]).sum(-1) > 0)
