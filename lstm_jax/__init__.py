@@ -59,7 +59,17 @@ from ._lstm import (
 )
 from ._parallel import DENSE, DIAGONAL, NewtonInfo, NewtonMode, parallel_run_lstm, parallel_run_rnn, solve_linear_recurrence
 from ._rnn import RNNParams, init_rnn, rnn_step, run_rnn
-from ._stack import KINDS, StackJacobians, StackRun, check_recurrent_params, mask_padded_jacobians, run_stack, stack_flow, stack_step_jacobians
+from ._stack import (
+    KINDS,
+    StackJacobians,
+    StackRun,
+    check_recurrent_params,
+    mask_padded_jacobians,
+    run_stack,
+    stack_flow,
+    stack_step_jacobians,
+    step_jacobians,
+)
 from ._validation import check_finite
 
 __version__ = "0.1.0"
@@ -107,6 +117,7 @@ __all__ = [
     "stack_step_jacobians",
     "stack_flow",
     "mask_padded_jacobians",
+    "step_jacobians",
     # Jacobians
     "rnn_step_jacobian",
     "rnn_step_jacobians",

@@ -221,6 +221,21 @@ def _own_jacobians(kind, params, s0, xs):
     return rnn_step_jacobians(params, s0, xs, _ACT[kind])
 
 
+def step_jacobians(kind: str, params: Any, xs: jax.Array, *, state0: Any = None, seq_lengths=None) -> jax.Array:
+    r"""The exact step Jacobians of one recurrence of any kind along ``xs (T, m)``: ``(T, d, d)``.
+
+    Dispatches to :func:`~lstm_jax.lstm_step_jacobians` (``d = 2n``, joint state ``[h; c]``),
+    :func:`~lstm_jax.gru_step_jacobians` or :func:`~lstm_jax.rnn_step_jacobians` (``d = n``); ``state0``
+    defaults to zeros; with ``seq_lengths = L`` the steps past ``L`` are the identity
+    (:func:`mask_padded_jacobians`).  For one record of a stack: ``step_jacobians(rec.kind, rec.params,
+    run_stack(layers, xs).inputs[i])`` (the record starts from zeros in :func:`run_stack` too).
+    """
+    params, n, _ = check_recurrent_params(kind, params)
+    xs = check_array(xs, "xs", ("T", params[0].shape[1] - n))
+    s0 = _zero(kind, n, jnp.result_type(params[0].dtype, xs.dtype)) if state0 is None else state0
+    return mask_padded_jacobians(_own_jacobians(kind, params, s0, xs), seq_lengths)
+
+
 class StackJacobians(NamedTuple):
     """What :func:`stack_step_jacobians` returns.
 
@@ -253,7 +268,7 @@ def stack_step_jacobians(layers: Sequence[Any], xs: jax.Array, *, seq_lengths=No
     for (rec, n, m), x_own, traj in zip(recs, run.inputs, run.trajectories):
         d = 2 * n if rec.kind == "lstm" else n
         s0 = _zero(rec.kind, n, run.outputs.dtype)
-        own = _own_jacobians(rec.kind, rec.params, s0, x_own)  # (T, d, d), analytic
+        own = _own_jacobians(rec.kind, rec.params, s0, x_own)  # (T, d, d), analytic (masked below)
         if prev_rows is None:
             row = own
         else:

@@ -94,13 +94,10 @@ def test_stack_step_jacobian_is_exact_and_block_lower_triangular(cls):
     torch.manual_seed(2)
     layers = lio.load_model(getattr(torch.nn, cls)(M, N, num_layers=3).double()).layers
     xs = jnp.asarray(_xs(1)[0])
-    own_jacs = lj.lstm_step_jacobians if cls == "LSTM" else lj.gru_step_jacobians
-    s0 = lj.zero_state(N, jnp.float64) if cls == "LSTM" else jnp.zeros(N)
-
     @jax.jit
     def compute(xs):
         inputs = lj.run_stack(layers, xs).inputs
-        own = [own_jacs(r.params, s0, x) for r, x in zip(layers, inputs)]
+        own = [lj.step_jacobians(r.kind, r.params, x) for r, x in zip(layers, inputs)]
         return lj.stack_step_jacobians(layers, xs), _stack_step_reference(layers, xs), own
 
     stack, ref, own = compute(xs)
@@ -150,3 +147,23 @@ def test_bad_stacks_are_rejected_with_the_reason():
         lj.run_stack(layers, jnp.zeros((T, M + 1)))
     with pytest.raises(ValueError, match="depth 0 must hold one forward record"):
         lj.run_stack(layers[::-1], jnp.zeros((T, M)))
+
+
+@pytest.mark.parametrize("kind", lj.KINDS)
+def test_step_jacobians_of_any_kind_multiply_to_the_padded_flow(kind):
+    """step_jacobians(kind, ...) with seq_lengths: the product equals jacfwd of the truncated run (float64)."""
+    key = jax.random.PRNGKey(5)
+    init = {"lstm": lj.init_lstm, "gru": lj.init_gru}.get(kind, lambda k, n, m, dtype: lj.init_rnn(k, n, m, bias=True, dtype=dtype))
+    p = init(key, N, M, dtype=jnp.float64)
+    xs = jnp.asarray(_xs(1)[0])
+    J = jax.jit(lambda x: lj.step_jacobians(kind, p, x, seq_lengths=6))(xs)
+    rec = lio.RecurrentLayer("layer0.forward", kind, p, 0, False)
+    d = 2 * N if kind == "lstm" else N
+
+    def final(s0):
+        st = [lj.LSTMState(s0[:N], s0[N:])] if kind == "lstm" else [s0]
+        f = lj.run_stack([rec], xs[:6], states0=st).finals[0]
+        return jnp.concatenate([f.h, f.c]) if kind == "lstm" else f
+
+    np.testing.assert_allclose(lj.jacobian_products(J)[-1], jax.jacfwd(final)(jnp.zeros(d)), rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(J[6:], np.broadcast_to(np.eye(d), (T - 6, d, d)))
