@@ -230,8 +230,8 @@ def step_jacobians(kind: str, params: Any, xs: jax.Array, *, state0: Any = None,
     (:func:`mask_padded_jacobians`).  For one record of a stack: ``step_jacobians(rec.kind, rec.params,
     run_stack(layers, xs).inputs[i])`` (the record starts from zeros in :func:`run_stack` too).
     """
-    params, n, _ = check_recurrent_params(kind, params)
-    xs = check_array(xs, "xs", ("T", params[0].shape[1] - n))
+    params, n, m = check_recurrent_params(kind, params)
+    xs = check_array(xs, "xs", ("T", m))
     s0 = _zero(kind, n, jnp.result_type(params[0].dtype, xs.dtype)) if state0 is None else state0
     return mask_padded_jacobians(_own_jacobians(kind, params, s0, xs), seq_lengths)
 
