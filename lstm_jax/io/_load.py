@@ -53,7 +53,6 @@ from lstm_jax import GRUParams, LSTMParams, RNNParams
 
 from ._files import atomic_write
 from ._interop import (
-    _arr,
     _flax_gate_fns,
     _flax_gru,
     _flax_lstm,
