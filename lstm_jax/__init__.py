@@ -2,13 +2,14 @@
 
 Pure cells on pytrees of parameters, ``lax.scan`` runners, analytic one-step
 and multi-step Jacobians (the article's eq. 2 and eq. 6, as published and
-corrected, and the exact joint ``(h, c)`` Jacobian), gradient-flow diagnostics
-(log-space Lyapunov exponents), weight import from Flax / Equinox / PyTorch,
-parallel-in-time evaluation (DEER), and executable checks of every claim of the
+corrected, and the exact joint ``(h, c)`` Jacobian), the GRU (PyTorch convention) with its
+exact Jacobian and eq. 6 analogue, stacked / bidirectional / right-padded models, gradient-flow
+diagnostics (log-space Lyapunov exponents), parallel-in-time evaluation (DEER), and executable checks of every claim of the
 article (``lstm-jax verify``).  Command line: ``lstm-jax verify | flow | train | bench``.
 
 Importing the package never changes JAX's configuration: enable float64 with
 ``jax.config.update("jax_enable_x64", True)`` in your own entry point.
+Loading models from PyTorch / Flax / Equinox / checkpoint files: :mod:`lstm_jax.io`.
 """
 
 from ._activations import SIGMOID, TANH, Activation
@@ -24,17 +25,19 @@ from ._flow import (
 )
 from ._fast import run_lstm_batch, run_rnn_batch
 from ._matfree import lstm_flow_norms_matfree, lstm_lyapunov_matfree, rnn_flow_norms_matfree, rnn_lyapunov_matfree
-from ._interop import (
-    from_equinox,
-    from_flax_linen,
-    from_flax_nnx,
-    from_torch,
-    from_torch_layers,
-    state_from_flax,
-    state_to_flax,
-    to_equinox,
-    to_flax_linen,
-    to_torch_state_dict,
+from ._gru import (
+    GRUGates,
+    GRUParams,
+    GRUTerms,
+    gru_flow_map,
+    gru_gates,
+    gru_step,
+    gru_step_jacobian,
+    gru_step_jacobians,
+    gru_terms,
+    gru_terms_along,
+    init_gru,
+    run_gru,
 )
 from ._jacobians import (
     JointBlocks,
@@ -66,6 +69,17 @@ from ._lstm import (
 from ._parallel import DENSE, DIAGONAL, NewtonInfo, NewtonMode, parallel_run_lstm, parallel_run_rnn, solve_linear_recurrence
 from ._rnn import RNNParams, init_rnn, rnn_preactivation, rnn_step, run_rnn
 from ._scan import previous_states
+from ._stack import (
+    KINDS,
+    StackJacobians,
+    StackRun,
+    check_recurrent_params,
+    mask_padded_jacobians,
+    run_stack,
+    stack_flow,
+    stack_step_jacobians,
+    step_jacobians,
+)
 from ._validation import check_finite
 
 __version__ = "0.1.0"
@@ -96,6 +110,29 @@ __all__ = [
     # batch runners with a custom VJP (training / benchmarks; reverse mode only)
     "run_lstm_batch",
     "run_rnn_batch",
+    # GRU (PyTorch / cuDNN convention)
+    "GRUParams",
+    "GRUGates",
+    "GRUTerms",
+    "init_gru",
+    "gru_gates",
+    "gru_step",
+    "run_gru",
+    "gru_step_jacobian",
+    "gru_step_jacobians",
+    "gru_terms",
+    "gru_terms_along",
+    "gru_flow_map",
+    # stacked / bidirectional / padded models
+    "KINDS",
+    "check_recurrent_params",
+    "StackRun",
+    "StackJacobians",
+    "run_stack",
+    "stack_step_jacobians",
+    "stack_flow",
+    "mask_padded_jacobians",
+    "step_jacobians",
     # Jacobians
     "rnn_step_jacobian",
     "rnn_step_jacobians",
@@ -130,17 +167,6 @@ __all__ = [
     "parallel_run_rnn",
     "parallel_run_lstm",
     "solve_linear_recurrence",
-    # weight import / export
-    "from_flax_linen",
-    "to_flax_linen",
-    "from_flax_nnx",
-    "from_equinox",
-    "to_equinox",
-    "from_torch",
-    "from_torch_layers",
-    "to_torch_state_dict",
-    "state_from_flax",
-    "state_to_flax",
     # checks
     "check_finite",
 ]

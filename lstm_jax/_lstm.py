@@ -36,7 +36,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from ._scan import scan_steps
+from ._scan import check_seq_lengths, scan_steps
 from ._validation import as_named_tuple, check_array, check_bool, check_float_dtype, check_int, check_fits_memory, check_key, check_real, common_dtype
 
 
@@ -266,6 +266,7 @@ def run_lstm(
     *,
     unroll: int | bool = 1,
     remat: bool | int = False,
+    seq_lengths=None,
 ) -> tuple[LSTMState, LSTMState]:
     r"""Run the LSTM over a time-major sequence with :func:`jax.lax.scan`.
 
@@ -279,6 +280,9 @@ def run_lstm(
         ``True`` checkpoints each step (:func:`jax.checkpoint`), an int ``k > 1``
         checkpoints segments of ``k`` steps (nested scans; ``k ~ sqrt(T)`` for
         :math:`O(\sqrt{T})` memory).  See ``lstm_jax._scan``.
+      seq_lengths: ``None`` or the number ``L`` (``0 <= L <= T``) of valid steps of this right-padded
+        sequence: steps ``t > L`` keep the state (identity Jacobian) and output zeros; ``final`` is the
+        state after step ``L``.  Batch with :func:`jax.vmap` (``L`` then has shape ``(B,)``).
 
     Returns:
       ``(final, trajectory)``: ``final`` is :math:`(h_T, c_T)`; ``trajectory``
@@ -286,6 +290,7 @@ def run_lstm(
       for ``t = 1..T``.
     """
     p, s0, xs, n, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
+    L = check_seq_lengths(seq_lengths, xs.shape[0])
     # Speed: fused (n, 4n) and (m, 4n) weights, gate order f, i, c~, o: two GEMMs per step instead of eight.
     # The input projection stays inside the step: hoisting it out as one (T, 4n) GEMM was measured slower
     # for batches on CPU (it streams a 4n-wide array through memory).
@@ -297,7 +302,7 @@ def run_lstm(
         s_new = _update(s.c, *jnp.split(z if b is None else z + b, 4, axis=-1))
         return s_new, s_new
 
-    return scan_steps(step, s0, xs, unroll=unroll, remat=remat)
+    return scan_steps(step, s0, xs, unroll=unroll, remat=remat, seq_lengths=L)
 
 
 def zero_state(n: int, dtype: jnp.dtype = jnp.float32) -> LSTMState:

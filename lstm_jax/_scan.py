@@ -55,6 +55,7 @@ def scan_steps(
     *,
     unroll: int | bool,
     remat: bool | int,
+    seq_lengths: Any = None,
 ) -> tuple[Any, Any]:
     """Run ``step`` over the leading (time) axis of ``xs``; ``remat`` as in the module docstring.
 
@@ -62,8 +63,16 @@ def scan_steps(
     would unroll all ``T`` steps) is passed to every :func:`jax.lax.scan` (the inner one for
     segments, capped at the segment length).  A last segment shorter than ``k`` (when ``k`` does
     not divide ``T``) is checkpointed on its own.
+
+    ``seq_lengths``: ``None``, or a scalar integer ``L`` (validated by :func:`check_seq_lengths`) for a
+    right-padded sequence: at steps ``t > L`` (1-based) the carry is kept unchanged -- so the step map
+    there is the identity and its Jacobian the identity matrix -- and the step's outputs are set to
+    zeros (as ``torch.nn.utils.rnn.pad_packed_sequence`` pads).  The final carry is the state after
+    step ``L``.
     """
     unroll = check_unroll(unroll, xs.shape[0])
+    if seq_lengths is not None:
+        return _scan_padded(step, carry0, xs, unroll=unroll, remat=remat, length=seq_lengths)
     k = check_remat(remat)
     if k <= 1:
         body = jax.checkpoint(step) if k == 1 else step
@@ -103,3 +112,37 @@ def previous_states(state0: Any, trajectory: Any) -> Any:
     ``previous_states(...)[t - 1]`` and ``x_t`` to ``trajectory[t - 1]``.
     """
     return jax.tree_util.tree_map(lambda a0, a: jnp.concatenate([a0[None], a[:-1]], axis=0), state0, trajectory)
+def check_seq_lengths(seq_lengths: Any, T: int) -> Any:
+    """Validate ``seq_lengths`` for a sequence of ``T`` steps: ``None`` or an integer scalar ``0 <= L <= T``.
+
+    Concrete values are range-checked; traced values (under :func:`jax.vmap` / :func:`jax.jit`) only
+    for shape and dtype.  Returns ``None`` or an int32 scalar array.
+    """
+    if seq_lengths is None:
+        return None
+    if isinstance(seq_lengths, bool):
+        raise TypeError(f"seq_lengths must be an integer number of valid steps, got {seq_lengths!r}")
+    L = jnp.asarray(seq_lengths)
+    if L.ndim != 0 or not jnp.issubdtype(L.dtype, jnp.integer):
+        raise TypeError(
+            f"seq_lengths must be an integer scalar (the valid steps of this (T, m) sequence; batch with "
+            f"jax.vmap), got shape {L.shape} dtype {L.dtype}"
+        )
+    if not isinstance(L, jax.core.Tracer) and not 0 <= int(L) <= T:
+        raise ValueError(f"seq_lengths must be in 0..T = 0..{T}, got {int(L)}")
+    return L.astype(jnp.int32)
+
+
+def _scan_padded(step, carry0, xs, *, unroll, remat, length):
+    """:func:`scan_steps` with a step counter in the carry; steps past ``length`` keep the carry, output zeros."""
+
+    def masked(carry, x):
+        t, c = carry
+        c_new, y = step(c, x)
+        keep = t < length
+        c_new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep, a, b), c_new, c)
+        y = jax.tree_util.tree_map(lambda a: jnp.where(keep, a, jnp.zeros_like(a)), y)
+        return (t + 1, c_new), y
+
+    (_, carry), ys = scan_steps(masked, (jnp.zeros((), jnp.int32), carry0), xs, unroll=unroll, remat=remat)
+    return carry, ys

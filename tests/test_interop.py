@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import lstm_jax as lj
+import lstm_jax.io as lio
 
 flax_linen = pytest.importorskip("flax.linen")
 nnx = pytest.importorskip("flax.nnx")
@@ -40,19 +41,19 @@ def test_flax_linen_cells_give_identical_trajectories(cls):
     cell = getattr(flax_linen, cls)(features=N)
     variables = _randomise(cell.init(jax.random.PRNGKey(3), (jnp.zeros(N), jnp.zeros(N)), jnp.zeros(M)),
                            jax.random.PRNGKey(4))
-    carry, hs, cs = lj.state_to_flax(lj.LSTMState(jnp.asarray(H0), jnp.asarray(C0))), [], []
+    carry, hs, cs = lio.state_to_flax(lj.LSTMState(jnp.asarray(H0), jnp.asarray(C0))), [], []
     for x in XS:
         carry, h = cell.apply(variables, carry, jnp.asarray(x))
         hs.append(h)
-        cs.append(lj.state_from_flax(carry).c)
-    h_ours, c_ours = _ours(lj.from_flax_linen(variables))
+        cs.append(lio.state_from_flax(carry).c)
+    h_ours, c_ours = _ours(lio.from_flax_linen(variables))
     np.testing.assert_allclose(h_ours, np.stack(hs), atol=ATOL)
     np.testing.assert_allclose(c_ours, np.stack(cs), atol=ATOL)
 
 
 def test_flax_linen_round_trip_is_exact():
     p = lj.init_lstm(jax.random.PRNGKey(5), N, M, forget_bias=1.0)
-    back = lj.from_flax_linen(lj.to_flax_linen(p))
+    back = lio.from_flax_linen(lio.to_flax_linen(p))
     for a, b in zip(p, back):
         np.testing.assert_array_equal(a, b)
 
@@ -62,24 +63,44 @@ def test_flax_nnx_cell_gives_identical_trajectories():
     for name in ("hi", "hf", "hg", "ho"):
         lin = getattr(cell, name)
         lin.bias.set_value(0.5 * jax.random.normal(jax.random.PRNGKey(len(name) + ord(name[1])), (N,), jnp.float32))
-    carry, hs = (jnp.asarray(C0), jnp.asarray(H0)), []
+    carry, hs, cs = (jnp.asarray(C0), jnp.asarray(H0)), [], []
     for x in XS:
         carry, h = cell(carry, jnp.asarray(x))
         hs.append(h)
-    np.testing.assert_allclose(_ours(lj.from_flax_nnx(cell))[0], np.stack(hs), atol=ATOL)
+        cs.append(lio.state_from_flax(carry).c)
+    h_ours, c_ours = _ours(lio.from_flax_nnx(cell))
+    np.testing.assert_allclose(h_ours, np.stack(hs), atol=ATOL)
+    np.testing.assert_allclose(c_ours, np.stack(cs), atol=ATOL)
 
 
 def test_equinox_cell_gives_identical_trajectories_and_round_trips():
     cell = eqx.nn.LSTMCell(M, N, key=jax.random.PRNGKey(6))
-    state, hs = (jnp.asarray(H0), jnp.asarray(C0)), []
+    state, hs, cs = (jnp.asarray(H0), jnp.asarray(C0)), [], []
     for x in XS:
         state = cell(jnp.asarray(x), state)
         hs.append(state[0])
-    p = lj.from_equinox(cell)
-    np.testing.assert_allclose(_ours(p)[0], np.stack(hs), atol=ATOL)
-    back = lj.to_equinox(p, cell)
+        cs.append(state[1])
+    p = lio.from_equinox(cell)
+    h_ours, c_ours = _ours(p)
+    np.testing.assert_allclose(h_ours, np.stack(hs), atol=ATOL)
+    np.testing.assert_allclose(c_ours, np.stack(cs), atol=ATOL)
+    back = lio.to_equinox(p, lio.to_equinox(lj.init_lstm(jax.random.PRNGKey(9), N, M), cell))  # via other weights
     np.testing.assert_array_equal(back.weight_ih, cell.weight_ih)
+    np.testing.assert_array_equal(back.weight_hh, cell.weight_hh)
     np.testing.assert_array_equal(back.bias, cell.bias)
+
+
+def test_equinox_gru_cell_gives_identical_trajectories_and_round_trips():
+    cell = eqx.nn.GRUCell(M, N, key=jax.random.PRNGKey(10))
+    h, hs = jnp.asarray(H0), []
+    for x in XS:
+        h = cell(jnp.asarray(x), h)
+        hs.append(h)
+    p = lio.from_equinox(cell)
+    np.testing.assert_allclose(lj.run_gru(p, jnp.asarray(H0), jnp.asarray(XS))[1], np.stack(hs), atol=ATOL)
+    back = lio.to_equinox(p, lio.to_equinox(lj.init_gru(jax.random.PRNGKey(11), N, M), cell))
+    for name in ("weight_ih", "weight_hh", "bias", "bias_n"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(cell, name), err_msg=name)
 
 
 @pytest.mark.parametrize("num_layers", [1, 2])
@@ -90,7 +111,7 @@ def test_torch_lstm_gives_identical_outputs_per_layer_with_summed_biases(num_lay
     c0 = torch.tensor(np.stack([C0] * num_layers))
     with torch.no_grad():
         out, (hT, cT) = lstm(torch.tensor(XS), (h0, c0))
-    layers = lj.from_torch_layers(lstm)
+    layers = lio.from_torch_layers(lstm)
     inputs = XS
     for k, p in enumerate(layers):
         hs, cs = _ours(p, xs=inputs)
@@ -99,7 +120,7 @@ def test_torch_lstm_gives_identical_outputs_per_layer_with_summed_biases(num_lay
         inputs = hs
     np.testing.assert_allclose(inputs, out.numpy(), atol=ATOL)
     # round trip through a state_dict
-    sd = {k: torch.as_tensor(v) for k, v in lj.to_torch_state_dict(layers).items()}
+    sd = {k: torch.as_tensor(v) for k, v in lio.to_torch_state_dict(layers).items()}
     other = torch.nn.LSTM(M, N, num_layers=num_layers)
     other.load_state_dict(sd)
     with torch.no_grad():
@@ -108,17 +129,34 @@ def test_torch_lstm_gives_identical_outputs_per_layer_with_summed_biases(num_lay
 
 
 def test_torch_unsupported_variants_are_rejected():
+    with pytest.raises(ValueError, match="nonlinearity='relu'"):
+        lio.from_torch(torch.nn.RNN(M, N, nonlinearity="relu"))
     with pytest.raises(ValueError, match="bidirectional"):
-        lj.from_torch(torch.nn.LSTM(M, N, bidirectional=True))
+        lio.from_torch_layers(torch.nn.LSTM(M, N, bidirectional=True))
     with pytest.raises(ValueError, match="proj_size=2"):
-        lj.from_torch(torch.nn.LSTM(M, N, proj_size=2))
+        lio.from_torch(torch.nn.LSTM(M, N, proj_size=2))
     with pytest.raises(ValueError, match="layer must be in 0..0"):
-        lj.from_torch(torch.nn.LSTM(M, N), layer=1)
+        lio.from_torch(torch.nn.LSTM(M, N), layer=1)
 
 
-def test_diagnostics_work_on_an_imported_torch_model():
+def test_jacobians_of_an_imported_torch_lstm_equal_torch_autograd():
+    """float64: d(h_T, c_T)/d(h_0, c_0) of torch's own LSTM (torch.autograd) equals the product of our analytic
+    step Jacobians of the imported model (1e-10, the issue's bound), and the step Jacobian equals jax.jacfwd."""
     torch.manual_seed(1)
-    p = lj.from_torch(torch.nn.LSTM(M, N))
-    J = lj.lstm_step_jacobians(p, lj.zero_state(N), jnp.asarray(XS))
-    out = lj.lyapunov(J)
-    assert J.shape == (T, 2 * N, 2 * N) and np.isfinite(np.asarray(out.exponents)).all()
+    lstm = torch.nn.LSTM(M, N).double()
+    xs = torch.from_numpy(np.asarray(XS, np.float64))
+
+    def final(h0, c0):
+        _, (hT, cT) = lstm(xs, (h0[None], c0[None]))
+        return torch.cat([hT[0], cT[0]])
+
+    s0 = (torch.from_numpy(np.asarray(H0, np.float64)), torch.from_numpy(np.asarray(C0, np.float64)))
+    dh, dc = torch.autograd.functional.jacobian(final, s0)
+    p = lio.from_torch(lstm)
+    state0 = lj.LSTMState(jnp.asarray(s0[0].numpy()), jnp.asarray(s0[1].numpy()))
+    J = lj.lstm_step_jacobians(p, state0, jnp.asarray(xs.numpy()))
+    product = lj.jacobian_products(J)[-1]
+    np.testing.assert_allclose(product[:, :N], dh.numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(product[:, N:], dc.numpy(), rtol=0, atol=1e-10)
+    step = jax.jacfwd(lj.lstm_flow_map(p, jnp.asarray(xs.numpy())[:1]))(jnp.concatenate(state0))
+    np.testing.assert_allclose(J[0], step, rtol=0, atol=1e-12)

@@ -1,8 +1,54 @@
-"""Files in and out: atomic output files and strict JSON (models and checkpoints join here).
+"""Files and models in and out: atomic output files, strict JSON, and loading real recurrent models.
 
 Front door of the ``lstm_jax.io`` wing; it uses only the public names of :mod:`lstm_jax`.
+
+* :func:`load_model` reads a (stacked, bidirectional) LSTM / GRU / RNN from PyTorch modules,
+  ``state_dict``\\ s and ``.pt`` files, Flax variables and msgpack files, Equinox and nnx modules, and
+  lstm_jax's own ``.npz`` files (:func:`save` / :func:`load`), into a :class:`RecurrentModel`.
+* ``from_*`` / ``to_*``: one cell's weights between lstm_jax and Flax, Equinox, PyTorch.
+* :func:`atomic_write`, :class:`AtomicOutputs`, :func:`check_writable_dir`, :func:`check_writable_file`,
+  :func:`strict_json`: output files that appear whole or not at all.
 """
 
 from ._files import AtomicOutputs, atomic_write, check_writable_dir, check_writable_file, strict_json
+from ._interop import (
+    from_equinox,
+    from_flax_linen,
+    from_flax_nnx,
+    from_torch,
+    from_torch_arrays,
+    from_torch_layers,
+    state_from_flax,
+    state_to_flax,
+    to_equinox,
+    to_flax_linen,
+    to_torch_state_dict,
+)
+from ._load import load, load_model, save
+from ._model import RecurrentLayer, RecurrentModel
 
-__all__ = ["AtomicOutputs", "atomic_write", "check_writable_dir", "check_writable_file", "strict_json"]
+__all__ = [
+    "AtomicOutputs",
+    "atomic_write",
+    "check_writable_dir",
+    "check_writable_file",
+    "strict_json",
+    # models
+    "RecurrentLayer",
+    "RecurrentModel",
+    "load_model",
+    "save",
+    "load",
+    # one cell's weights
+    "from_torch",
+    "from_torch_layers",
+    "from_torch_arrays",
+    "to_torch_state_dict",
+    "from_flax_linen",
+    "to_flax_linen",
+    "from_flax_nnx",
+    "from_equinox",
+    "to_equinox",
+    "state_from_flax",
+    "state_to_flax",
+]

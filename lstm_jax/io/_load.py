@@ -1,0 +1,541 @@
+r"""Load a recurrent model from whatever a user has: a live module, a ``state_dict``, variables or a file.
+
+:func:`load_model` accepts
+
+* a PyTorch ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` (tanh; any ``num_layers``, ``bidirectional``), one of
+  their cells, or any ``nn.Module`` that contains them (found by ``named_modules``);
+* a PyTorch ``state_dict`` (keys ``[prefix.]weight_ih_l{k}[_reverse]`` ...; the kind follows from the
+  shapes: ``4n`` rows LSTM, ``3n`` GRU, ``n`` plain RNN, taken as tanh unless ``kind="rnn-sigmoid"``),
+  also nested in a checkpoint dict (e.g. ``{"model": state_dict, "optimizer": ...}``);
+* a ``.pt`` / ``.pth`` file: ``torch.load(weights_only=True)`` by default; a file that pickles a whole
+  module loads only with ``allow_pickle=True`` (unpickling runs code from the file: trusted files only);
+* Flax variables of ``linen``/``nnx`` ``LSTMCell``/``OptimizedLSTMCell``/``GRUCell`` anywhere in a
+  dict tree (``{'params': ...}``, ``nnx.state(model)``, ``nnx.to_pure_dict(...)``), an ``nnx.Module``
+  containing cells, or the same dicts serialised by ``flax.serialization`` (msgpack ``bytes`` or file);
+* an Equinox module containing ``eqx.nn.LSTMCell`` / ``GRUCell`` (from Python: an Equinox file needs
+  its skeleton to deserialise, so build the skeleton, ``eqx.tree_deserialise_leaves``, and pass it);
+* lstm_jax's own ``.npz`` files (:func:`save`) and the ``params.npz`` that ``lstm-jax train`` writes
+  (keys are pytree paths such as ``['cell'].W_f``; the readout ``W_out``/``b_out`` is ignored; a plain
+  RNN's activation is read from the ``params.npz.json`` beside it, or given as ``kind``);
+* an :class:`~lstm_jax.LSTMParams` / :class:`~lstm_jax.GRUParams` (or :class:`~lstm_jax.RNNParams` with
+  ``kind``), or a :class:`RecurrentModel` (returned as is).
+
+Several recurrent modules/cells in one source: ``layer=NAME`` picks one; the error lists the names.
+Flax and Equinox cells are single recurrences (1 layer, 1 direction): those libraries stack them in
+user code whose wiring a file does not record.
+
+**lstm_jax ``.npz`` format** (version 1, written by :func:`save`): one array per parameter, named
+``layer{k}.{forward|reverse}.{field}`` (fields of the kind's NamedTuple; ``None`` biases absent), and
+``__lstm_jax__``, a ``uint8`` array holding UTF-8 JSON ``{"format": "lstm_jax.model", "version": 1,
+"kind", "n", "m", "num_layers", "directions", "source", "arrays": {name: {"shape", "dtype"}}}``.  No
+pickled objects: :func:`load` reads with ``allow_pickle=False`` and checks every array against the
+declared shape and dtype.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pathlib
+import re
+import sys
+import zipfile
+import zlib
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+
+import lstm_jax as lj
+from lstm_jax import GRUParams, LSTMParams, RNNParams
+
+from ._files import atomic_write
+from ._interop import (
+    _flax_gate_fns,
+    _flax_gru,
+    _flax_lstm,
+    _nnx_pure,
+    _torch_recurrent_kind,
+    flax_cell_kind,
+    from_equinox,
+    from_torch_arrays,
+)
+from ._model import RecurrentLayer, RecurrentModel
+
+FORMAT, VERSION, HEADER = "lstm_jax.model", 1, "__lstm_jax__"
+_PARAMS = {"lstm": LSTMParams, "gru": GRUParams, "rnn-tanh": RNNParams, "rnn-sigmoid": RNNParams}
+_TORCH_KEY = re.compile(
+    r"^(?:(?P<prefix>.*)\.)?(?P<what>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)(?:_l(?P<k>\d+))?(?P<rev>_reverse)?$"
+)
+_ACCEPTED = (
+    "a torch nn.LSTM/GRU/RNN (or a module containing one), a state_dict, a .pt/.pth/.npz/.msgpack file path, "
+    "Flax variables (dict or msgpack bytes), an nnx or Equinox module containing LSTM/GRU cells, "
+    "LSTMParams/GRUParams/RNNParams, or a RecurrentModel"
+)
+
+
+# --------------------------------------------------------------------------- assembling a model
+
+
+def _model(records: list, source: str, kind: Optional[str] = None) -> RecurrentModel:
+    """``records``: ``(depth, reverse, kind, params)``; validated into a :class:`RecurrentModel`."""
+    records = sorted(records, key=lambda r: (r[0], r[1]))
+    kinds = {r[2] for r in records}
+    if len(kinds) != 1:
+        raise ValueError(f"{source}: layers of different kinds {sorted(kinds)} in one model")
+    k0 = kinds.pop()
+    if kind is not None and kind != k0:
+        raise ValueError(f"kind={kind!r} but {source} holds a {k0} model")
+    depths = sorted({r[0] for r in records})
+    if depths != list(range(len(depths))):
+        raise ValueError(f"{source}: layer depths {depths} are not 0..K-1")
+    directions = 2 if any(r[1] for r in records) else 1
+    layers, n0, m0 = [], None, None
+    for depth, reverse, knd, params in records:
+        name = f"layer{depth}.{'reverse' if reverse else 'forward'}"
+        params, n, m = lj.check_recurrent_params(knd, params, f"{source} {name}")
+        if n0 is None:
+            n0, m0 = n, m
+        if n != n0:
+            raise ValueError(f"{source}: {name} has hidden size {n}, layer0 has {n0}")
+        want = m0 if depth == 0 else directions * n0
+        if m != want:
+            raise ValueError(f"{source}: {name} reads inputs of size {m} but {want} are expected "
+                             f"({'the model input' if depth == 0 else f'{directions} x hidden size of the layer below'})")
+        layers.append(RecurrentLayer(name, knd, params, depth, bool(reverse)))
+    for depth in depths:
+        if [r.reverse for r in layers if r.layer == depth] != ([False, True] if directions == 2 else [False]):
+            raise ValueError(f"{source}: depth {depth} lacks a direction (a bidirectional model needs both)")
+    return RecurrentModel(tuple(layers), k0, n0, m0, len(depths), directions, source)
+
+
+def _torch_records(group: dict, kind: Optional[str], where: str) -> list:
+    """``group``: ``(what, k, reverse) -> array`` of one torch recurrent module → records."""
+    if any(what == "weight_hr" for what, _, _ in group):
+        raise ValueError(f"{where}: weight_hr_l* means an LSTM with proj_size > 0, which is not the article's cell")
+    cells = sorted({(k, rev) for _, k, rev in group})
+    records = []
+    for k, rev in cells:
+        get = lambda what: group.get((what, k, rev))  # noqa: E731
+        if get("weight_ih") is None or get("weight_hh") is None:
+            raise ValueError(f"{where}: layer {k}{' reverse' if rev else ''} lacks weight_ih or weight_hh")
+        knd, params = from_torch_arrays(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), kind=kind)
+        records.append((k, rev, knd, params))
+    return records
+
+
+def _torch_groups(flat: dict) -> dict:
+    """Flat ``key -> array`` → ``prefix -> {(what, k, reverse): array}`` for torch recurrent keys."""
+    groups: dict = {}
+    for key, value in flat.items():
+        mt = _TORCH_KEY.match(str(key))
+        if mt is None or not hasattr(value, "shape"):
+            continue
+        prefix = mt["prefix"] or ""
+        groups.setdefault(prefix, {})[(mt["what"], int(mt["k"] or 0), bool(mt["rev"]))] = value
+    return groups
+
+
+# --------------------------------------------------------------------------- finding recurrences
+
+
+class _Found:
+    """Candidates ``name -> builder()``, in discovery order."""
+
+    def __init__(self):
+        self.items: dict[str, Callable[[], RecurrentModel]] = {}
+
+    def add(self, name: str, build: Callable[[], RecurrentModel]) -> None:
+        self.items.setdefault(name, build)
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _walk_mapping(tree: Mapping, path: str, found: _Found, kind, origin: str) -> None:
+    if _is_instance_of(tree, "flax.nnx", "State") and hasattr(sys.modules["flax.nnx"], "to_pure_dict"):
+        tree = sys.modules["flax.nnx"].to_pure_dict(tree)  # Variables -> arrays
+    fk = flax_cell_kind(tree)
+    if fk is not None:
+        build = _flax_lstm if fk == "lstm" else _flax_gru
+        label = f"flax {'LSTM' if fk == 'lstm' else 'GRU'} cell" + (f" '{path}'" if path else "") + origin
+        found.add(path, lambda: _model([(0, False, fk, build(tree))], label, kind))
+        return
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, (LSTMParams, GRUParams, RNNParams)):
+            _add_params(_join(path, key), value, found, kind, origin)
+        elif isinstance(value, Mapping):
+            _walk_mapping(value, _join(path, key), found, kind, origin)
+        else:
+            flat[str(key)] = value
+    for prefix, group in _torch_groups(flat).items():
+        name = _join(path, prefix) if prefix else path
+        label = "torch state_dict" + (f" '{name}'" if name else "") + origin
+        found.add(name, lambda group=group, label=label: _model(_torch_records(group, kind, label), label, kind))
+
+
+def _add_params(name, params, found, kind, origin):
+    if isinstance(params, LSTMParams):
+        knd = "lstm"
+    elif isinstance(params, GRUParams):
+        knd = "gru"
+    else:
+        if kind not in ("rnn-tanh", "rnn-sigmoid"):
+            raise ValueError(f"RNNParams{f' at {name!r}' if name else ''} do not say their activation: pass "
+                             f"kind='rnn-sigmoid' or kind='rnn-tanh'")
+        knd = kind
+    label = f"lstm_jax {type(params).__name__}" + (f" '{name}'" if name else "") + origin
+    found.add(name, lambda: _model([(0, False, knd, params)], label, kind))
+
+
+def _walk_torch(module, found: _Found, kind, origin: str) -> None:
+    import torch
+
+    for name, sub in module.named_modules():
+        if isinstance(sub, (torch.nn.RNNBase, torch.nn.RNNCellBase)):
+            def build(sub=sub, name=name):
+                knd = _torch_recurrent_kind(sub)
+                label = f"torch nn.{type(sub).__name__}" + (f" '{name}'" if name else "") + origin
+                if kind is not None and kind != knd:
+                    raise ValueError(f"kind={kind!r} but {label} is a {knd} module")
+                return _model(_torch_records(_torch_groups(sub.state_dict())[""], knd, label), label, kind)
+
+            found.add(name, build)
+
+
+def _walk_nnx(module, found: _Found, kind, origin: str) -> None:
+    from flax import nnx
+
+    cells = tuple(c for c in (getattr(nnx, "LSTMCell", None), getattr(nnx, "OptimizedLSTMCell", None),
+                              getattr(nnx, "GRUCell", None)) if c is not None)
+    for path, node in nnx.iter_graph(module):
+        if isinstance(node, cells):
+            name = ".".join(map(str, path))
+
+            def build(node=node, name=name):
+                _flax_gate_fns(node, f"nnx.{type(node).__name__} {name!r}")
+                pure = _nnx_pure(node)
+                fk = flax_cell_kind(pure)
+                label = f"flax nnx.{type(node).__name__}" + (f" '{name}'" if name else "") + origin
+                return _model([(0, False, fk, (_flax_lstm if fk == "lstm" else _flax_gru)(pure))], label, kind)
+
+            found.add(name, build)
+
+
+def _walk_equinox(module, found: _Found, kind, origin: str) -> None:
+    import equinox as eqx
+
+    cells = (eqx.nn.LSTMCell, eqx.nn.GRUCell)
+    leaves = jax.tree_util.tree_flatten_with_path(module, is_leaf=lambda x: isinstance(x, cells))[0]
+    for path, leaf in leaves:
+        if isinstance(leaf, cells):
+            name = jax.tree_util.keystr(path).lstrip(".")
+            knd = "lstm" if isinstance(leaf, eqx.nn.LSTMCell) else "gru"
+            label = f"equinox {type(leaf).__name__}" + (f" '{name}'" if name else "") + origin
+            found.add(name, lambda leaf=leaf, knd=knd, label=label: _model([(0, False, knd, from_equinox(leaf))], label, kind))
+
+
+def _is_instance_of(obj, module_name: str, attr_path: str) -> bool:
+    mod = sys.modules.get(module_name)
+    if mod is None:
+        return False
+    cls = mod
+    for part in attr_path.split("."):
+        cls = getattr(cls, part, None)
+        if cls is None:
+            return False
+    return isinstance(obj, cls)
+
+
+def _describe(obj) -> str:
+    shape = getattr(obj, "shape", None)
+    return f"{type(obj).__module__}.{type(obj).__qualname__}" + (f" of shape {tuple(shape)}" if shape is not None else "")
+
+
+def _collect(source, found: _Found, kind, origin: str, argument: str, allow_pickle: bool) -> None:
+    if _is_instance_of(source, "torch", "nn.Module"):
+        _walk_torch(source, found, kind, origin)
+    elif _is_instance_of(source, "torch", "Tensor"):
+        raise TypeError(f"{argument} is a torch tensor of shape {tuple(source.shape)}, not a model; expected {_ACCEPTED}")
+    elif _is_instance_of(source, "flax.nnx", "Module"):
+        _walk_nnx(source, found, kind, origin)
+    elif _is_instance_of(source, "equinox", "Module"):
+        _walk_equinox(source, found, kind, origin)
+    elif isinstance(source, (LSTMParams, GRUParams, RNNParams)):
+        _add_params("", source, found, kind, origin)
+    elif isinstance(source, Mapping):
+        _walk_mapping(source, "", found, kind, origin)
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        _walk_mapping(_msgpack(bytes(source), "bytes"), "", found, kind, " from msgpack bytes")
+    elif isinstance(source, (str, os.PathLike)):
+        _collect_file(pathlib.Path(source), found, kind, argument, allow_pickle)
+    else:
+        raise TypeError(f"{argument} is {_describe(source) if source is not None else 'None'}; expected {_ACCEPTED}")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _msgpack(data: bytes, what: str) -> Mapping:
+    try:
+        from flax import serialization
+    except ImportError as e:  # pragma: no cover - flax is installed with the compare extra
+        raise ModuleNotFoundError(f"reading msgpack ({what}) needs flax: pip install flax") from e
+    try:
+        tree = serialization.msgpack_restore(data)
+    except Exception as e:  # noqa: BLE001 - msgpack raises many types for garbage
+        raise ValueError(f"{what} is not a flax.serialization msgpack file ({type(e).__name__}: {e})") from None
+    if not isinstance(tree, Mapping):
+        raise ValueError(f"{what} holds a msgpack {type(tree).__name__}, not a Flax variables dict")
+    return tree
+
+
+def _torch_load(path: pathlib.Path, allow_pickle: bool):
+    try:
+        import torch
+    except ImportError as e:
+        raise ModuleNotFoundError(f"reading {path} needs PyTorch: pip install torch (or lstm-jax[compare])") from e
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except pickle.UnpicklingError as e:
+        if allow_pickle:
+            raise ValueError(f"{path}: not a readable PyTorch checkpoint ({e})") from None
+        raise ValueError(
+            f"{path} holds pickled Python objects (e.g. a whole module saved with torch.save(model)), which are "
+            f"not loaded by default because unpickling runs code from the file. If you trust it, pass "
+            f"allow_pickle=True (CLI: --allow-pickle); or save model.state_dict() instead"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        if isinstance(e, (FileNotFoundError, PermissionError)):
+            raise
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt: {str(e).splitlines()[0]})") from None
+
+
+def _read_npz(path: pathlib.Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):
+                raise ValueError("a single .npy array, not an .npz archive")
+            return {k: z[k] for k in z.files}
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise ValueError(f"{path}: the archive holds pickled object arrays, which lstm_jax never loads "
+                             f"(they can run code); expected plain numeric arrays") from None
+        raise ValueError(f"{path}: not a readable .npz archive ({e})") from None
+    except (zipfile.BadZipFile, EOFError, zlib.error, OSError, KeyError) as e:
+        raise ValueError(f"{path}: not a readable .npz archive (truncated or corrupt: {type(e).__name__}: {e})") from None
+
+
+def _collect_file(path: pathlib.Path, found: _Found, kind, argument: str, allow_pickle: bool) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"{argument}: no such file {str(path)!r}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{argument}: {str(path)!r} is a folder; expected a model file (.pt, .pth, .npz, .msgpack)")
+    origin = f" from {path.name}"
+    suffix = path.suffix.lower()
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if suffix == ".npz" or (suffix not in (".pt", ".pth", ".bin", ".ckpt") and head == b"PK\x03\x04" and _npz_like(path)):
+        _collect_npz(path, found, kind)
+    elif suffix in (".pt", ".pth", ".bin", ".ckpt") or head == b"PK\x03\x04":
+        obj = _torch_load(path, allow_pickle)
+        if obj is None or not (_is_instance_of(obj, "torch", "nn.Module") or isinstance(obj, Mapping)):
+            raise ValueError(f"{path} holds {_describe(obj)}; expected a state_dict, a checkpoint dict or an nn.Module")
+        _collect(obj, found, kind, origin, argument, allow_pickle)
+    else:
+        _walk_mapping(_msgpack(path.read_bytes(), str(path)), "", found, kind, origin)
+
+
+def _npz_like(path: pathlib.Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(name.endswith(".npy") for name in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+_FIELDS = {f: kind for kind, cls in (("lstm", LSTMParams), ("gru", GRUParams), ("rnn", RNNParams)) for f in cls._fields}
+
+
+def _collect_npz(path: pathlib.Path, found: _Found, kind) -> None:
+    arrays = _read_npz(path)
+    if HEADER in arrays:
+        model = _from_own_npz(path, arrays)
+        if kind is not None and kind != model.kind:
+            raise ValueError(f"kind={kind!r} but {path} holds a {model.kind} model")
+        found.add("", lambda: model)
+        return
+    # lstm-jax train's params.npz: pytree paths such as "['cell'].W_f" (plus the readout, ignored)
+    groups: dict = {}
+    for key, value in arrays.items():
+        prefix, _, field = key.rpartition(".")
+        if field in _FIELDS:
+            groups.setdefault(prefix, {})[field] = value
+    if not groups:
+        raise ValueError(f"{path}: an .npz without lstm_jax model arrays (found {sorted(arrays)[:8]}); expected a "
+                         f"file written by lstm_jax.io.save or by lstm-jax train (params.npz)")
+    for prefix, fields in groups.items():
+        name = re.sub(r"\['([^']*)'\]", r".\1", prefix).strip(".")
+        knd = {"W_f": "lstm", "W_r": "gru", "W_rec": "rnn"}.get(next((f for f in ("W_f", "W_r", "W_rec") if f in fields), ""), None)
+        if knd is None:
+            raise ValueError(f"{path}: arrays {sorted(fields)} under {prefix!r} are not a whole LSTM/GRU/RNN")
+        if knd == "rnn":
+            knd = kind or _train_rnn_kind(path)
+            if knd not in ("rnn-tanh", "rnn-sigmoid"):
+                raise ValueError(f"{path} holds a plain RNN whose activation the file does not record (no "
+                                 f"{path.name}.json beside it): pass kind='rnn-sigmoid' or kind='rnn-tanh'")
+        cls = _PARAMS[knd]
+        params = cls(**{f: fields.get(f) for f in cls._fields})
+        label = f"lstm-jax train checkpoint{f' {name!r}' if name else ''} from {path.name}"
+        found.add(name, lambda knd=knd, params=params, label=label: _model([(0, False, knd, params)], label, kind))
+
+
+def _train_rnn_kind(path: pathlib.Path) -> Optional[str]:
+    side = pathlib.Path(str(path) + ".json")
+    try:
+        cfg = json.loads(side.read_text())
+    except (OSError, ValueError):
+        return None
+    return cfg.get("model") if isinstance(cfg, dict) else None
+
+
+# --------------------------------------------------------------------------- lstm_jax's own format
+
+
+def _from_own_npz(path, arrays: dict) -> RecurrentModel:
+    try:
+        header = json.loads(bytes(arrays.pop(HEADER).astype(np.uint8)).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: unreadable {HEADER} header ({e})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ValueError(f"{path}: header format is {header.get('format') if isinstance(header, dict) else header!r}, "
+                         f"expected {FORMAT!r}")
+    if header.get("version") != VERSION:
+        raise ValueError(f"{path}: format version {header.get('version')!r}; this lstm_jax reads version {VERSION}")
+    declared = header.get("arrays", {})
+    missing = sorted(set(declared) - set(arrays))
+    extra = sorted(set(arrays) - set(declared))
+    if missing or extra:
+        raise ValueError(f"{path}: arrays {missing} declared but absent, {extra} present but undeclared")
+    for name, spec in declared.items():
+        a = arrays[name]
+        if list(a.shape) != list(spec["shape"]) or str(a.dtype) != spec["dtype"]:
+            raise ValueError(f"{path}: array {name!r} has shape {a.shape} dtype {a.dtype}, but the file declares "
+                             f"shape {tuple(spec['shape'])} dtype {spec['dtype']}")
+    kind = header.get("kind")
+    if kind not in _PARAMS:
+        raise ValueError(f"{path}: kind {kind!r} is not one of {tuple(_PARAMS)}")
+    cls = _PARAMS[kind]
+    records = []
+    for depth in range(int(header["num_layers"])):
+        for rev in range(int(header["directions"])):
+            pre = f"layer{depth}.{'reverse' if rev else 'forward'}."
+            params = cls(**{f: (jax.numpy.asarray(arrays[pre + f]) if pre + f in arrays else None) for f in cls._fields})
+            records.append((depth, bool(rev), kind, params))
+    model = _model(records, str(header.get("source") or f"lstm_jax file {path.name}"))
+    for key in ("n", "m"):
+        if getattr(model, key) != header.get(key):
+            raise ValueError(f"{path}: the arrays give {key} = {getattr(model, key)} but the header declares {header.get(key)}")
+    return model
+
+
+def save(path: str | os.PathLike, model: Any, *, kind: Optional[str] = None) -> pathlib.Path:
+    """Write ``model`` to ``path`` in lstm_jax's ``.npz`` format (module docstring), atomically.
+
+    ``model`` is anything :func:`load_model` accepts in memory (a :class:`RecurrentModel`, params, a torch
+    module, ...).  Returns the path written.
+    """
+    model = load_model(model, kind=kind, argument="model")
+    arrays, declared = {}, {}
+    for rec in model.layers:
+        for field, value in rec.params._asdict().items():
+            if value is not None:
+                a = np.asarray(value)
+                arrays[f"{rec.name}.{field}"] = a
+                declared[f"{rec.name}.{field}"] = {"shape": list(a.shape), "dtype": str(a.dtype)}
+    header = {"format": FORMAT, "version": VERSION, "kind": model.kind, "n": model.n, "m": model.m,
+              "num_layers": model.num_layers, "directions": model.directions, "source": model.source,
+              "arrays": declared}
+    arrays[HEADER] = np.frombuffer(json.dumps(header).encode("utf-8"), np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path = pathlib.Path(path)
+    atomic_write(path, buf.getvalue())
+    return path
+
+
+def load(path: str | os.PathLike) -> RecurrentModel:
+    """Read a model written by :func:`save`, checking every array against the shape and dtype the file declares.
+
+    Raises:
+      OSError: the file is missing or unreadable.  ValueError: not an lstm_jax model file, corrupt or
+      truncated, or an array that disagrees with the header.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no such file {str(path)!r}") if not path.exists() else IsADirectoryError(
+            f"path: {str(path)!r} is a folder; expected an .npz file written by lstm_jax.io.save")
+    arrays = _read_npz(path)
+    if HEADER not in arrays:
+        raise ValueError(f"{path}: no {HEADER} header: not a file written by lstm_jax.io.save "
+                         f"(for other checkpoints use lstm_jax.io.load_model)")
+    return _from_own_npz(path, arrays)
+
+
+# --------------------------------------------------------------------------- front door
+
+
+def load_model(
+    source: Any,
+    *,
+    layer: Optional[str] = None,
+    allow_pickle: bool = False,
+    kind: Optional[str] = None,
+    argument: str = "source",
+) -> RecurrentModel:
+    """Read a recurrent model from ``source`` (anything listed in the module docstring).
+
+    Args:
+      source: a module, state_dict, variables dict, msgpack bytes, file path, params or model.
+      layer: the name of the recurrent module / cell to take when ``source`` holds several (the error
+        lists the names).
+      allow_pickle: let ``torch.load`` unpickle whole modules (runs code from the file; trusted files only).
+      kind: ``"lstm"``, ``"gru"``, ``"rnn-tanh"`` or ``"rnn-sigmoid"``: required for a plain RNN whose
+        activation the source does not record; otherwise checked against what is found.
+      argument: the argument name used in error messages.
+
+    Returns:
+      a :class:`RecurrentModel` (layers bottom to top, forward before reverse).
+
+    Raises:
+      TypeError / ValueError: what was found and what is accepted.  OSError: missing/unreadable files.
+    """
+    if kind is not None and kind not in _PARAMS:
+        raise ValueError(f"kind must be one of {tuple(_PARAMS)} or None, got {kind!r}")
+    if layer is not None and not isinstance(layer, str):
+        raise TypeError(f"layer must be the name of a recurrent module (str), got {type(layer).__name__}")
+    if isinstance(source, RecurrentModel):
+        return source
+    found = _Found()
+    _collect(source, found, kind, "", argument, allow_pickle)
+    names = list(found.items)
+    shown = ", ".join(repr(n) for n in names)
+    if not names:
+        raise ValueError(f"{argument} ({_describe(source) if not isinstance(source, (str, os.PathLike)) else source}) "
+                         f"holds no LSTM/GRU/RNN; expected {_ACCEPTED}")
+    if layer is None:
+        if len(names) > 1:
+            raise ValueError(f"{argument} holds {len(names)} recurrent modules ({shown}): pick one with layer=NAME "
+                             f"(CLI: --layer NAME)")
+        return found.items[names[0]]()
+    if layer not in found.items:
+        raise ValueError(f"layer={layer!r} is not a recurrent module of {argument}; it holds {shown}")
+    return found.items[layer]()

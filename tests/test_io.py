@@ -1,0 +1,309 @@
+"""lstm_jax.io.load_model: every accepted source, saved the way its users save it, gives the source library's outputs.
+
+Real objects and real files: torch modules / state_dicts / .pt files (weights-only and pickled modules),
+Flax linen variables and msgpack bytes/files, nnx modules and states, Equinox modules (and their
+serialised leaves), lstm_jax .npz files and the params.npz of ``lstm-jax train``.  Tolerances: float32
+1e-5 on outputs of order 1 (the libraries order the same float32 sums differently, eps32 = 1.2e-7 over
+T = 8 steps); loading itself is exact (array_equal) where no arithmetic is involved.
+"""
+
+import json
+import pathlib
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lstm_jax as lj
+import lstm_jax.io as lio
+from lstm_jax.io import RecurrentModel
+
+torch = pytest.importorskip("torch")
+flax = pytest.importorskip("flax")
+eqx = pytest.importorskip("equinox")
+import flax.linen as nn  # noqa: E402
+from flax import nnx  # noqa: E402
+from flax import serialization  # noqa: E402
+
+N, M, T = 4, 3, 8
+ATOL = 1e-5
+XS = np.array(jax.random.normal(jax.random.PRNGKey(0), (T, M)), np.float32)
+
+
+class Wrapper(torch.nn.Module):
+    """A user's model that holds two recurrent modules and a readout."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.LSTM(M, N, num_layers=2, bidirectional=True)
+        self.decoder = torch.nn.GRU(2 * N, N)
+        self.readout = torch.nn.Linear(N, 1)
+
+
+def _same_params(a: RecurrentModel, b: RecurrentModel):
+    assert (a.kind, a.n, a.m, a.num_layers, a.directions) == (b.kind, b.n, b.m, b.num_layers, b.directions)
+    for ra, rb in zip(a.layers, b.layers):
+        assert (ra.name, ra.kind, ra.layer, ra.reverse) == (rb.name, rb.kind, rb.layer, rb.reverse)
+        for x, y in zip(ra.params, rb.params):
+            assert (x is None) == (y is None)
+            if x is not None:
+                np.testing.assert_array_equal(x, y)
+
+
+def _torch_outputs(net, xs=XS):
+    with torch.no_grad():
+        return net(torch.from_numpy(xs))[0].numpy()
+
+
+@pytest.fixture(scope="module")
+def wrapper():
+    torch.manual_seed(0)
+    return Wrapper()
+
+
+def test_torch_module_state_dict_and_files_load_the_same_model(wrapper, tmp_path):
+    ref = lio.load_model(wrapper, layer="encoder")
+    assert ref.source == "torch nn.LSTM 'encoder'" and [r.name for r in ref.layers] == [
+        "layer0.forward", "layer0.reverse", "layer1.forward", "layer1.reverse"]
+    np.testing.assert_allclose(lj.run_stack(ref.layers, jnp.asarray(XS)).outputs, _torch_outputs(wrapper.encoder), atol=ATOL)
+
+    torch.save(wrapper.state_dict(), tmp_path / "sd.pt")
+    torch.save({"model": wrapper.state_dict(), "epoch": 3}, tmp_path / "ckpt.pth")
+    torch.save(wrapper, tmp_path / "full.pt")
+    _same_params(ref, lio.load_model(wrapper.state_dict(), layer="encoder"))
+    _same_params(ref, lio.load_model(tmp_path / "sd.pt", layer="encoder"))
+    _same_params(ref, lio.load_model(str(tmp_path / "ckpt.pth"), layer="model.encoder"))
+    _same_params(ref, lio.load_model(tmp_path / "full.pt", layer="encoder", allow_pickle=True))
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        lio.load_model(tmp_path / "full.pt", layer="encoder")
+    with pytest.raises(ValueError, match=r"holds 2 recurrent modules \('encoder', 'decoder'\).*layer=NAME"):
+        lio.load_model(wrapper)
+    with pytest.raises(ValueError, match=r"layer='rnn' is not a recurrent module of source; it holds 'model.encoder', 'model.decoder'"):
+        lio.load_model(tmp_path / "ckpt.pth", layer="rnn")
+    gru = lio.load_model(tmp_path / "sd.pt", layer="decoder")
+    assert gru.kind == "gru" and gru.m == 2 * N
+    xs2 = np.array(jax.random.normal(jax.random.PRNGKey(1), (T, 2 * N)), np.float32)
+    np.testing.assert_allclose(lj.run_gru(gru.layers[0].params, jnp.zeros(N), jnp.asarray(xs2))[1],
+                               _torch_outputs(wrapper.decoder, xs2), atol=ATOL)
+
+
+def test_torch_rnn_and_cells(tmp_path):
+    torch.manual_seed(1)
+    rnn = torch.nn.RNN(M, N, num_layers=2)
+    model = lio.load_model(rnn)
+    assert model.kind == "rnn-tanh" and model.num_layers == 2
+    np.testing.assert_allclose(lj.run_stack(model.layers, jnp.asarray(XS)).outputs, _torch_outputs(rnn), atol=ATOL)
+    # a state_dict cannot say tanh or sigmoid: tanh (torch's only smooth choice) unless kind says otherwise
+    assert lio.load_model(rnn.state_dict(), kind="rnn-sigmoid").kind == "rnn-sigmoid"
+    cell = torch.nn.LSTMCell(M, N)
+    p = lio.load_model(cell).layers[0].params
+    h, c = torch.zeros(1, N), torch.zeros(1, N)
+    hs = []
+    with torch.no_grad():
+        for x in torch.from_numpy(XS):
+            h, c = cell(x[None], (h, c))
+            hs.append(h[0].numpy())
+    np.testing.assert_allclose(lj.run_lstm(p, lj.zero_state(N), jnp.asarray(XS))[1].h, np.stack(hs), atol=ATOL)
+
+
+class _LinenModel(nn.Module):
+    @nn.compact
+    def __call__(self, xs):
+        f64 = dict(dtype=jnp.float64, param_dtype=jnp.float64)
+        return nn.RNN(nn.GRUCell(N, **f64))(xs), nn.RNN(nn.LSTMCell(N, **f64))(xs)
+
+
+def test_flax_linen_variables_and_msgpack_files(tmp_path):
+    """float64 (the issue's 1e-12 bound): the same sums in another order, eps64 over T = 8 steps."""
+    model = _LinenModel()
+    xs = jnp.asarray(XS, jnp.float64)
+    variables = model.init(jax.random.PRNGKey(2), xs[None])
+    variables = jax.tree_util.tree_map(lambda a: a + 0.3 * jax.random.normal(jax.random.PRNGKey(a.size), a.shape, a.dtype), variables)
+    gru_out, lstm_out = model.apply(variables, xs[None])
+    (tmp_path / "vars.msgpack").write_bytes(serialization.to_bytes(variables))
+    for source in (variables, serialization.to_bytes(variables), tmp_path / "vars.msgpack"):
+        with pytest.raises(ValueError, match=r"'params.GRUCell_0', 'params.LSTMCell_0'"):
+            lio.load_model(source)
+        g = lio.load_model(source, layer="params.GRUCell_0")
+        lstm = lio.load_model(source, layer="params.LSTMCell_0")
+        np.testing.assert_allclose(lj.run_gru(g.layers[0].params, jnp.zeros(N, jnp.float64), xs)[1], gru_out[0],
+                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(lj.run_lstm(lstm.layers[0].params, lj.zero_state(N, jnp.float64), xs)[1].h,
+                                   lstm_out[0], rtol=0, atol=1e-12)
+
+
+class _NnxModel(nnx.Module):
+    def __init__(self, rngs):
+        self.cell = nnx.LSTMCell(M, N, rngs=rngs)
+        self.head = nnx.Linear(N, 1, rngs=rngs)
+
+
+def test_flax_nnx_module_state_and_msgpack_of_the_pure_dict(tmp_path):
+    module = _NnxModel(nnx.Rngs(3))
+    for name in ("hi", "hf", "hg", "ho"):
+        getattr(module.cell, name).bias.set_value(0.5 * jax.random.normal(jax.random.PRNGKey(ord(name[1])), (N,), jnp.float32))
+    carry, hs, cs = (jnp.zeros(N), jnp.zeros(N)), [], []
+    for x in XS:
+        carry, h = module.cell(carry, jnp.asarray(x))
+        hs.append(h)
+        cs.append(carry[0])
+    (tmp_path / "nnx.msgpack").write_bytes(serialization.to_bytes(nnx.to_pure_dict(nnx.state(module))))
+    for source in (module, nnx.state(module), tmp_path / "nnx.msgpack"):
+        p = lio.load_model(source).layers[0].params
+        _, traj = lj.run_lstm(p, lj.zero_state(N), jnp.asarray(XS))
+        np.testing.assert_allclose(traj.h, np.stack(hs), atol=ATOL)
+        np.testing.assert_allclose(traj.c, np.stack(cs), atol=ATOL)
+
+
+def test_flax_nnx_gru_has_no_hidden_candidate_bias_and_converts_exactly():
+    cell = nnx.GRUCell(M, N, rngs=nnx.Rngs(4))
+    cell.dense_i.bias.set_value(0.5 * jax.random.normal(jax.random.PRNGKey(5), (3 * N,), jnp.float32))
+    h, hs = jnp.zeros(N), []
+    for x in XS:
+        h, _ = cell(h, jnp.asarray(x))
+        hs.append(h)
+    p = lio.from_flax_nnx(cell)
+    assert not np.any(p.b_hn)
+    np.testing.assert_allclose(lj.run_gru(p, jnp.zeros(N), jnp.asarray(XS))[1], np.stack(hs), atol=ATOL)
+    with pytest.raises(ValueError, match="gate_fn"):
+        lio.from_flax_nnx(nnx.GRUCell(M, N, gate_fn=jax.nn.hard_sigmoid, rngs=nnx.Rngs(0)))
+
+
+class _EqxModel(eqx.Module):
+    lstm: eqx.nn.LSTMCell
+    gru: eqx.nn.GRUCell
+
+    def __init__(self, key):
+        k1, k2 = jax.random.split(key)
+        self.lstm = eqx.nn.LSTMCell(M, N, key=k1)
+        self.gru = eqx.nn.GRUCell(M, N, key=k2)
+
+
+def test_equinox_module_with_cells_and_its_serialised_leaves(tmp_path):
+    model = _EqxModel(jax.random.PRNGKey(6))
+    eqx.tree_serialise_leaves(tmp_path / "m.eqx", model)
+    restored = eqx.tree_deserialise_leaves(tmp_path / "m.eqx", _EqxModel(jax.random.PRNGKey(99)))
+    h, hs = jnp.zeros(N), []
+    for x in XS:
+        h = model.gru(jnp.asarray(x), h)
+        hs.append(h)
+    for source in (model, restored):
+        with pytest.raises(ValueError, match=r"\('lstm', 'gru'\)"):
+            lio.load_model(source)
+        g = lio.load_model(source, layer="gru")
+        assert g.source.startswith("equinox GRUCell 'gru'")
+        np.testing.assert_allclose(lj.run_gru(g.layers[0].params, jnp.zeros(N), jnp.asarray(XS))[1], np.stack(hs), atol=ATOL)
+
+
+def test_lstm_jax_npz_round_trip_and_declared_shapes(tmp_path):
+    torch.manual_seed(7)
+    model = lio.load_model(torch.nn.GRU(M, N, num_layers=2, bidirectional=True).double())
+    path = lio.save(tmp_path / "m.npz", model)
+    back = lio.load(path)
+    _same_params(model, back)
+    assert back.source == model.source and back.layers[0].params.W_r.dtype == np.float64
+    _same_params(model, lio.load_model(path))
+    # a file whose arrays disagree with its header
+    with zipfile.ZipFile(path) as z:
+        arrays = {name[:-4]: np.load(z.open(name)) for name in z.namelist()}
+    header = json.loads(bytes(arrays["__lstm_jax__"]).decode())
+    header["arrays"]["layer0.forward.W_r"]["shape"] = [N, N + M + 1]
+    arrays["__lstm_jax__"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez(tmp_path / "lying.npz", **arrays)
+    with pytest.raises(ValueError, match=r"'layer0.forward.W_r' has shape \(4, 7\) dtype float64, but the file declares shape \(4, 8\)"):
+        lio.load(tmp_path / "lying.npz")
+    arrays["layer0.forward.W_r"] = arrays["layer0.forward.W_r"].astype(np.float32)
+    header["arrays"]["layer0.forward.W_r"]["shape"] = [N, N + M]
+    arrays["__lstm_jax__"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    np.savez(tmp_path / "lying.npz", **arrays)
+    with pytest.raises(ValueError, match="dtype float32, but the file declares .* dtype float64"):
+        lio.load(tmp_path / "lying.npz")
+    # truncated / corrupt / pickled / foreign
+    (tmp_path / "cut.npz").write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match="not a readable .npz archive"):
+        lio.load(tmp_path / "cut.npz")
+    np.savez(tmp_path / "obj.npz", a=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(ValueError, match="pickled object arrays, which lstm_jax never loads"):
+        lio.load_model(tmp_path / "obj.npz")
+    np.savez(tmp_path / "other.npz", weights=np.zeros(3))
+    with pytest.raises(ValueError, match="no __lstm_jax__ header"):
+        lio.load(tmp_path / "other.npz")
+    with pytest.raises(ValueError, match="without lstm_jax model arrays"):
+        lio.load_model(tmp_path / "other.npz")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        lio.load(tmp_path / "missing.npz")
+
+
+@pytest.mark.parametrize("model_kind", ["lstm", "rnn-tanh"])
+def test_the_params_npz_of_lstm_jax_train_loads(model_kind, tmp_path):
+    """The file ``lstm-jax train`` writes (one real training step through the command line): pytree paths as
+    keys (``['cell'].W_f``), the readout beside the cell, the config JSON beside the file."""
+    from lstm_jax._cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--model", model_kind, "--n", str(N), "--T", "5", "--steps", "1", "--eval-every", "1",
+                 "--batch", "4", "--out", str(out)]) == 0
+    model = lio.load_model(out / "params.npz")
+    assert (model.kind, model.n, model.m, model.num_layers) == (model_kind, N, 2, 1)
+    assert model.source == "lstm-jax train checkpoint 'cell' from params.npz"
+    raw = np.load(out / "params.npz")
+    for field, value in model.layers[0].params._asdict().items():
+        if value is not None:
+            np.testing.assert_array_equal(value, raw[f"['cell'].{field}"])
+    if model_kind != "lstm":
+        (out / "params.npz.json").unlink()
+        with pytest.raises(ValueError, match="pass kind='rnn-sigmoid' or kind='rnn-tanh'"):
+            lio.load_model(out / "params.npz")
+        assert lio.load_model(out / "params.npz", kind="rnn-sigmoid").kind == "rnn-sigmoid"
+
+
+def test_importing_the_io_wing_imports_no_framework():
+    """torch, flax and equinox are optional: imported only when one of their objects or files is read."""
+    import subprocess
+    import sys
+
+    code = "import sys, lstm_jax.io; print(sorted(m for m in ('torch', 'flax', 'equinox') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=pathlib.Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "source,error,message",
+    [
+        (None, TypeError, "source is None; expected a torch nn.LSTM"),
+        (3, TypeError, "source is builtins.int; expected"),
+        ([1, 2], TypeError, "source is builtins.list; expected"),
+        (torch.nn.Linear(2, 2), ValueError, r"source \(torch.nn.modules.linear.Linear\) holds no LSTM/GRU/RNN"),
+        (torch.zeros(2, 3), TypeError, r"source is a torch tensor of shape \(2, 3\), not a model"),
+        (b"\x00\x01garbage", ValueError, "is not a flax.serialization msgpack file"),
+        ({"weight": np.zeros(3)}, ValueError, "holds no LSTM/GRU/RNN"),
+    ],
+)
+def test_wrong_objects_say_what_was_found_and_what_is_accepted(source, error, message):
+    with pytest.raises(error, match=message):
+        lio.load_model(source)
+
+
+def test_wrong_arguments_and_paths(tmp_path):
+    with pytest.raises(FileNotFoundError, match="source: no such file"):
+        lio.load_model(tmp_path / "nope.pt")
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        lio.load_model(tmp_path)
+    (tmp_path / "cut.pt").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        lio.load_model(tmp_path / "cut.pt")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        lio.load_model(torch.nn.GRU(M, N), kind="lstm-peephole")
+    with pytest.raises(ValueError, match="kind='lstm' but the weights have the shapes of a GRU"):
+        lio.load_model(torch.nn.GRU(M, N).state_dict(), kind="lstm")
+    with pytest.raises(ValueError, match="layer must be in 0..0"):
+        lio.from_torch(torch.nn.LSTMCell(M, N), layer=1)
+    with pytest.raises(ValueError, match="proj_size=2"):
+        lio.load_model(torch.nn.LSTM(M, N, proj_size=2))
+    with pytest.raises(ValueError, match="proj_size > 0"):
+        lio.load_model(torch.nn.LSTM(M, N, proj_size=2).state_dict())
+    with pytest.raises(ValueError, match="RNNParams do not say their activation"):
+        lio.load_model(lj.init_rnn(jax.random.PRNGKey(0), N, M))
