@@ -83,7 +83,8 @@ class Lyapunov(NamedTuple):
     log_volume: jax.Array
 
 
-def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] = None) -> Lyapunov:
+def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] = None, *,
+             transient: int = 0) -> Lyapunov:
     r"""Leading ``k`` Lyapunov exponents of :math:`J_T\cdots J_1` by QR re-orthonormalisation (log space).
 
     Args:
@@ -91,6 +92,10 @@ def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] =
       k: number of exponents (default ``d``).
       q0: ``(d, k)`` initial orthonormal directions (default the first ``k``
         columns of the identity).
+      transient: the first ``transient`` steps re-orthonormalise ``Q`` (so it
+        turns towards the leading directions) but are left out of the
+        exponents: :math:`\lambda_i = \frac{1}{T - \text{transient}}\sum_{t > \text{transient}}\log|(R_t)_{ii}|`.
+        ``log_growth`` and ``log_volume`` still cover every step.
 
     Returns:
       :class:`Lyapunov`.  The finite-``T`` exponents converge to the true ones as
@@ -101,6 +106,8 @@ def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] =
     k = d if k is None else k
     if not 1 <= k <= d:
         raise ValueError(f"k must be in 1..{d} (the state size), got {k}")
+    if not 0 <= transient < T:
+        raise ValueError(f"transient must be in 0..{T - 1} (fewer than the {T} steps), got {transient}")
     if q0 is None:
         q0 = jnp.eye(d, k, dtype=jacs.dtype)
     else:
@@ -113,9 +120,10 @@ def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] =
         return Q * sign[None, :], jnp.log(jnp.abs(r))
 
     _, logs = jax.lax.scan(step, q0, jacs)  # (T, k)
-    order = jnp.argsort(-jnp.mean(logs, axis=0))
+    rates = jnp.mean(logs[transient:], axis=0)
+    order = jnp.argsort(-rates)
     return Lyapunov(
-        jnp.mean(logs, axis=0)[order],
+        rates[order],
         jnp.cumsum(logs[:, 0]),
         jnp.cumsum(jnp.sum(logs, axis=1)),
     )

@@ -4,5 +4,7 @@ Front door of the ``lstm_jax.io`` wing; it uses only the public names of :mod:`l
 """
 
 from ._files import AtomicOutputs, atomic_write, check_writable_dir, check_writable_file, strict_json
+from ._model import RecurrentLayer, RecurrentModel
 
-__all__ = ["AtomicOutputs", "atomic_write", "check_writable_dir", "check_writable_file", "strict_json"]
+__all__ = ["AtomicOutputs", "atomic_write", "check_writable_dir", "check_writable_file", "strict_json",
+           "RecurrentLayer", "RecurrentModel"]
