@@ -407,7 +407,7 @@ def diagnose(model: RecurrentModel, xs, *, seq_lengths=None, k: Optional[int] = 
     from tqdm.auto import tqdm
 
     chunks = _chunk_plan(model, B, T_max, dtype)
-    bar = tqdm(total=len(model.layers) * len(chunks) * (2 if baseline else 1), desc="diagnose",
+    bar = tqdm(total=len(model.layers) * len(chunks[0]) * (2 if baseline else 1), desc="diagnose",
                unit="chunk", disable=not progress, leave=False)
     with bar:
         main = _run_model(model, x, lengths, k_main, k, transient, chunks, bar)

@@ -157,14 +157,18 @@ def _gates_figure(ld: dict) -> Optional[bytes]:
     ax.legend(fontsize=8)
     if two:
         ax = axes[1]
-        T = None
+        spans = []
         for doc, color, lab, mk in ((g, TRAINED, "model", "o"),
                                     ((ld.get("baseline") or {}).get("gates"), FRESH, "fresh initialisation", "s")):
             if doc is None:
                 continue
             tau = np.asarray([np.inf if t is None else t for t in doc["tau"]], float)
             tau = np.sort(np.where(np.isfinite(tau), tau, np.nan))[::-1]
-            ax.semilogy(np.arange(1, tau.size + 1), tau, mk, color=color, ms=3, label=lab)
+            ax.plot(np.arange(1, tau.size + 1), tau, mk, color=color, ms=3, label=lab)
+            spans.append(tau[np.isfinite(tau)])
+        spans = np.concatenate(spans) if spans else np.array([])
+        if spans.size and spans.min() > 0 and spans.max() / spans.min() > 10:
+            ax.set_yscale("log")  # log only when tau spans more than a decade (else the ticks read badly)
         ax.set_xlabel("unit (sorted by τ)")
         ax.set_ylabel("τ = −1 / log f̄ (steps)" if mg == "f" else "τ = −1 / log z̄ (steps)")
         ax.set_title("memory time constant per unit", fontsize=10)
@@ -226,27 +230,30 @@ def _layer_html(doc: dict, i: int, figs: dict) -> str:
            f'<small>({html.escape(ld["kind"])}, {"reverse time" if ld["reverse"] else "forward time"}, '
            f'input size {ld["m"]})</small></h2>']
     out.append(f'<p class="headline">{html.escape(f["sentence"])}</p>')
-    rows = [("finite-time growth rate per step", "flow.rate"),
-            ("its standard error (over sequences)", "flow.rate_stderr")]
+    rows = [("finite-time growth rate per step (± standard error over sequences)", "flow.rate", "flow.rate_stderr")]
     if f["half_life"] is not None or (base and base["flow"]["half_life"] is not None):
-        rows.append(("gradient half-life (steps)", "flow.half_life"))
+        rows.append(("gradient half-life (steps)", "flow.half_life", None))
     if f["doubling_time"] is not None or (base and base["flow"]["doubling_time"] is not None):
-        rows.append(("gradient doubling time (steps)", "flow.doubling_time"))
+        rows.append(("gradient doubling time (steps)", "flow.doubling_time", None))
     for j in range(len(ld["lyapunov"]["exponents"])):
-        rows.append((f"Lyapunov exponent λ{j + 1}", f"lyapunov.exponents.{j}"))
-        rows.append((f"  standard error of λ{j + 1}", f"lyapunov.stderr.{j}"))
+        rows.append((f"Lyapunov exponent λ{j + 1} (± standard error)", f"lyapunov.exponents.{j}",
+                     f"lyapunov.stderr.{j}"))
     if ld["gates"] is not None:
-        rows.append(("share of saturated units", "gates.saturated_units"))
+        rows.append(("share of saturated units", "gates.saturated_units", None))
         if ld["gates"]["memory_gate"] is not None:
-            rows.append(("median memory time constant τ (steps)", "gates.tau_median"))
-            rows.append(("share of units with τ longer than T", "gates.tau_longer_than_T"))
+            rows.append(("median memory time constant τ (steps)", "gates.tau_median", None))
+            rows.append(("share of units with τ longer than T", "gates.tau_longer_than_T", None))
     if ld["terms"] is not None:
         for name in ld["terms"]["overall_median"]:
-            rows.append((f"median ‖{name}_t‖₂ (eq. 6)", f"terms.overall_median.{name}"))
+            rows.append((f"median ‖{name}_t‖₂ (eq. 6)", f"terms.overall_median.{name}", None))
+
+    def cell(prefix, key, se):
+        return _num(doc, f"{prefix}.{key}") + (f" ± {_num(doc, f'{prefix}.{se}')}" if se else "")
+
     out.append("<table><tr><th>statistic</th><th>this model</th><th>fresh initialisation</th></tr>")
-    for label, key in rows:
-        mine = _num(doc, f"{p}.{key}")
-        theirs = _num(doc, f"{p}.baseline.{key}") if base is not None else "–"
+    for label, key, se in rows:
+        mine = cell(p, key, se)
+        theirs = cell(f"{p}.baseline", key, se) if base is not None else "–"
         out.append(f'<tr><td>{html.escape(label)}</td><td class="r">{mine}</td><td class="r">{theirs}</td></tr>')
     out.append("</table>")
     ag = ld["agreement"]
