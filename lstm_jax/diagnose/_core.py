@@ -143,7 +143,7 @@ def _layer_stats(params, xs, lengths, keys, times, *, kind, n, k, transient, str
         J_right = jnp.where(valid_t[:, None, None], J, eye)
         q0, _ = jnp.linalg.qr(jax.random.normal(key, (d, k), J.dtype))
         ly = lstm_jax.lyapunov(J_right, k, q0, transient=transient)
-        exponents = ly.exponents * ((T - transient) / (L - transient))
+        exponents = ly.exponents * ((T - transient) / (L - transient).astype(J.dtype))  # mean over valid steps
         # Flow: identities *before* the valid steps, so lag = T_pad - position for every sequence.
         G = -(-T // stride)
         Tp = G * stride
@@ -469,7 +469,8 @@ def _run_model(model, x, lengths, key, k, transient, chunks, bar):
         kind = kind_of(layer.kind)
         params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, x.dtype), layer.params)
         xin = _reverse_valid(inputs, lens) if layer.reverse else inputs
-        keys = jax.random.split(jax.random.fold_in(key, i), B)
+        layer_key = jax.random.fold_in(key, i)  # sequence b's directions depend on (layer, b) only,
+        keys = jax.vmap(lambda b: jax.random.fold_in(layer_key, b))(jnp.arange(B))  # not on the batch size
         raw = []
         for s, e in plan:
             idx = np.arange(s, s + size) % B if e - s < size else np.arange(s, e)  # fixed shape: compile once
