@@ -290,7 +290,9 @@ def _gates_summary(raw: dict, lengths: np.ndarray, memory_gate: Optional[str], T
     steps = float(np.sum(lengths))
     gates = {}
     any_sat = None
-    for name, g in raw.items():
+    order = ["f", "i", "c_tilde", "o", "z", "r", "state"]  # the cell's own order (jax sorts dict keys)
+    for name in sorted(raw, key=lambda g: (order.index(g) if g in order else len(order), g)):
+        g = raw[name]
         low = np.sum(np.asarray(g["low"], float), axis=0) / steps
         high = np.sum(np.asarray(g["high"], float), axis=0) / steps
         sat_low, sat_high = low >= SAT_SHARE, high >= SAT_SHARE
@@ -328,7 +330,7 @@ def _check_inputs(model, xs, seq_lengths, dtype):
             raise TypeError(f"model.layers holds a {type(layer).__name__}; expected lstm_jax.io.RecurrentLayer")
         kind_of(layer.kind)
     if dtype is None:
-        dtype = jax.tree_util.tree_leaves(model.layers[0].params)[0].dtype
+        dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     dtype = jnp.dtype(dtype)
     if dtype not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
@@ -374,7 +376,8 @@ def diagnose(model: RecurrentModel, xs, *, seq_lengths=None, k: Optional[int] = 
       transient: steps discarded before the exponents are averaged, and the smallest lag of the rate
         fit; default ``min(100, L_min // 4)``; must be below ``L_min - 1``.
       key: PRNG key of the random start directions and of the fresh baseline model.
-      dtype: ``float32`` or ``float64`` (default: the parameters' dtype).
+      dtype: ``float32`` or ``float64`` (default float64 when ``jax_enable_x64`` is on, else float32);
+        parameters and inputs are cast to it.
       baseline: also diagnose a freshly initialised model of the same shape.
       inputs_source: a description of the inputs for the report.
       progress: show a tqdm progress bar.
