@@ -75,11 +75,29 @@ def test_log_space_flow_norms_are_exact_and_do_not_underflow_in_float32(name, W,
     """
     stride, G = 8, 500  # lags 8, 16, ..., 4000
     lags = stride * np.arange(1, G + 1)
-    J64 = jnp.broadcast_to(jnp.asarray(W, F64), (G, stride, 4, 4))
-    np.testing.assert_allclose(np.asarray(_log_suffix_norms(J64)), lags * exact[0], rtol=1e-10)
-    logn = np.asarray(_log_suffix_norms(J64.astype(jnp.float32)), float)
+    J64 = jnp.broadcast_to(jnp.asarray(W, F64), (G * stride, 4, 4))
+    np.testing.assert_allclose(np.asarray(_log_suffix_norms(J64, G * stride, stride, G)), lags * exact[0], rtol=1e-10)
+    logn = np.asarray(_log_suffix_norms(J64.astype(jnp.float32), G * stride, stride, G), float)
     assert np.all(np.isfinite(logn))  # 0.95^4000 = 1e-89 is below float32's smallest normal 1e-38
     assert np.all(np.abs(logn - lags * exact[0]) <= lags * 1e-5)
+    # a sequence of length 37 inside 50 steps, lags every 4: lags are counted back from step 37; steps before
+    # the first are identities (lags 40..52 stay at 37 steps' worth), steps after 37 are never read
+    J = jnp.concatenate([J64[:37], 100 * J64[37:50]])
+    short = np.asarray(_log_suffix_norms(J, 37, 4, 13))
+    np.testing.assert_allclose(short, np.minimum(4 * np.arange(1, 14), 37) * exact[0], rtol=1e-10)
+
+
+def test_agreement_rule_flags_a_disagreement_beyond_two_combined_standard_errors_and_explains_it():
+    from lstm_jax.diagnose._core import _agreement
+
+    lyap = {"exponents": [-0.080], "stderr": [0.002]}
+    far = _agreement({"rate": -0.050, "rate_stderr": 0.002}, lyap, 200, 50)
+    near = _agreement({"rate": -0.0745, "rate_stderr": 0.002}, lyap, 200, 50)  # 0.0055 < 2 * 0.00283
+    assert far["agree"] is False and near["agree"] is True
+    assert all(w in far["sentence"] for w in ("finite time", "non-normal transient growth", "start directions"))
+    assert far["difference"] == pytest.approx(0.030) and far["combined_stderr"] == pytest.approx(0.002 * 2 ** 0.5)
+    with pytest.raises(ValueError, match="transient must be in 0..9"):
+        lstm_jax.lyapunov(jnp.ones((10, 2, 2)), 1, transient=10)
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,7 @@ MAX_POINTS = 200  # lag and time samples per curve
 HIST_BINS = 40
 SAT_LOW, SAT_HIGH, SAT_SHARE = 0.1, 0.9, 0.9
 MEMORY_BUDGET = 512 * 2**20  # bytes of step Jacobians held at once (sequences are vmapped in chunks)
+JAC_COPIES = 2  # (T, d, d) arrays per sequence: the Jacobians and their padded (identity) version
 DISAGREE_SIGMAS = 2.0
 
 
@@ -102,28 +103,34 @@ class Diagnosis(NamedTuple):
 # --------------------------------------------------------------------------- device side
 
 
-def _log_suffix_norms(chunks: jax.Array) -> jax.Array:
-    r"""``chunks (G, c, d, d)``: step Jacobians in time order, cut into ``G`` chunks of ``c``.
+def _log_suffix_norms(jacs: jax.Array, length, stride: int, G: int) -> jax.Array:
+    r"""Log spectral norms of the products of the last ``g * stride`` valid step Jacobians, ``g = 1..G``.
 
-    Returns ``(G,)``: entry ``g - 1`` is :math:`\log\|J_{T}\cdots J_{T-gc+1}\|_2` (lag ``g c``),
-    accumulated from the last step backwards with Frobenius renormalisation every step.
+    ``jacs (T, d, d)`` in time order, valid for ``t < length``.  Returns ``(G,)``: entry ``g - 1`` is
+    :math:`\log\|J_L\cdots J_{L-g\,\mathrm{stride}+1}\|_2` (lag ``g * stride``; steps before the first
+    count as identities).  Accumulated from the last valid step backwards with Frobenius renormalisation
+    every step, reading ``jacs`` in place (no shifted copy).
     """
-    d = chunks.shape[-1]
-    tiny = jnp.finfo(chunks.dtype).tiny
+    T, d, _ = jacs.shape
+    eye = jnp.eye(d, dtype=jacs.dtype)
+    tiny = jnp.finfo(jacs.dtype).tiny
+    offset = G * stride - length  # position p holds step p - offset
 
-    def inner(carry, J):
+    def inner(carry, p):
         M, a = carry
+        src = p - offset
+        J = jnp.where(src >= 0, jax.lax.dynamic_index_in_dim(jacs, jnp.clip(src, 0, T - 1), keepdims=False), eye)
         M = M @ J
         f = jnp.maximum(jnp.linalg.norm(M), tiny)
         return (M / f, a + jnp.log(f)), None
 
-    def outer(carry, chunk):
-        carry, _ = jax.lax.scan(inner, carry, chunk, reverse=True)
+    def outer(carry, positions):
+        carry, _ = jax.lax.scan(inner, carry, positions, reverse=True)
         M, a = carry
         return carry, a + jnp.log(jnp.maximum(jnp.linalg.norm(M, ord=2), tiny))
 
-    start = (jnp.eye(d, dtype=chunks.dtype), jnp.zeros((), chunks.dtype))
-    _, out = jax.lax.scan(outer, start, chunks, reverse=True)
+    start = (eye, jnp.zeros((), jacs.dtype))
+    _, out = jax.lax.scan(outer, start, jnp.arange(G * stride).reshape(G, stride), reverse=True)
     return out[::-1]
 
 
@@ -144,13 +151,10 @@ def _layer_stats(params, xs, lengths, keys, times, *, kind, n, k, transient, str
         q0, _ = jnp.linalg.qr(jax.random.normal(key, (d, k), J.dtype))
         ly = lstm_jax.lyapunov(J_right, k, q0, transient=transient)
         exponents = ly.exponents * ((T - transient) / (L - transient).astype(J.dtype))  # mean over valid steps
-        # Flow: identities *before* the valid steps, so lag = T_pad - position for every sequence.
+        # Flow: lags counted back from each sequence's own last step L.
         G = -(-T // stride)
-        Tp = G * stride
-        src = jnp.arange(Tp) - (Tp - L)
-        J_left = jnp.where((src >= 0)[:, None, None], J[jnp.clip(src, 0, T - 1)], eye)
         lags = stride * jnp.arange(1, G + 1)
-        logn = jnp.where(lags <= L, _log_suffix_norms(J_left.reshape(G, stride, d, d)), jnp.nan)
+        logn = jnp.where(lags <= L, _log_suffix_norms(J_right, L, stride, G), jnp.nan)
         # Gates: masked sums per unit and histograms.
         valid = valid_t[:, None]
         gates = {}
@@ -450,7 +454,7 @@ def _fresh_model(model: RecurrentModel, key, dtype) -> RecurrentModel:
 
 def _chunk_plan(model, B, T, dtype):
     d = max(kind_of(layer.kind).state_size(model.n) for layer in model.layers)
-    per_seq = 3 * T * d * d * jnp.dtype(dtype).itemsize
+    per_seq = JAC_COPIES * T * d * d * jnp.dtype(dtype).itemsize
     size = int(max(1, min(B, MEMORY_BUDGET // per_seq)))
     return [(s, min(B, s + size)) for s in range(0, B, size)], size
 
