@@ -74,7 +74,7 @@ def _lstm_terms(params, xs, n, times):
     def at(t):
         window = jax.lax.dynamic_slice_in_dim(xs, t - 2, 2)
         terms = lstm_jax.lstm_terms_along(params, lstm_jax.LSTMState(H[t - 2], C[t - 2]), window)
-        return {k: _spectral(v[0]) for k, v in terms._asdict().items()}
+        return {k: _spectral(v[-1]) for k, v in terms._asdict().items()}  # the entry of step t
 
     return jax.vmap(at)(times)
 
@@ -148,7 +148,7 @@ def _gru_terms(params, xs, n, times):
     def at(t):
         window = jax.lax.dynamic_slice_in_dim(xs, t - 2, 2)
         terms = lstm_jax.gru_terms_along(params, H[t - 2], window)
-        return {k: _spectral(v[0]) for k, v in terms._asdict().items()}
+        return {k: _spectral(v[-1]) for k, v in terms._asdict().items()}  # the entry of step t
 
     return jax.vmap(at)(times)
 

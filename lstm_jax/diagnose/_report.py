@@ -136,8 +136,9 @@ def _gates_figure(ld: dict) -> Optional[bytes]:
         return None
     mg = g["memory_gate"]
     name = mg if mg is not None else next(iter(g["gates"]))
-    label = {"f": "forget gate f_t", "z": "update gate z_t", "state": "state activation (tanh mapped to [0, 1])"}.get(
-        name, name)
+    label = {"f": "forget gate f_t", "z": "update gate z_t",
+             "state": "state c_t = σ(z_t)" if ld["kind"] == "rnn-sigmoid" else "state (c_t + 1) / 2, c_t = tanh(z_t)"
+             }.get(name, name)
     two = mg is not None
     fig = _figure(7.8 if two else 5.2, 3.6)
     axes = fig.subplots(1, 2) if two else [fig.add_subplot()]
@@ -169,6 +170,9 @@ def _gates_figure(ld: dict) -> Optional[bytes]:
         spans = np.concatenate(spans) if spans else np.array([])
         if spans.size and spans.min() > 0 and spans.max() / spans.min() > 10:
             ax.set_yscale("log")  # log only when tau spans more than a decade (else the ticks read badly)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("unit (sorted by τ)")
         ax.set_ylabel("τ = −1 / log f̄ (steps)" if mg == "f" else "τ = −1 / log z̄ (steps)")
         ax.set_title("memory time constant per unit", fontsize=10)
