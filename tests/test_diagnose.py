@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import lstm_jax
+import lstm_jax.io
 from lstm_jax import _cli
 from lstm_jax.diagnose import SCHEMA_VERSION, diagnose, load_model_file, write_report
 from lstm_jax.diagnose._core import _log_suffix_norms
@@ -289,9 +290,12 @@ def _bad_cases(tmp, ckpt):
     np.save(tmp / "lens.npy", np.array([10, 40]))
     (tmp / "model.txt").write_text("not a model")
     (tmp / "file").write_text("x")
+    # the messages of the model reader change when lstm_jax.io.load_model (issue #13 part A) takes over
+    # (then only the exit code and the one-line form are checked for these three)
+    reader = None if hasattr(lstm_jax.io, "load_model") else ""
     return [
-        (["diagnose", str(tmp / "missing.npz")], 3, "does not exist"),
-        (["diagnose", str(tmp / "model.txt")], 2, "reads only lstm_jax .npz"),
+        (["diagnose", str(tmp / "missing.npz")], 3, reader if reader is None else "does not exist"),
+        (["diagnose", str(tmp / "model.txt")], 2, reader if reader is None else "reads only lstm_jax .npz"),
         (["diagnose", ckpt, "--data", str(tmp / "wrong_m.npy")], 2, "input size m = 2"),
         (["diagnose", ckpt, "--data", str(tmp / "obj.npy")], 2, "not a plain .npy"),
         (["diagnose", ckpt, "--data", str(tmp / "ok.npy"), "--lengths", str(tmp / "lens.npy")], 2, "seq_lengths"),
@@ -299,7 +303,7 @@ def _bad_cases(tmp, ckpt):
         (["diagnose", ckpt, "--T", "1"], 2, "--T must be >= 2"),
         (["diagnose", ckpt, "--T", "20", "--k", "50"], 2, "k must be an integer in 1..12"),
         (["diagnose", ckpt, "--T", "20", "--transient", "19"], 2, "transient must be"),
-        (["diagnose", ckpt, "--layer", "lstm"], 2, "--layer 'lstm'"),
+        (["diagnose", ckpt, "--layer", "lstm"], 2, reader if reader is None else "--layer 'lstm'"),
     ]
 
 
@@ -308,7 +312,7 @@ def test_bad_inputs_exit_2_or_3_with_one_line_and_leave_no_files(checkpoint, tmp
         out = tmp_path / f"out{len(argv)}{code}"
         assert _cli.main([*argv, "--out", str(out)]) == code, argv
         err = capsys.readouterr().err.strip()
-        assert err.count("\n") == 0 and text in err, (argv, err)
+        assert err.count("\n") == 0 and (text is None or text in err), (argv, err)
         assert not out.exists() or not any(out.iterdir()), argv
     # the output folder is checked before anything else (a file in the way: exit 3)
     assert _cli.main(["diagnose", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "file")]) == 3
@@ -359,3 +363,22 @@ def test_gru_model_is_diagnosed_with_update_gate_and_terms():  # pragma: no cove
     assert ld.gates["memory_gate"] == "z" and len(ld.gates["tau"]) == n
     assert ld.terms is not None and math.isfinite(ld.flow["rate"])
     assert ld.lyapunov["exponents"][0] == pytest.approx(ld.flow["rate"], abs=0.1)
+
+
+def test_wrong_arguments_are_named_before_any_work():
+    p = lstm_jax.init_rnn(jax.random.PRNGKey(0), 3, 2, dtype=F64)
+    model = _single("rnn-tanh", p, 3, 2)
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(TypeError, match="expected lstm_jax.io.RecurrentModel"):
+        diagnose(p, np.zeros((10, 2)), key=key)
+    with pytest.raises(ValueError, match=r"input size 4, but the model reads m = 2"):
+        diagnose(model, np.zeros((2, 10, 4)), key=key)
+    with pytest.raises(ValueError, match=r"seq_lengths must lie in 2..10"):
+        diagnose(model, np.zeros((2, 10, 2)), seq_lengths=np.array([10, 11]), key=key)
+    with pytest.raises(ValueError, match=r"k must be an integer in 1..3"):
+        diagnose(model, np.zeros((2, 10, 2)), k=4, key=key)
+    with pytest.raises(ValueError, match="not diagnosable"):
+        diagnose(model._replace(layers=(model.layers[0]._replace(kind="lstm2"),)), np.zeros((10, 2)), key=key)
+    if not hasattr(lstm_jax, "run_gru"):
+        with pytest.raises(ValueError, match="needs lstm_jax.run_gru"):
+            diagnose(model._replace(layers=(model.layers[0]._replace(kind="gru"),)), np.zeros((10, 2)), key=key)

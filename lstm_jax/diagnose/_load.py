@@ -32,9 +32,13 @@ def load_model_file(path, *, layer: Optional[str] = None, allow_pickle: bool = F
       reader knows (the message says what was found and what is accepted).
     """
     load = getattr(lio, "load_model", None)
-    if load is not None:
-        return load(path, layer=layer, allow_pickle=allow_pickle)
     p = pathlib.Path(path)
+    if load is not None:
+        try:
+            return load(path, layer=layer, allow_pickle=allow_pickle)
+        except ValueError:
+            if not _is_train_checkpoint(p):  # lstm-jax train's own params.npz must always be readable
+                raise
     if not p.is_file():
         raise FileNotFoundError(f"MODEL: {str(p)!r} does not exist or is not a file")
     if p.suffix != ".npz":
@@ -44,6 +48,14 @@ def load_model_file(path, *, layer: Optional[str] = None, allow_pickle: bool = F
         raise ValueError(f"--layer {layer!r}: an lstm-jax train checkpoint holds one recurrence ('cell'); "
                          "--layer picks among several recurrent modules of a PyTorch/Flax/Equinox file")
     return _load_train_npz(p)
+
+
+def _is_train_checkpoint(p: pathlib.Path) -> bool:
+    try:
+        with zipfile.ZipFile(p) as z:
+            return p.suffix == ".npz" and any(name.startswith("['cell'].") for name in z.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def _load_train_npz(p: pathlib.Path) -> RecurrentModel:
