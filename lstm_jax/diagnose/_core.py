@@ -307,7 +307,7 @@ def _gates_summary(raw: dict, lengths: np.ndarray, memory_gate: Optional[str], T
                        "saturated_low": float(np.mean(sat_low)), "saturated_high": float(np.mean(sat_high)),
                        "saturated": float(np.mean(sat))}
     out = {"bins": np.linspace(0.0, 1.0, HIST_BINS + 1).tolist(), "memory_gate": memory_gate,
-           "saturation_rule": f"a unit's gate is saturated when below {SAT_LOW} or above {SAT_HIGH} on at least "
+           "saturation_rule": f"A unit's gate is saturated when below {SAT_LOW} or above {SAT_HIGH} on at least "
                               f"{SAT_SHARE:.0%} of the steps; tanh values v are mapped to (v + 1)/2",
            "gates": gates, "saturated_units": float(np.mean(any_sat))}
     if memory_gate is not None:
