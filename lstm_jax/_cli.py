@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser(
         "diagnose",
         help="diagnose the gradient flow of your own model file: report.html + diagnosis.json + PNGs",
-        description="Per layer and direction of MODEL: ‖∂s_T/∂s_t‖ against the lag (median, 10–90 %% band), the "
+        description="Per layer and direction of MODEL: ‖∂s_T/∂s_t‖ against the lag (median, 10–90 % band), the "
         "growth rate per step and gradient half-life, Lyapunov exponents from random start directions, eq. (6) "
         "terms, gate histograms and memory time constants, saturation, and the same for a freshly initialised "
         "model. Writes OUT/report.html (self-contained), OUT/diagnosis.json and the PNG figures, together or "
