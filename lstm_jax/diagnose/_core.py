@@ -283,8 +283,9 @@ def _terms_summary(raw: Optional[dict], times: np.ndarray) -> Optional[dict]:
     if raw is None:
         return None
     med, overall = {}, {}
-    for name, v in raw.items():
-        v = np.asarray(v, dtype=float)
+    order = ["A", "B", "C", "D", "Z", "R", "N"]  # LSTMTerms / GRUTerms field order (jax sorts dict keys)
+    for name in sorted(raw, key=lambda t: (order.index(t) if t in order else len(order), t)):
+        v = np.asarray(raw[name], dtype=float)
         med[name] = _nan_stats(v)[0].tolist()
         overall[name] = float(np.nanmedian(v))
     return {"norm": "spectral", "times": times.tolist(), "median": med, "overall_median": overall}

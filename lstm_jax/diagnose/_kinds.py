@@ -127,9 +127,9 @@ RNN_SIGMOID = _rnn_kind(lstm_jax.SIGMOID)
 # --------------------------------------------------------------------------- GRU
 # >>> GRU ENTRY (issue #13 part A). Written against part A's announced public names:
 #     lstm_jax.run_gru(params, h0, xs) -> (h_T, hs), lstm_jax.gru_step_jacobians(params, h0, xs) -> (T, n, n),
-#     lstm_jax.gru_terms_along(params, h0, xs) -> NamedTuple of (T-1, n, n) terms for t = 2..T (like
-#     lstm_terms_along), lstm_jax.init_gru(key, n, m, dtype=...).  The update gate z_t (for the histogram and
-#     tau = -1/log z_bar) needs a public gate function: lstm_jax.gru_gates(params, h_prev, x) with a field ``z``.
+#     lstm_jax.gru_terms_along(params, h0, xs) -> GRUTerms (B = diag(z_t), Z, R, N) of (T, n, n) for t = 1..T
+#     (the window code reads the entry of step t, which also fits lstm_terms_along's t = 2..T layout),
+#     lstm_jax.init_gru(key, n, m, *, bias, dtype), lstm_jax.gru_gates(params, h_prev, x) -> GRUGates (r, z, n).
 #     INTEGRATOR: check these names/signatures when part A lands; tests/test_diagnose.py runs the GRU
 #     checks only when ``hasattr(lstm_jax, "run_gru")``.
 
@@ -156,11 +156,11 @@ def _gru_terms(params, xs, n, times):
 def _gru_gates(params, xs, n):
     H = jnp.concatenate([jnp.zeros((1, n), xs.dtype), _gru_outputs(params, xs, n)])
     g = jax.vmap(lambda h, x: lstm_jax.gru_gates(params, h, x))(H[:-1], xs)
-    return {"z": g.z, "r": g.r}
+    return {"z": g.z, "r": g.r, "n": _as01(g.n)}
 
 
 def _gru_fresh(key, like, n, m, dtype):
-    return lstm_jax.init_gru(key, n, m, dtype=dtype)
+    return lstm_jax.init_gru(key, n, m, bias=like.b_z is not None, dtype=dtype)
 
 
 GRU = Kind(

@@ -21,7 +21,15 @@ import numpy as np
 from lstm_jax.io import AtomicOutputs, check_writable_dir, strict_json
 
 TRAINED, FRESH = "#1f5fa8", "#d9822b"
-TERM_COLORS = {"A": "#7b3294", "B": "#1a9641", "C": "#d7191c", "D": "#2c7bb6"}
+# eq. (6) terms (LSTM A, B, C, D) and the GRU analogue (B = diag(z), Z, R, N): gate path, additive path, ...
+TERM_COLORS = {"A": "#7b3294", "B": "#1a9641", "C": "#d7191c", "D": "#2c7bb6",
+               "Z": "#7b3294", "R": "#d7191c", "N": "#2c7bb6"}
+
+
+def _terms_title(kind: str) -> str:
+    if kind == "gru":
+        return "GRU analogue of eq. (6): ∂h_t/∂h_(t−1) = B_t + Z_t + R_t + N_t, B_t = diag(z_t)"
+    return "eq. (6) terms of ∂c_t/∂c_(t−1) = A_t + B_t + C_t + D_t"
 
 
 def _fmt(x) -> str:
@@ -59,6 +67,19 @@ def _pow10(ax):
 
     ax.yaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"$10^{{{int(round(v))}}}$"))
+
+
+def _log_ticks(ax):
+    """Readable tick labels on a log y axis: decades only when it spans two or more, else also 2x and 5x."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = ax.get_ylim()
+    if lo > 0 and hi / lo < 100:
+        ax.yaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.2g}"))
+    else:
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _flow_figure(ld: dict) -> bytes:
@@ -157,6 +178,8 @@ def _gates_figure(ld: dict) -> Optional[bytes]:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     if two:
+        from matplotlib.ticker import MaxNLocator
+
         ax = axes[1]
         spans = []
         for doc, color, lab, mk in ((g, TRAINED, "model", "o"),
@@ -170,8 +193,7 @@ def _gates_figure(ld: dict) -> Optional[bytes]:
         spans = np.concatenate(spans) if spans else np.array([])
         if spans.size and spans.min() > 0 and spans.max() / spans.min() > 10:
             ax.set_yscale("log")  # log only when tau spans more than a decade (else the ticks read badly)
-        from matplotlib.ticker import MaxNLocator
-
+            _log_ticks(ax)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("unit (sorted by τ)")
         ax.set_ylabel("τ = −1 / log f̄ (steps)" if mg == "f" else "τ = −1 / log z̄ (steps)")
@@ -198,7 +220,8 @@ def _terms_figure(ld: dict) -> Optional[bytes]:
                         lw=1, alpha=0.8, label=f"‖{name}_t‖₂ fresh")
     ax.set_xlabel("step t")
     ax.set_ylabel("spectral norm (median over sequences)")
-    ax.set_title(f"{ld['name']}: eq. (6) terms of ∂c_t/∂c_(t−1) = A_t + B_t + C_t + D_t", fontsize=10)
+    _log_ticks(ax)
+    ax.set_title(f"{ld['name']}: {_terms_title(ld['kind'])}", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.18), frameon=False)
     return _png(fig)
@@ -249,7 +272,8 @@ def _layer_html(doc: dict, i: int, figs: dict) -> str:
             rows.append(("share of units with τ longer than T", "gates.tau_longer_than_T", None))
     if ld["terms"] is not None:
         for name in ld["terms"]["overall_median"]:
-            rows.append((f"median ‖{name}_t‖₂ (eq. 6)", f"terms.overall_median.{name}", None))
+            eq = "GRU analogue of eq. 6" if ld["kind"] == "gru" else "eq. 6"
+            rows.append((f"median ‖{name}_t‖₂ ({eq})", f"terms.overall_median.{name}", None))
 
     def cell(prefix, key, se):
         return _num(doc, f"{prefix}.{key}") + (f" ± {_num(doc, f'{prefix}.{se}')}" if se else "")
@@ -330,8 +354,8 @@ def write_report(diagnosis, out_dir) -> list[pathlib.Path]:
                                                "the finite-time growth rate of the norms."),
                 ("gates", _gates_figure, "Gate activations over all units and steps, and the memory time constant "
                                          "τ of each unit."),
-                ("terms", _terms_figure, "Spectral norms of the eq. (6) terms along the sequence (median over "
-                                         "sequences).")):
+                ("terms", _terms_figure, "Spectral norms of the eq. (6) terms (GRU: its analogue) along the "
+                                         "sequence (median over sequences).")):
             png = maker(ld)
             if png is None:
                 continue
