@@ -5,8 +5,7 @@ and multi-step Jacobians (the article's eq. 2 and eq. 6, as published and
 corrected, and the exact joint ``(h, c)`` Jacobian), gradient-flow diagnostics
 (log-space Lyapunov exponents), weight import from Flax / Equinox / PyTorch,
 parallel-in-time evaluation (DEER), and executable checks of every claim of the
-article (``lstm-jax verify``).  Command line: ``lstm-jax verify | flow | train | bench | diagnose``
-(``lstm_jax.diagnose``: gradient-flow reports on your own model files).
+article (``lstm-jax verify``).  Command line: ``lstm-jax verify | flow | train | bench``.
 
 Importing the package never changes JAX's configuration: enable float64 with
 ``jax.config.update("jax_enable_x64", True)`` in your own entry point.
