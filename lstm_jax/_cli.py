@@ -1,4 +1,4 @@
-"""Command line: ``lstm-jax verify | flow | train | bench`` (also ``python -m lstm_jax ...``)."""
+"""Command line: ``lstm-jax verify | flow | train | bench | diagnose`` (also ``python -m lstm_jax ...``)."""
 
 from __future__ import annotations
 
@@ -135,6 +135,12 @@ def _bench(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, cwd=repo)
 
 
+def _diagnose(args: argparse.Namespace) -> int:
+    from .diagnose._cli import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lstm-jax",
@@ -211,6 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="tiny sizes (about a minute); results under benchmarks/results/quick")
     b.add_argument("--repo", default=".", help="repository root holding benchmarks/ (default: current directory)")
     b.set_defaults(func=_bench)
+    from .diagnose._cli import add_arguments as _diagnose_arguments
+
+    g = sub.add_parser(
+        "diagnose",
+        help="diagnose the gradient flow of your own model file: report.html + diagnosis.json + PNGs",
+        description="Per layer and direction of MODEL: ‖∂s_T/∂s_t‖ against the lag (median, 10–90 % band), the "
+        "growth rate per step and gradient half-life, Lyapunov exponents from random start directions, eq. (6) "
+        "terms, gate histograms and memory time constants, saturation, and the same for a freshly initialised "
+        "model. Writes OUT/report.html (self-contained), OUT/diagnosis.json and the PNG figures, together or "
+        "not at all.",
+    )
+    _diagnose_arguments(g)
+    g.set_defaults(func=_diagnose)
     return parser
 
 

@@ -156,7 +156,8 @@ def _orthonormal_q0(q0, d: int, k: int, dtype) -> jax.Array:
     return Q * sign[None, :]  # first column = q0[:, 0] / |q0[:, 0]|
 
 
-def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] = None) -> Lyapunov:
+def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] = None, *,
+             transient: int = 0) -> Lyapunov:
     r"""Leading ``k`` Lyapunov exponents of :math:`J_T\cdots J_1` by QR re-orthonormalisation (log space).
 
     Args:
@@ -167,6 +168,10 @@ def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] =
         kept, so ``log_growth`` follows ``q0[:, 0] / |q0[:, 0]|``); linearly dependent, zero or
         non-finite columns are a ``ValueError`` (checked on concrete arrays; under ``jit`` the
         check is skipped).
+      transient: the first ``transient`` steps re-orthonormalise ``Q`` (so it
+        turns towards the leading directions) but are left out of the
+        exponents: :math:`\lambda_i = \frac{1}{T - \text{transient}}\sum_{t > \text{transient}}\log|(R_t)_{ii}|`.
+        ``log_growth`` and ``log_volume`` still cover every step.
 
     Returns:
       :class:`Lyapunov`.  The finite-``T`` exponents estimate the true ones; along random
@@ -177,6 +182,8 @@ def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] =
     jacs = _linalg_dtype(_check_jacs(jacs))
     T, d, _ = jacs.shape
     k = d if k is None else check_int(k, "k", lo=1, hi=d, accepts=f"an int in 1..{d} (the state size d)")
+    transient = check_int(transient, "transient", lo=0, hi=T - 1,
+                          accepts=f"an int in 0..{T - 1} (fewer than the {T} steps)")
     if q0 is None:
         q0 = jnp.eye(d, k, dtype=jacs.dtype)
     else:
@@ -191,9 +198,10 @@ def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] =
         return Q * sign[None, :], (jnp.log(jnp.maximum(a, tiny)), jnp.sum(a < tiny))
 
     _, (logs, low) = jax.lax.scan(step, q0, jacs)  # (T, k)
-    order = jnp.argsort(-jnp.mean(logs, axis=0))
+    rates = jnp.mean(logs[transient:], axis=0)
+    order = jnp.argsort(-rates)
     return Lyapunov(
-        jnp.mean(logs, axis=0)[order],
+        rates[order],
         jnp.cumsum(logs[:, 0]),
         jnp.cumsum(jnp.sum(logs, axis=1)),
         jnp.sum(low),

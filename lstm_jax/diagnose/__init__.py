@@ -1,0 +1,67 @@
+r"""Diagnose your own recurrent network: how its gradients flow, in one self-contained report.
+
+Front door of the ``lstm_jax.diagnose`` wing (it uses only the public names of :mod:`lstm_jax`
+and :mod:`lstm_jax.io`).  ``diagnose(model, xs, key=...)`` computes, per layer and direction,
+the statistics described in ``lstm_jax.diagnose._core`` (gradient-flow norms against the lag
+with a finite-time growth rate and a gradient half-life, Lyapunov exponents from random
+start directions, the article's eq. (6) terms, gate histograms, memory time constants,
+saturation, and all of it again for a freshly initialised model); ``write_report(diagnosis,
+out_dir)`` writes them; ``lstm-jax diagnose MODEL`` does both from the command line.
+
+Example::
+
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    from lstm_jax.diagnose import diagnose, write_report, load_model_file
+    model = load_model_file("params.npz")            # lstm-jax train's checkpoint
+    xs = jax.random.normal(jax.random.PRNGKey(1), (16, 200, model.m))
+    write_report(diagnose(model, xs, key=jax.random.PRNGKey(0)), "diagnosis")
+
+The article: N. Arbel, "How LSTM networks solve the problem of vanishing gradients",
+DataDrivenInvestor (Medium).
+
+``diagnosis.json``, schema 1 (every number of ``report.html``; ``null`` stands for NaN/inf or
+"not applicable")::
+
+    {"schema": 1,
+     "model":  {"kind", "n", "m", "layers", "directions", "source", "recurrences": [names]},
+     "inputs": {"source", "batch", "T", "m", "dtype", "lengths": {"min", "max", "mean"},
+                "padded", "k", "transient", "jax_version", "device"},
+     "layers": [{
+        "name": "layer0.forward", "kind", "layer", "reverse", "n", "m" (this layer's input size),
+        "flow": {"norm": description,
+                 "lags": [l1, l2, ...],                 # lag = T - t, every `stride` steps
+                 "median", "q10", "q90": [...],         # LOG10 of the spectral norm of the
+                                                        # joint-state Jacobian ds_T/ds_(T-lag),
+                                                        # median and 10/90 % quantiles over sequences
+                 "rate", "rate_stderr",                 # finite-time growth rate per step (natural
+                                                        # log) and its standard error over sequences
+                 "half_life" | null, "doubling_time" | null,   # ln 2 / |rate| steps
+                 "fit_lags": [from, to], "per_sequence_rate": [...], "sentence": str},
+        "lyapunov": {"exponents": [k, descending], "stderr": [k], "k", "transient",
+                     "start_directions", "per_sequence_leading": [B]},
+        "agreement": {"agree": bool | null, "difference": rate - exponent[0],
+                      "combined_stderr", "sentence": str},
+        "terms": null | {"norm": "spectral", "times": [t...],
+                         "median": {"A": [...], "B": [...], "C": [...], "D": [...]},
+                         "overall_median": {"A", "B", "C", "D"}},
+        "gates": {"bins": [41 edges on 0..1], "memory_gate": "f" | "z" | null,
+                  "saturation_rule": str, "saturated_units": fraction,
+                  "gates": {name: {"unit_mean": [n], "hist": [40 counts],
+                                   "saturated_low", "saturated_high", "saturated"}},
+                  "tau": [n] (memory time constant -1/log mean gate, steps),
+                  "tau_median", "tau_longer_than_T"},
+        "baseline": {"flow", "lyapunov", "agreement", "terms", "gates", "init"} | null
+     }],
+     "figures": {layer name: [png file names]}}
+
+A reader must check ``"schema"``; a change of any field's meaning increments it.
+"""
+
+from ._core import Diagnosis, LayerDiagnosis, diagnose
+from ._load import load_model_file
+from ._report import write_report
+
+SCHEMA_VERSION = 1
+
+__all__ = ["diagnose", "Diagnosis", "LayerDiagnosis", "write_report", "load_model_file", "SCHEMA_VERSION"]

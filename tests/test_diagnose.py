@@ -1,0 +1,386 @@
+"""``lstm_jax.diagnose`` and ``lstm-jax diagnose``: known systems, rate vs exponent, padding, CLI, HTML.
+
+float64 throughout (tests/conftest.py enables it).  Every model is a real lstm_jax parameter set; the
+command-line tests read a real checkpoint written by ``lstm-jax train``'s own ``save_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import subprocess
+import sys
+from html.parser import HTMLParser
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lstm_jax
+import lstm_jax.io
+from lstm_jax import _cli
+from lstm_jax.diagnose import SCHEMA_VERSION, diagnose, load_model_file, write_report
+from lstm_jax.diagnose._core import _log_suffix_norms
+from lstm_jax.io import RecurrentLayer, RecurrentModel
+
+F64 = jnp.float64
+
+
+def _single(kind, params, n, m):
+    return RecurrentModel((RecurrentLayer("layer0.forward", kind, params, 0, False),), kind, n, m, 1, 1, "test")
+
+
+def _rotation(theta):
+    c, s = math.cos(theta), math.sin(theta)
+    return np.array([[c, -s], [s, c]])
+
+
+# --------------------------------------------------------------------------- known linear systems
+
+
+def _known_systems():
+    diag = np.array([0.95, -0.8, 0.6, 0.3])  # exponents log|a_i|, leading norm growth log 0.95
+    block = np.zeros((4, 4))
+    block[:2, :2] = 0.9 * _rotation(0.7)  # rotation x scale: both exponents of a block are log(scale)
+    block[2:, 2:] = 0.5 * _rotation(-1.3)
+    return [("diagonal", np.diag(diag), np.sort(np.log(np.abs(diag)))[::-1]),
+            ("rotation x scale", block, np.log([0.9, 0.9, 0.5, 0.5]))]
+
+
+@pytest.mark.parametrize("name, W, exact", _known_systems(), ids=["diagonal", "rotation-scale"])
+def test_lyapunov_from_random_directions_after_transient_is_exact_on_known_linear_systems(name, W, exact):
+    """Claim: QR exponents from random orthonormal start directions, transient discarded, equal log|eigen-scales|.
+
+    Constant J = W: the directions converge to the leading subspaces at rate (a_2/a_1)^t <= 0.84^t, so after
+    a transient of 150 steps the remaining bias is below 1e-10 per step (tolerance 1e-9).
+    """
+    T, k = 600, 4
+    J = jnp.broadcast_to(jnp.asarray(W, F64), (T, 4, 4))
+    q0, _ = jnp.linalg.qr(jax.random.normal(jax.random.PRNGKey(11), (4, k), F64))
+    got = lstm_jax.lyapunov(J, k, q0, transient=150).exponents
+    np.testing.assert_allclose(np.asarray(got), exact, atol=1e-9)
+    # without the transient the random start directions bias the estimate measurably (the test can fail)
+    biased = lstm_jax.lyapunov(J[:40], k, q0).exponents
+    assert np.max(np.abs(np.asarray(biased) - exact)) > 1e-4
+
+
+@pytest.mark.parametrize("name, W, exact", _known_systems(), ids=["diagonal", "rotation-scale"])
+def test_log_space_flow_norms_are_exact_and_do_not_underflow_in_float32(name, W, exact):
+    """Claim: log ||J^l||_2 = l * log(a_1) for normal W, even where a_1^l underflows float32 (l = 4000).
+
+    float64: relative 1e-10.  float32: every step adds one rounding of the running log sum (<= ulp(170)/2 =
+    7.6e-6 at the largest |log norm| here) and of the log of a renormalised norm (a few eps32), so the error
+    after l steps is bounded by l * 1e-5 (measured: 8e-3 at l = 4000, bound 4e-2).
+    """
+    stride, G = 8, 500  # lags 8, 16, ..., 4000
+    lags = stride * np.arange(1, G + 1)
+    J64 = jnp.broadcast_to(jnp.asarray(W, F64), (G * stride, 4, 4))
+    np.testing.assert_allclose(np.asarray(_log_suffix_norms(J64, G * stride, stride, G)), lags * exact[0], rtol=1e-10)
+    logn = np.asarray(_log_suffix_norms(J64.astype(jnp.float32), G * stride, stride, G), float)
+    assert np.all(np.isfinite(logn))  # 0.95^4000 = 1e-89 is below float32's smallest normal 1e-38
+    assert np.all(np.abs(logn - lags * exact[0]) <= lags * 1e-5)
+    # a sequence of length 37 inside 50 steps, lags every 4: lags are counted back from step 37; steps before
+    # the first are identities (lags 40..52 stay at 37 steps' worth), steps after 37 are never read
+    J = jnp.concatenate([J64[:37], 100 * J64[37:50]])
+    short = np.asarray(_log_suffix_norms(J, 37, 4, 13))
+    np.testing.assert_allclose(short, np.minimum(4 * np.arange(1, 14), 37) * exact[0], rtol=1e-10)
+
+
+def test_agreement_rule_flags_a_disagreement_beyond_two_combined_standard_errors_and_explains_it():
+    from lstm_jax.diagnose._core import _agreement
+
+    lyap = {"exponents": [-0.080], "stderr": [0.002]}
+    far = _agreement({"rate": -0.050, "rate_stderr": 0.002}, lyap, 200, 50)
+    near = _agreement({"rate": -0.0745, "rate_stderr": 0.002}, lyap, 200, 50)  # 0.0055 < 2 * 0.00283
+    assert far["agree"] is False and near["agree"] is True
+    assert all(w in far["sentence"] for w in ("finite time", "non-normal transient growth", "start directions"))
+    assert far["difference"] == pytest.approx(0.030) and far["combined_stderr"] == pytest.approx(0.002 * 2 ** 0.5)
+    with pytest.raises(ValueError, match="transient must be in 0..9"):
+        lstm_jax.lyapunov(jnp.ones((10, 2, 2)), 1, transient=10)
+
+
+@pytest.fixture(scope="module")
+def linear_rnn_diagnosis():
+    W = _known_systems()[1][1]
+    p = lstm_jax.RNNParams(jnp.asarray(W, F64), jnp.ones((4, 2), F64), None)
+    return diagnose(_single("rnn-tanh", p, 4, 2), np.zeros((3, 300, 2)), key=jax.random.PRNGKey(0), k=4,
+                    transient=100, progress=False, baseline=False)
+
+
+def test_diagnose_recovers_the_exact_rates_of_a_linearised_tanh_rnn(linear_rnn_diagnosis):
+    """Claim: with zero inputs and zero bias the tanh RNN stays at c = 0 where J_t = W_rec exactly.
+
+    W_rec = blockdiag(0.9 R(0.7), 0.5 R(-1.3)): rate = exponents[0:2] = log 0.9 and half-life ln 2 / -log 0.9.
+    """
+    d = linear_rnn_diagnosis
+    ld = d.layers[0]
+    assert ld.flow["rate"] == pytest.approx(math.log(0.9), abs=1e-9)
+    assert ld.flow["half_life"] == pytest.approx(math.log(2) / -math.log(0.9), rel=1e-8)
+    np.testing.assert_allclose(ld.lyapunov["exponents"], np.log([0.9, 0.9, 0.5, 0.5]), atol=1e-9)
+    assert "halve every 6.58 steps" in ld.flow["sentence"]
+
+
+# --------------------------------------------------------------------------- a random LSTM at long T
+
+
+def test_random_lstm_leading_exponent_and_norm_growth_rate_agree_within_standard_errors():
+    """Claim: at long T the finite-time rate of ||ds_T/ds_t||_2 and the leading Lyapunov exponent agree.
+
+    T = 800, 8 sequences (measured: rate -0.0986 +- 0.0012, exponent -0.0986 +- 0.0011).  The standard errors
+    are required to be small (< 5 % of the exponent), so agreement is not bought with wide error bars.
+    """
+    n, m = 8, 3
+    p = lstm_jax.init_lstm(jax.random.PRNGKey(3), n, m, dtype=F64)
+    xs = jax.random.normal(jax.random.PRNGKey(7), (8, 800, m), F64)
+    ld = diagnose(_single("lstm", p, n, m), xs, key=jax.random.PRNGKey(1), k=2, transient=50, baseline=False,
+                  progress=False).layers[0]
+    rate, se_r = ld.flow["rate"], ld.flow["rate_stderr"]
+    lam, se_l = ld.lyapunov["exponents"][0], ld.lyapunov["stderr"][0]
+    assert max(se_r, se_l) < 0.05 * abs(lam)
+    assert abs(rate - lam) <= se_r + se_l
+    assert ld.agreement["agree"] is True
+
+
+# --------------------------------------------------------------------------- padding
+
+
+def _stacked_bidirectional(n=3, m=6):  # m = 2n: every layer has the same shapes (one compilation per batch shape)
+    keys = jax.random.split(jax.random.PRNGKey(21), 4)
+    layers = tuple(RecurrentLayer(f"layer{d}.{'reverse' if r else 'forward'}", "lstm",
+                                  lstm_jax.init_lstm(keys[2 * d + r], n, m if d == 0 else 2 * n, dtype=F64), d, bool(r))
+                   for d in range(2) for r in range(2))
+    return RecurrentModel(layers, "lstm", n, m, 2, 2, "2-layer bidirectional test LSTM")
+
+
+def test_padded_sequences_give_the_statistics_of_the_sequences_alone():
+    """Claim: right padding (seq_lengths) changes nothing: identity Jacobians, masked outputs, reversed valid part.
+
+    On a 2-layer bidirectional LSTM, sequence A (length 20) padded with large garbage to 30 beside sequence C
+    (length 30): A's growth rate and leading exponent equal those of A alone, in every layer and direction,
+    every statistic of the pair is unchanged when the garbage is replaced, and only valid steps are counted.
+    """
+    model = _stacked_bidirectional()
+    k = jax.random.split(jax.random.PRNGKey(5), 3)
+    A = np.asarray(jax.random.normal(k[0], (20, 6), F64))
+    C = np.asarray(jax.random.normal(k[1], (30, 6), F64))
+    garbage = 50 * np.asarray(jax.random.normal(k[2], (10, 6), F64))
+    kw = dict(key=jax.random.PRNGKey(9), k=2, transient=5, baseline=False, progress=False)
+    lengths = np.array([20, 30])
+    pair = diagnose(model, np.stack([np.concatenate([A, garbage]), C]), seq_lengths=lengths, **kw)
+    other = diagnose(model, np.stack([np.concatenate([A, -garbage[::-1]]), C]), seq_lengths=lengths, **kw)
+    alone_A = diagnose(model, A, **kw)
+    for lp, lo, la in zip(pair.layers, other.layers, alone_A.layers):
+        np.testing.assert_allclose(lp.flow["per_sequence_rate"][0], la.flow["per_sequence_rate"][0], rtol=1e-9)
+        np.testing.assert_allclose(lp.lyapunov["per_sequence_leading"][0], la.lyapunov["per_sequence_leading"][0],
+                                   rtol=1e-9)
+        # every statistic of the batch (medians, quantiles, exponents, terms, gate histograms) ignores the padding
+        assert json.dumps(lp._replace(baseline=None)._asdict(), default=str) == \
+            json.dumps(lo._replace(baseline=None)._asdict(), default=str)
+        # A's gate activations (step counts per bin) are those of A alone: the padded steps count nowhere
+        hist_pair = np.asarray(lp.gates["gates"]["f"]["hist"])
+        assert hist_pair.sum() == pytest.approx(50 * 3) and np.asarray(la.gates["gates"]["f"]["hist"]).sum() == 60
+    # the garbage would have changed A's numbers had it been read (the check can fail):
+    unmasked = diagnose(model, np.stack([np.concatenate([A, garbage]), C]), **kw)
+    assert abs(unmasked.layers[1].flow["per_sequence_rate"][0] - alone_A.layers[1].flow["per_sequence_rate"][0]) > 1e-3
+
+
+# --------------------------------------------------------------------------- command line, files, HTML
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A real params.npz (+ .json config) written by lstm-jax train's save_checkpoint."""
+    try:
+        from lstm_jax._train import TrainConfig, init_model, save_checkpoint
+    except ImportError:  # pragma: no cover - moved by issue #15
+        from lstm_jax.experiments import TrainConfig, init_model, save_checkpoint
+    cfg = TrainConfig(task="adding", model="lstm", n=6, T=20)
+    path = tmp_path_factory.mktemp("ckpt") / "params.npz"
+    save_checkpoint(init_model(jax.random.PRNGKey(0), cfg), path, cfg)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report_dir(checkpoint, tmp_path_factory):
+    """``lstm-jax diagnose`` run for real (a subprocess: the installed entry point's code path, exit code 0)."""
+    out = tmp_path_factory.mktemp("report") / "d"
+    r = subprocess.run([sys.executable, "-m", "lstm_jax", "diagnose", str(checkpoint), "--T", "60", "--batch", "4",
+                        "--k", "3", "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "layer0.forward: Gradients flowing back through layer0.forward" in r.stdout
+    return out
+
+
+def test_cli_writes_report_json_and_figures(report_dir, checkpoint):
+    doc = json.loads((report_dir / "diagnosis.json").read_text())
+    assert doc["schema"] == SCHEMA_VERSION == 1
+    source = doc["model"].pop("source")
+    assert "params.npz" in source  # the exact wording is the reader's (lstm_jax.io.load_model once it lands)
+    assert doc["model"] == {"kind": "lstm", "n": 6, "m": 2, "layers": 1, "directions": 1,
+                            "recurrences": ["layer0.forward"]}
+    assert doc["inputs"]["batch"] == 4 and doc["inputs"]["T"] == 60 and doc["inputs"]["k"] == 3
+    (ld,) = doc["layers"]
+    assert set(ld) >= {"name", "kind", "flow", "lyapunov", "terms", "gates", "baseline"}
+    assert set(ld["flow"]) >= {"lags", "median", "q10", "q90", "rate", "rate_stderr", "half_life"}
+    assert set(ld["lyapunov"]) >= {"exponents", "stderr", "k", "transient"}
+    assert ld["flow"]["lags"] == list(range(1, 61))
+    assert all(lo <= md <= hi for lo, md, hi in zip(ld["flow"]["q10"], ld["flow"]["median"], ld["flow"]["q90"]))
+    assert ld["baseline"]["lyapunov"]["k"] == 3
+    files = {p.name for p in report_dir.iterdir()}
+    assert files == {"report.html", "diagnosis.json", *doc["figures"]["layer0.forward"]}
+    assert len(doc["figures"]["layer0.forward"]) == 4
+    # the model read is the checkpoint's: its forget bias (1.0 from TrainConfig) shows in the weights
+    model = load_model_file(checkpoint)
+    assert np.all(np.asarray(model.layers[0].params.b_f) == 1.0)
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.imgs, self.nums, self._path, self.links = [], [], None, []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img":
+            self.imgs.append(a.get("src", ""))
+        if tag in ("link", "script") or (tag == "a" and not a.get("href", "#").startswith("#")):
+            self.links.append((tag, a))
+        if tag == "span" and a.get("class") == "num":
+            self._path = a["data-path"]
+
+    def handle_data(self, data):
+        if self._path is not None:
+            self.nums.append((self._path, data))
+            self._path = None
+
+
+def _lookup(doc, path):
+    for part in path.split("."):
+        doc = doc[int(part)] if isinstance(doc, list) else doc[part]
+    return doc
+
+
+def test_html_is_self_contained_and_shows_the_numbers_of_the_json(report_dir):
+    """Claim: every <img> is an embedded PNG (the same bytes as the PNG file), nothing is fetched, and every
+    number shown equals the JSON's (4 significant digits)."""
+    page = _Page()
+    page.feed((report_dir / "report.html").read_text())
+    doc = json.loads((report_dir / "diagnosis.json").read_text())
+    assert len(page.imgs) == 4 and not page.links
+    pngs = {(report_dir / f).read_bytes() for f in doc["figures"]["layer0.forward"]}
+    for src in page.imgs:
+        assert src.startswith("data:image/png;base64,")
+        raw = base64.b64decode(src.split(",", 1)[1])
+        assert raw[:8] == b"\x89PNG\r\n\x1a\n" and raw in pngs
+    assert len(page.nums) > 20
+    paths = {p for p, _ in page.nums}
+    assert {"layers.0.flow.rate", "layers.0.lyapunov.exponents.0", "layers.0.baseline.flow.rate"} <= paths
+    for path, text in page.nums:
+        value = _lookup(doc, path)
+        if value is None:
+            assert text == "–", path
+        else:
+            assert float(text) == pytest.approx(value, rel=5e-4, abs=1e-12), path
+
+
+def _bad_cases(tmp, ckpt):
+    np.save(tmp / "wrong_m.npy", np.zeros((2, 10, 5)))
+    np.save(tmp / "ok.npy", np.zeros((2, 10, 2)))
+    np.save(tmp / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(tmp / "lens.npy", np.array([10, 40]))
+    (tmp / "model.txt").write_text("not a model")
+    (tmp / "file").write_text("x")
+    # the messages of the model reader change when lstm_jax.io.load_model (issue #13 part A) takes over
+    # (then only the exit code and the one-line form are checked for these three)
+    reader = None if hasattr(lstm_jax.io, "load_model") else ""
+    return [
+        (["diagnose", str(tmp / "missing.npz")], 3, reader if reader is None else "does not exist"),
+        (["diagnose", str(tmp / "model.txt")], 2, reader if reader is None else "reads only lstm_jax .npz"),
+        (["diagnose", ckpt, "--data", str(tmp / "wrong_m.npy")], 2, "input size m = 2"),
+        (["diagnose", ckpt, "--data", str(tmp / "obj.npy")], 2, "not a plain .npy"),
+        (["diagnose", ckpt, "--data", str(tmp / "ok.npy"), "--lengths", str(tmp / "lens.npy")], 2, "seq_lengths"),
+        (["diagnose", ckpt, "--lengths", str(tmp / "lens.npy")], 2, "--lengths needs --data"),
+        (["diagnose", ckpt, "--T", "1"], 2, "--T must be >= 2"),
+        (["diagnose", ckpt, "--T", "20", "--k", "50"], 2, "k must be an integer in 1..12"),
+        (["diagnose", ckpt, "--T", "20", "--transient", "19"], 2, "transient must be"),
+        (["diagnose", ckpt, "--layer", "lstm"], 2, reader if reader is None else "--layer 'lstm'"),
+    ]
+
+
+def test_bad_inputs_exit_2_or_3_with_one_line_and_leave_no_files(checkpoint, tmp_path, capsys):
+    for argv, code, text in _bad_cases(tmp_path, str(checkpoint)):
+        out = tmp_path / f"out{len(argv)}{code}"
+        assert _cli.main([*argv, "--out", str(out)]) == code, argv
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and (text is None or text in err), (argv, err)
+        assert not out.exists() or not any(out.iterdir()), argv
+    # the output folder is checked before anything else (a file in the way: exit 3)
+    assert _cli.main(["diagnose", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "file")]) == 3
+    assert "--out" in capsys.readouterr().err
+
+
+def test_write_report_publishes_nothing_when_a_figure_fails(tmp_path, monkeypatch, linear_rnn_diagnosis):
+    """Claim: the files appear together or not at all (a failure while staging leaves the folder empty)."""
+    from lstm_jax.diagnose import _report
+
+    d = linear_rnn_diagnosis
+    out = tmp_path / "d"
+
+    def broken(doc, figs):
+        raise RuntimeError("disk full while rendering")
+
+    monkeypatch.setattr(_report, "_html", broken)
+    with pytest.raises(RuntimeError):
+        write_report(d, out)
+    assert list(out.iterdir()) == []
+    monkeypatch.undo()
+    write_report(d, out)
+    assert {"report.html", "diagnosis.json"} <= {q.name for q in out.iterdir()}
+
+
+def test_loader_reads_rnn_checkpoints_and_says_what_is_missing(tmp_path):
+    try:
+        from lstm_jax._train import TrainConfig, init_model, save_checkpoint
+    except ImportError:  # pragma: no cover
+        from lstm_jax.experiments import TrainConfig, init_model, save_checkpoint
+    cfg = TrainConfig(task="temporal-order", model="rnn-sigmoid", n=5)
+    path = tmp_path / "rnn.npz"
+    save_checkpoint(init_model(jax.random.PRNGKey(0), cfg), path, cfg)
+    model = load_model_file(path)
+    assert (model.kind, model.n, model.m) == ("rnn-sigmoid", 5, 6)
+    (tmp_path / "rnn.npz.json").unlink()
+    with pytest.raises(ValueError, match="activation is unknown"):
+        load_model_file(path)
+
+
+@pytest.mark.skipif(not hasattr(lstm_jax, "run_gru"), reason="GRU support (issue #13 part A) not merged yet")
+def test_gru_model_is_diagnosed_with_update_gate_and_terms():  # pragma: no cover - runs once part A lands
+    n, m = 4, 2
+    p = lstm_jax.init_gru(jax.random.PRNGKey(0), n, m, dtype=F64)
+    d = diagnose(_single("gru", p, n, m), np.asarray(jax.random.normal(jax.random.PRNGKey(1), (3, 40, m), F64)),
+                 key=jax.random.PRNGKey(2), progress=False)
+    ld = d.layers[0]
+    assert ld.gates["memory_gate"] == "z" and len(ld.gates["tau"]) == n
+    assert ld.terms is not None and math.isfinite(ld.flow["rate"])
+    assert ld.lyapunov["exponents"][0] == pytest.approx(ld.flow["rate"], abs=0.1)
+
+
+def test_wrong_arguments_are_named_before_any_work():
+    p = lstm_jax.init_rnn(jax.random.PRNGKey(0), 3, 2, dtype=F64)
+    model = _single("rnn-tanh", p, 3, 2)
+    key = jax.random.PRNGKey(0)
+    with pytest.raises(TypeError, match="expected lstm_jax.io.RecurrentModel"):
+        diagnose(p, np.zeros((10, 2)), key=key)
+    with pytest.raises(ValueError, match=r"input size 4, but the model reads m = 2"):
+        diagnose(model, np.zeros((2, 10, 4)), key=key)
+    with pytest.raises(ValueError, match=r"seq_lengths must lie in 2..10"):
+        diagnose(model, np.zeros((2, 10, 2)), seq_lengths=np.array([10, 11]), key=key)
+    with pytest.raises(ValueError, match=r"k must be an integer in 1..3"):
+        diagnose(model, np.zeros((2, 10, 2)), k=4, key=key)
+    with pytest.raises(ValueError, match="not diagnosable"):
+        diagnose(model._replace(layers=(model.layers[0]._replace(kind="lstm2"),)), np.zeros((10, 2)), key=key)
+    if not hasattr(lstm_jax, "run_gru"):
+        with pytest.raises(ValueError, match="needs lstm_jax.run_gru"):
+            diagnose(model._replace(layers=(model.layers[0]._replace(kind="gru"),)), np.zeros((10, 2)), key=key)
