@@ -90,24 +90,24 @@ def is_lstm(model: str) -> bool:
     return model.startswith("lstm")
 
 
-def init_model(key: jax.Array, spec: ModelSpec) -> dict:
-    """``{"cell": LSTMParams | RNNParams, "W_out": (out, n), "b_out": (out,)}`` from an explicit key."""
+def init_model(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
+    """``{"cell": LSTMParams | RNNParams, "W_out": (out, n), "b_out": (out,)}`` from an explicit key (all ``dtype``)."""
     check_model(spec.model)
     _, m, out, _, _ = check_task(spec.task)
     k_cell, k_out, k_chrono = jax.random.split(key, 3)
     n = spec.n
     if is_lstm(spec.model):
         bf = {"lstm-bf0": 0.0, "lstm-bf1": 1.0, "lstm-frozen-forget": 1.0, "lstm": spec.forget_bias}.get(spec.model, 0.0)
-        cell = init_lstm(k_cell, n, m, forget_bias=bf)
+        cell = init_lstm(k_cell, n, m, forget_bias=bf, dtype=dtype)
         if spec.model == "lstm-chrono":
-            b_f = jnp.log(jax.random.uniform(k_chrono, (n,), minval=1.0, maxval=max(spec.T - 1, 2)))
+            b_f = jnp.log(jax.random.uniform(k_chrono, (n,), dtype, minval=1.0, maxval=max(spec.T - 1, 2)))
             cell = cell._replace(b_f=b_f, b_i=-b_f)
         elif spec.model == "lstm-1997":
             cell = cell._replace(W_f=jnp.zeros_like(cell.W_f), b_f=jnp.full((n,), NO_FORGET_BIAS, cell.W_f.dtype))
     else:
-        cell = init_rnn(k_cell, n, m, bias=True)
-    W_out = jax.random.normal(k_out, (out, n)) / jnp.sqrt(n)
-    return {"cell": cell, "W_out": W_out, "b_out": jnp.zeros((out,))}
+        cell = init_rnn(k_cell, n, m, bias=True, dtype=dtype)
+    W_out = jax.random.normal(k_out, (out, n), dtype) / jnp.sqrt(n).astype(dtype)
+    return {"cell": cell, "W_out": W_out, "b_out": jnp.zeros((out,), dtype)}
 
 
 def trainable_mask(params: dict, model: str) -> dict:

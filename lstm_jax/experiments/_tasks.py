@@ -28,6 +28,7 @@ Reference: S. Hochreiter, J. Schmidhuber, "Long short-term memory", Neural Compu
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -64,6 +65,7 @@ def max_length(task: str, T: int) -> int:
     return T + T // 10 if task == "adding-1997" else T
 
 
+@functools.partial(jax.jit, static_argnames=("batch", "T", "dtype", "spread"))
 def adding_problem_1997(key: jax.Array, batch: int, T: int, dtype=jnp.float32, *, spread: bool = True) -> TaskBatch:
     r"""H&S 1997 Experiment 4 (module docstring).  ``xs (batch, T + T//10, 2)``: channel 0 the value, 1 the marker.
 
@@ -90,6 +92,7 @@ def adding_problem_1997(key: jax.Array, batch: int, T: int, dtype=jnp.float32, *
     return TaskBatch(jnp.stack([values, marker], axis=-1), y.astype(dtype), lengths)
 
 
+@functools.partial(jax.jit, static_argnames=("batch", "T", "dtype"))
 def adding_problem(key: jax.Array, batch: int, T: int, dtype=jnp.float32) -> TaskBatch:
     """The Le et al. (2015) variant: ``xs (batch, T, 2)``, values U[0,1], one mark per half, ``y`` their sum."""
     _check(batch, T, 2)
@@ -103,6 +106,7 @@ def adding_problem(key: jax.Array, batch: int, T: int, dtype=jnp.float32) -> Tas
     return TaskBatch(jnp.stack([values, marks], axis=-1), y, jnp.full((batch,), T, jnp.int32))
 
 
+@functools.partial(jax.jit, static_argnames=("batch", "T", "dtype"))
 def temporal_order(key: jax.Array, batch: int, T: int, dtype=jnp.float32) -> TaskBatch:
     """``xs (batch, T, 6)`` one-hot symbols, ``y (batch,)`` in 0..3 (XX, XY, YX, YY)."""
     _check(batch, T, 10)
