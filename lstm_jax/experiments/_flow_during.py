@@ -17,7 +17,8 @@ exactly ``T`` (first mark at :math:`t_1 \le 10`, lag :math:`T - t_1`):
   of :math:`\partial E/\partial W` (recurrent and input weights) from the use of :math:`W` at step ``t``
   (gradient w.r.t. per-step copies of :math:`W` at zero perturbation); ``decomposition_rel_err`` is
   :math:`\|\sum_t g_t - \nabla_W E\|/\|\nabla_W E\|` with :math:`\nabla_W E` from ``jax.grad`` through the
-  library's runner (must be at rounding level);
+  library's runner (must be at rounding level).  The share can exceed 1 when the short- and long-lag
+  parts point in opposite directions;
 * ``log_dsds``: :math:`\log\|\partial s_T/\partial s_{t_1}\|_2` (natural log; ``s = (h, c)`` for the
   LSTM, ``c`` for the RNN), the product of the exact step Jacobians accumulated with rescaling so it never
   under- or overflows;
@@ -135,7 +136,7 @@ def _log_norm_from(jacs: jax.Array, t1: jax.Array) -> jax.Array:
     return logscale + jnp.log(jnp.linalg.norm(P, ord=2))
 
 
-def _snapshot_arrays(params: dict, batch, t1, model: str) -> dict:
+def _snapshot_arrays(params: dict, batch, t1, model: str, full: bool = True) -> dict:
     cell = params["cell"]
     xs = batch.xs
     B, T, _ = xs.shape
@@ -162,35 +163,43 @@ def _snapshot_arrays(params: dict, batch, t1, model: str) -> dict:
         carry = (jnp.arange(T)[None, :] > t1[:, None])[:, :, None]  # (B, T, 1)
         w_lag = (carry & is_lag[None, None]).astype(f.dtype)
         w_oth = (carry & ~is_lag[None, None]).astype(f.dtype)
-        terms = jax.vmap(lambda x: lstm_terms_along(cell, zero_state(n, x.dtype), x))(xs[:2])
-        tn = {name: jnp.mean(jnp.linalg.norm(getattr(terms, name), ord=2, axis=(-2, -1)))
-              for name in ("A", "B", "C", "D")}
         out.update(
             f_mean=jnp.mean(f), f_quantiles=jnp.quantile(f, jnp.array(QUANTILES)),
             f_unit=jnp.mean(f, axis=(0, 1)), lag_units=lag_units,
             f_lag=jnp.sum(f * w_lag) / jnp.sum(w_lag), f_other=jnp.sum(f * w_oth) / jnp.maximum(jnp.sum(w_oth), 1),
-            terms=tn,
         )
+        if not full:
+            return out
+        terms = jax.vmap(lambda x: lstm_terms_along(cell, zero_state(n, x.dtype), x))(xs[:2])
+        out["terms"] = {name: jnp.mean(jnp.linalg.norm(getattr(terms, name), ord=2, axis=(-2, -1)))
+                        for name in ("A", "B", "C", "D")}
     else:
+        if not full:
+            return out
         jacs = jax.vmap(lambda x: rnn_step_jacobians(cell, jnp.zeros(n, x.dtype), x, _activation(model)))(xs)
     out["log_dsds"] = jnp.mean(jax.vmap(_log_norm_from)(jacs, t1))
     out["lyapunov"] = jnp.mean(jax.vmap(lambda J: lyapunov(J, k=1).exponents[0])(jacs))
     return out
 
 
-_snapshot_jit = jax.jit(_snapshot_arrays, static_argnames=("model",))
+_snapshot_jit = jax.jit(_snapshot_arrays, static_argnames=("model", "full"))
 
 
-def flow_snapshot(params: dict, batch, t1, model: str) -> dict:
-    """The measurements of the module docstring as plain Python numbers / lists (JSON-ready)."""
-    a = jax.device_get(_snapshot_jit(params, batch, t1, model))
+def flow_snapshot(params: dict, batch, t1, model: str, full: bool = True) -> dict:
+    """The measurements of the module docstring as plain Python numbers / lists (JSON-ready).
+
+    ``full=False`` measures only the forget-gate statistics and the gradient decomposition (faster to
+    compile; what the forget-gate claim needs)."""
+    a = jax.device_get(_snapshot_jit(params, batch, t1, model, full))
     res = {k: float(v) for k, v in a.items() if k in ("long_lag_share", "decomposition_rel_err", "lag",
                                                       "log_dsds", "lyapunov")}
+    if "terms" in a:
+        res["terms"] = {k: float(v) for k, v in a["terms"].items()}
     if "f_mean" in a:
         f_unit = np.asarray(a["f_unit"], np.float64)
         with np.errstate(divide="ignore"):
             tau = [None if fu >= 1.0 else float(-1.0 / np.log(fu)) for fu in f_unit]
         res.update(f_mean=float(a["f_mean"]), f_quantiles=[float(q) for q in a["f_quantiles"]],
                    f_lag=float(a["f_lag"]), f_other=float(a["f_other"]), lag_units=[int(u) for u in a["lag_units"]],
-                   tau=tau, terms={k: float(v) for k, v in a["terms"].items()})
+                   tau=tau)
     return res

@@ -205,7 +205,11 @@ def figure(runs: list[dict], T: int):
                 if r["solved"]:
                     ax.axvline(r["sequences"], color=c, ls=":", lw=1)
             ax.set_xscale("log")
-            if logy:
+            ys = [v for line in ax.get_lines() if len(line.get_xdata()) > 2  # data lines, not axvline
+                  for v in np.asarray(line.get_ydata(), float) if np.isfinite(v)]
+            if not ys:
+                ax.text(0.5, 0.5, "n/a", transform=ax.transAxes, ha="center", va="center", color="gray")
+            elif logy and min(ys) > 0:
                 ax.set_yscale("log")
             if i == 0:
                 ax.set_title(m, fontsize=9)
@@ -275,6 +279,12 @@ def readme_text(runs: list[dict], meta: dict, figures: list[str], vmap_timing: O
                       f"T = {r['T']}, {r['seeds']} seeds: sequential {r['sequential_s']:.3f} s, vmapped "
                       f"{r['vmapped_s']:.3f} s (ratio {r['ratio']:.2f}, spread {r['ratio_min']:.2f}–{r['ratio_max']:.2f})"
                       for r in vmap_timing["rows"]) + ".", ""]
+        if "value_and_grad" in vmap_timing:
+            v = vmap_timing["value_and_grad"]
+            parts += [f"One jitted value_and_grad of the training loss at B = {v['B']}, n = {v['n']}, T = {v['T']} "
+                      f"(padded to {v['padded_T']}): {v['median_ms']:.1f} ms (min {v['min_ms']:.1f}, max "
+                      f"{v['max_ms']:.1f}, {v['reps']} repeats; {vmap_timing['device']}, 2 cores shared with "
+                      "other jobs).", ""]
     parts += [f"![{f}]({f})" for f in figures]
     return "\n".join(parts) + "\n"
 
@@ -333,3 +343,23 @@ def time_vmapped_seeds(T: int, seeds: int, n: int, settings: TrainSettings, mode
     return {"T": T, "seeds": seeds, "steps": settings.check_every, "batch": settings.batch, "n": n,
             "sequential_s": float(np.median(a)), "vmapped_s": float(np.median(b)),
             "ratio": float(np.median(ratios)), "ratio_min": float(min(ratios)), "ratio_max": float(max(ratios))}
+
+
+def time_value_and_grad(B: int, n: int, T: int, model: str = "lstm-bf1", reps: int = 5) -> dict:
+    """Milliseconds of one jitted ``value_and_grad`` of :func:`loss_terms` (the training objective) on a batch
+    of ``B`` 1997 adding sequences of minimum length ``T`` (padded to ``T + T//10``); compile excluded."""
+    from ._models import loss_terms
+    from ._tasks import adding_problem_1997
+
+    spec = ModelSpec(model, TASK, T, n)
+    params = init_model(jax.random.PRNGKey(0), spec)
+    batch = adding_problem_1997(jax.random.PRNGKey(1), B, T)
+    f = jax.jit(jax.value_and_grad(lambda p, b: loss_terms(p, b, spec)[0]))
+    jax.block_until_ready(f(params, batch))
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        jax.block_until_ready(f(params, batch))
+        ts.append(1e3 * (time.perf_counter() - t))
+    return {"B": B, "n": n, "T": T, "padded_T": T + T // 10, "model": model, "median_ms": float(np.median(ts)),
+            "min_ms": float(min(ts)), "max_ms": float(max(ts)), "reps": reps}
