@@ -1,13 +1,13 @@
 r"""The resumable long-lag sweep and its report (``docs/long-lag/``).
 
 Plan (:func:`sweep_plan`, in this order so the cheap, informative runs finish first;
-within a stage every model gets seed 0 before any gets seed 1):
+within a stage every cell gets seed 0 before any gets seed 1):
 
-1. plain RNNs (``rnn-tanh``, ``rnn-sigmoid``, ``rnn-floss``) at T = 10, 3 seeds;
-2. every LSTM variant at T = 100, 5 seeds;
-3. plain RNNs at T = 25, 50 and 100, 3 seeds;
-4. every LSTM variant at T = 500, 5 seeds;
-5. the two most promising LSTM variants at T = 1000, 3 seeds: chosen by :func:`most_promising` from the
+1. plain RNNs (``rnn-tanh``, ``rnn-sigmoid``, ``rnn-floss``) at T = 10, 3 seeds, together with every
+   LSTM variant at T = 100, 5 seeds;
+2. plain RNNs at T = 25, 50 and 100, 3 seeds;
+3. every LSTM variant at T = 500, 5 seeds;
+4. the two most promising LSTM variants at T = 1000, 3 seeds: chosen by :func:`most_promising` from the
    finished T = 500 runs (most seeds solved, then fewest mean training sequences); until T = 500 has
    finished runs, ``lstm-1997`` (the paper's own cell, which solved T = 1000 in 1997) and ``lstm-chrono``
    (whose forget biases are initialised for time constants up to T).
@@ -72,14 +72,16 @@ def sweep_plan(runs_done: list[dict], *, Ts: Optional[Iterable[int]] = None, mod
                seeds: Optional[int] = None) -> list[tuple[str, int, int]]:
     """``[(model, T, seed), ...]`` in the order of the module docstring, filtered by ``Ts``/``models``;
     ``seeds`` replaces the per-stage seed counts."""
-    stages = [(RNN_MODELS, (10,), 3), (LSTM_MODELS, (100,), 5), (RNN_MODELS, (25, 50, 100), 3),
-              (LSTM_MODELS, (500,), 5), (most_promising(runs_done), (1000,), 3)]
+    stages = [[(RNN_MODELS, 10, 3), (LSTM_MODELS, 100, 5)],
+              [(RNN_MODELS, 25, 3), (RNN_MODELS, 50, 3), (RNN_MODELS, 100, 3)],
+              [(LSTM_MODELS, 500, 5)], [(most_promising(runs_done), 1000, 3)]]
     plan = []
-    for ms, stage_Ts, k in stages:
-        for T in stage_Ts:
-            for s in range(seeds or k):  # seed-major: every model gets a first seed before any gets a second
+    for stage in stages:
+        # seed-major within a stage: every (model, T) cell gets seed 0 before any gets seed 1
+        for s in range(max(seeds or k for _, _, k in stage)):
+            for ms, T, k in stage:
                 for m in ms:
-                    if (Ts is None or T in Ts) and (models is None or m in models):
+                    if s < (seeds or k) and (Ts is None or T in Ts) and (models is None or m in models):
                         plan.append((m, T, s))
     return plan
 
