@@ -194,6 +194,14 @@ def test_train_cli_rejects_bad_options_before_any_work(bad, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_python_m_lstm_jax_experiments_is_the_same_command(tmp_path, capsys):
+    from lstm_jax.experiments._command import main
+
+    assert main(["--lr", "nan", "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip() == "lstm-jax train: error: --lr must be a finite number > 0 and <= 10, got nan"
+    assert not (tmp_path / "x").exists()
+
+
 def test_train_cli_single_run_writes_log_and_params_together(tmp_path):
     out = tmp_path / "one"
     assert _cli.main(["train", "--T", "10", "--n", "4", "--budget", "640", "--model", "lstm-1997",

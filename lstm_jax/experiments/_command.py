@@ -208,7 +208,17 @@ def _sweep(args, v, out: pathlib.Path, argv_text: str) -> int:
 
 
 def main(argv=None) -> int:
-    """``python -m lstm_jax.experiments [train options]`` (the same as ``lstm-jax train``)."""
-    from .._cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+    """``python -m lstm_jax.experiments [train options]``: the same options and exit codes as ``lstm-jax train``
+    (bad input: one line, exit 2; I/O error: exit 3).  The wing does not import the package's private CLI."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m lstm_jax.experiments", description="= lstm-jax train")
+    add_train_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return train_command(args, "python -m lstm_jax.experiments " + " ".join(argv))
+    except (ValueError, TypeError) as exc:
+        print(f"lstm-jax train: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"lstm-jax train: I/O error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 3
