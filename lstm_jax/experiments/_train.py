@@ -102,14 +102,14 @@ def train_run(spec: ModelSpec, seed: int, settings: TrainSettings = TrainSetting
 
     ``progress(sequences, window_mse)`` is called after every check.  ``curves`` holds, at each
     snapshot, ``sequences``, the training window's mean squared error and fraction right, and (with
-    ``settings.diagnostics``, adding tasks only) the :func:`flow_snapshot` fields.
+    ``settings.diagnostics``, the adding-1997 task only) the :func:`flow_snapshot` fields.
     """
     check_task(spec.task)
     k_init, k_data, k_diag = jax.random.split(jax.random.PRNGKey(seed), 3)
     params = init_model(k_init, spec)
     opt, chunk = make_chunk(spec, settings)
     state = opt.init(params)
-    diag = settings.diagnostics and spec.task.startswith("adding") and spec.T >= 4
+    diag = settings.diagnostics and spec.task == "adding-1997"
     if diag:
         dbatch, t1 = diagnostic_batch(k_diag, spec.T)
     window = deque(maxlen=STOP_WINDOW)
