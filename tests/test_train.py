@@ -236,3 +236,27 @@ def test_sweep_saves_each_run_and_a_rerun_skips_finished_runs(tmp_path):
 def test_model_ids_are_fixed():
     assert MODELS == ("rnn-tanh", "rnn-sigmoid", "rnn-floss", "lstm-bf0", "lstm-bf1", "lstm-chrono", "lstm-1997",
                       "lstm-frozen-forget")
+
+
+def _fake_run(model, T, seed, solved, seqs, f_lag, share, f_other=(0.5, 0.5)):
+    pts = [{"sequences": 0}, {"sequences": 640, "f_lag": f_lag[0], "long_lag_share": share[0], "f_other": f_other[0]},
+           {"sequences": seqs, "f_lag": f_lag[1], "long_lag_share": share[1], "f_other": f_other[1]}]
+    return {"task": "adding-1997", "model": model, "T": T, "seed": seed, "solved": solved,
+            "sequences": seqs if solved else None, "test_errors": 1, "final_lyapunov": -0.1, "curves": {"points": pts}}
+
+
+def test_generated_findings_follow_the_injected_runs_both_ways():
+    from lstm_jax.experiments._sweep import findings, markdown_table
+
+    up = [_fake_run("lstm-chrono", 100, s, True, 30_000, (0.6, 0.9), (0.1, 0.6), (0.6, 0.7)) for s in range(2)]
+    no_gate_fast = [_fake_run("lstm-1997", 100, s, True, 20_000, (1, 1), (0.3, 0.5)) for s in range(2)]
+    text = " ".join(findings(up + no_gate_fast))
+    assert "fastest lstm-1997 2/2 solved, mean 20k" in text
+    assert "solves at least as reliably and as fast as the best forget-gate variant (lstm-chrono" in text
+    assert "rose from the first snapshot to the last in 2, and ended above the other units' in 2" in text
+    no_gate_slow = [_fake_run("lstm-1997", 100, s, s == 0, 90_000, (1, 1), (0.3, 0.5)) for s in range(2)]
+    down = [_fake_run("lstm-chrono", 100, s, True, 30_000, (0.9, 0.6), (0.6, 0.1), (0.7, 0.8)) for s in range(2)]
+    text = " ".join(findings(down + no_gate_slow))
+    assert "fastest lstm-chrono 2/2" in text and ") is behind the best forget-gate variant" in text
+    assert "rose from the first snapshot to the last in 0, and ended above the other units' in 0" in text
+    assert "| lstm-1997 | 100 | 1/2 | 90k (90k–90k) | 1, 1 |" in markdown_table(down + no_gate_slow)
