@@ -260,3 +260,20 @@ def test_generated_findings_follow_the_injected_runs_both_ways():
     assert "fastest lstm-chrono 2/2" in text and ") is behind the best forget-gate variant" in text
     assert "rose from the first snapshot to the last in 0, and ended above the other units' in 0" in text
     assert "| lstm-1997 | 100 | 1/2 | 90k (90k–90k) | 1, 1 |" in markdown_table(down + no_gate_slow)
+
+
+def test_committed_long_lag_report_is_generated_from_the_committed_runs():
+    """docs/long-lag/results.json and README.md are the output of write_report on docs/long-lag/runs/ (no
+    hand-edited numbers): regenerate the text from the runs and the recorded meta and compare."""
+    from lstm_jax.experiments._sweep import load_runs, readme_text, results_document
+
+    root = pathlib.Path(__file__).resolve().parents[1] / "docs" / "long-lag"
+    if not (root / "results.json").is_file():
+        pytest.skip("no long-lag results committed")
+    doc = json.loads((root / "results.json").read_text())
+    runs = load_runs(root / "runs")
+    assert json.loads(json.dumps(results_document(runs, doc["meta"]))) == doc
+    vm = json.loads((root / "vmap_timing.json").read_text()) if (root / "vmap_timing.json").is_file() else None
+    figs = [f"flow_T{T}.png" for T in sorted({r["T"] for r in runs})]
+    assert (root / "README.md").read_text() == readme_text(runs, doc["meta"], figs, vm)
+    assert all((root / f).is_file() for f in figs)

@@ -334,7 +334,7 @@ def readme_text(runs: list[dict], meta: dict, figures: list[str], vmap_timing: O
         "",
         "## Findings (computed from the runs above)",
         "",
-        *[f"- {line}" for line in findings(runs)],
+        *([f"- {line}" for line in findings(runs)] or ["- (no LSTM run has finished yet)"]),
         "",
         "T = 1000 runs only the two most promising LSTM variants (most seeds solved, then fewest mean sequences "
         f"at T = 500; before any T = 500 run has finished: {', '.join(FALLBACK_PROMISING)} — the paper's own cell, "
@@ -347,7 +347,11 @@ def readme_text(runs: list[dict], meta: dict, figures: list[str], vmap_timing: O
                   f"{vmap_timing['device']}): " + "; ".join(
                       f"T = {r['T']}, {r['seeds']} seeds: sequential {r['sequential_s']:.3f} s, vmapped "
                       f"{r['vmapped_s']:.3f} s (ratio {r['ratio']:.2f}, spread {r['ratio_min']:.2f}–{r['ratio_max']:.2f})"
-                      for r in vmap_timing["rows"]) + ".", ""]
+                      for r in vmap_timing["rows"]) + ". " + (
+                      "A vmapped program is not reliably faster here (a ratio spread reaches below 1), so the sweep "
+                      "runs seeds one after another (each run saved as it finishes)."
+                      if any(r["ratio_min"] < 1 for r in vmap_timing["rows"]) else
+                      "The vmapped program is faster at every size measured."), ""]
         if "value_and_grad" in vmap_timing:
             v = vmap_timing["value_and_grad"]
             parts += [f"One jitted value_and_grad of the training loss at B = {v['B']}, n = {v['n']}, T = {v['T']} "
