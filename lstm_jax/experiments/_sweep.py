@@ -3,8 +3,8 @@ r"""The resumable long-lag sweep and its report (``docs/long-lag/``).
 Plan (:func:`sweep_plan`, in this order so the cheap, informative runs finish first;
 within a stage every cell gets seed 0 before any gets seed 1):
 
-1. plain RNNs (``rnn-tanh``, ``rnn-sigmoid``, ``rnn-floss``) at T = 10, 3 seeds, together with every
-   LSTM variant at T = 100, 5 seeds;
+1. every LSTM variant at T = 100, 5 seeds (the two T = 1000 candidates first), together with the plain RNNs
+   (``rnn-tanh``, ``rnn-sigmoid``, ``rnn-floss``) at T = 10, 3 seeds;
 2. plain RNNs at T = 25, 50 and 100, 3 seeds;
 3. every LSTM variant at T = 500, 5 seeds;
 4. the two most promising LSTM variants at T = 1000, 3 seeds: chosen by :func:`most_promising` from the
@@ -72,7 +72,8 @@ def sweep_plan(runs_done: list[dict], *, Ts: Optional[Iterable[int]] = None, mod
                seeds: Optional[int] = None) -> list[tuple[str, int, int]]:
     """``[(model, T, seed), ...]`` in the order of the module docstring, filtered by ``Ts``/``models``;
     ``seeds`` replaces the per-stage seed counts."""
-    stages = [[(RNN_MODELS, 10, 3), (LSTM_MODELS, 100, 5)],
+    lstm_order = FALLBACK_PROMISING + tuple(m for m in LSTM_MODELS if m not in FALLBACK_PROMISING)
+    stages = [[(lstm_order, 100, 5), (RNN_MODELS, 10, 3)],
               [(RNN_MODELS, 25, 3), (RNN_MODELS, 50, 3), (RNN_MODELS, 100, 3)],
               [(LSTM_MODELS, 500, 5)], [(most_promising(runs_done), 1000, 3)]]
     plan = []
