@@ -355,10 +355,14 @@ def readme_text(runs: list[dict], meta: dict, figures: list[str], vmap_timing: O
                       "The vmapped program is faster at every size measured."), ""]
         if "value_and_grad" in vmap_timing:
             v = vmap_timing["value_and_grad"]
-            parts += [f"One jitted value_and_grad of the training loss at B = {v['B']}, n = {v['n']}, T = {v['T']} "
-                      f"(padded to {v['padded_T']}): {v['median_ms']:.1f} ms (min {v['min_ms']:.1f}, max "
-                      f"{v['max_ms']:.1f}, {v['reps']} repeats; {vmap_timing['device']}, 2 cores shared with "
-                      "other jobs).", ""]
+            line = (f"One jitted value_and_grad of the training loss at B = {v['B']}, n = {v['n']}, T = {v['T']} "
+                    f"(padded to {v['padded_T']}): {v['median_ms']:.1f} ms (min {v['min_ms']:.1f}, max "
+                    f"{v['max_ms']:.1f}, {v['reps']} repeats; {vmap_timing['device']}, 2 cores shared with other jobs)")
+            if "baseline_median_ms" in v:
+                line += (f"; interleaved with it, the plain fixed-length loss (exactly T steps, final state): "
+                         f"{v['baseline_median_ms']:.1f} ms (min {v['baseline_min_ms']:.1f}, max "
+                         f"{v['baseline_max_ms']:.1f})")
+            parts += [line + ".", ""]
     parts += [f"![{f}]({f})" for f in figures]
     return "\n".join(parts) + "\n"
 
@@ -421,7 +425,12 @@ def time_vmapped_seeds(T: int, seeds: int, n: int, settings: TrainSettings, mode
 
 def time_value_and_grad(B: int, n: int, T: int, model: str = "lstm-bf1", reps: int = 5) -> dict:
     """Milliseconds of one jitted ``value_and_grad`` of :func:`loss_terms` (the training objective) on a batch
-    of ``B`` 1997 adding sequences of minimum length ``T`` (padded to ``T + T//10``); compile excluded."""
+    of ``B`` 1997 adding sequences of minimum length ``T`` (padded to ``T + T//10``, read out at each own
+    length), interleaved with the plain baseline: the same cell on exactly ``T`` steps, final state only
+    (the earlier ``lstm_jax._train`` loss); compile excluded."""
+    import jax.numpy as jnp
+
+    from .. import run_lstm, zero_state
     from ._models import loss_terms
     from ._tasks import adding_problem_1997
 
@@ -429,11 +438,23 @@ def time_value_and_grad(B: int, n: int, T: int, model: str = "lstm-bf1", reps: i
     params = init_model(jax.random.PRNGKey(0), spec)
     batch = adding_problem_1997(jax.random.PRNGKey(1), B, T)
     f = jax.jit(jax.value_and_grad(lambda p, b: loss_terms(p, b, spec)[0]))
+
+    def plain(p, b):
+        hT = jax.vmap(lambda x: run_lstm(p["cell"], zero_state(n), x)[0].h)(b.xs[:, :T])
+        return jnp.mean(((hT @ p["W_out"].T + p["b_out"])[:, 0] - b.y) ** 2)
+
+    g = jax.jit(jax.value_and_grad(plain))
     jax.block_until_ready(f(params, batch))
-    ts = []
+    jax.block_until_ready(g(params, batch))
+    ts, tb = [], []
     for _ in range(reps):
         t = time.perf_counter()
         jax.block_until_ready(f(params, batch))
         ts.append(1e3 * (time.perf_counter() - t))
+        t = time.perf_counter()
+        jax.block_until_ready(g(params, batch))
+        tb.append(1e3 * (time.perf_counter() - t))
     return {"B": B, "n": n, "T": T, "padded_T": T + T // 10, "model": model, "median_ms": float(np.median(ts)),
-            "min_ms": float(min(ts)), "max_ms": float(max(ts)), "reps": reps}
+            "min_ms": float(min(ts)), "max_ms": float(max(ts)), "reps": reps,
+            "baseline_median_ms": float(np.median(tb)), "baseline_min_ms": float(min(tb)),
+            "baseline_max_ms": float(max(tb))}
