@@ -64,7 +64,7 @@ def _flow(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from .experiments._command import train_command
 
-    return train_command(args, "lstm-jax " + " ".join(getattr(args, "argv", ["train"])))
+    return train_command(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -161,7 +161,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.rest = rest  # passed on to python -m benchmarks, which validates them
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    args.argv = list(argv) if argv is not None else sys.argv[1:]
     try:
         return args.func(args)
     except (ValueError, TypeError) as exc:

@@ -140,7 +140,25 @@ def load_params(path, like: dict) -> dict:
                                         [jnp.asarray(data[jax.tree_util.keystr(k)]) for k, _ in paths])
 
 
-def train_command(args: argparse.Namespace, argv_text: str = "lstm-jax train") -> int:
+def command_text(args: argparse.Namespace, prog: str = "lstm-jax train") -> str:
+    """The command line that reproduces ``args`` (options that differ from their defaults), for the report."""
+    defaults = vars(build_defaults())
+    parts = [prog]
+    for k, val in vars(args).items():
+        if k in defaults and val != defaults[k]:
+            flag = "--" + k.replace("_", "-")
+            parts.append(flag if val is True else f"{flag} {val}")
+    return " ".join(parts)
+
+
+def build_defaults() -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_train_arguments(p)
+    return p.parse_args([])
+
+
+def train_command(args: argparse.Namespace, argv_text: str | None = None) -> int:
+    argv_text = argv_text or command_text(args)
     v = validate(args)
     out = pathlib.Path(args.out or (SWEEP_OUT if args.sweep else "train-out"))
     check_writable_dir(out, "--out")
@@ -215,7 +233,7 @@ def main(argv=None) -> int:
     add_train_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        return train_command(args, "python -m lstm_jax.experiments " + " ".join(argv))
+        return train_command(args, command_text(args, "python -m lstm_jax.experiments"))
     except (ValueError, TypeError) as exc:
         print(f"lstm-jax train: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
