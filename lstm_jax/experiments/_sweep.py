@@ -176,7 +176,8 @@ def markdown_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-_METRICS = (("train_mse", "training MSE (last 2000)", True), ("f_lag", "forget gate f on lag units", False),
+_METRICS = (("train_mse", "training MSE (last 2000)", True),
+            ("f_lag", "forget f: lag units (—), others (--),\nall 5–95 % (band)", False),
             ("long_lag_share", "share of ∂E/∂W from lags > T/2", False),
             ("log_dsds", "log ‖∂s_T/∂s_t₁‖", False), ("lyapunov", "leading Lyapunov exponent", False),
             ("terms", "eq. 6 terms ‖A‖,‖B‖,‖C‖,‖D‖ (mean)", True))
@@ -205,6 +206,11 @@ def figure(runs: list[dict], T: int):
                         ax.plot(x, y, ls, color=c, lw=1, label=name if r is rs[0] else None)
                 else:
                     ax.plot(x, [np.nan if p.get(key) is None else p[key] for p in pts], color=c, lw=1)
+                if key == "f_lag" and pts and "f_quantiles" in pts[-1]:
+                    # all units: 5-95 % band of the forget activations, and the other units' mean (dashed)
+                    q = np.array([p.get("f_quantiles", [np.nan] * 5) for p in pts], float)
+                    ax.fill_between(x, q[:, 0], q[:, 4], color=c, alpha=0.08, lw=0)
+                    ax.plot(x, [p.get("f_other", np.nan) for p in pts], "--", color=c, lw=0.7)
                 if r["solved"]:
                     ax.axvline(r["sequences"], color=c, ls=":", lw=1)
             ax.set_xscale("log")
@@ -273,8 +279,12 @@ def findings(runs: list[dict]) -> list[str]:
         best = min(cells.values(), key=key)
         desc = lambda r: (f"{r['model']} {r['solved']}/{r['runs']} solved" +  # noqa: E731
                           (f", mean {_fmt_k(r['mean_sequences'])} sequences" if r["solved"] else ""))
-        line = f"T = {T}: fastest {desc(best)} (H&S 1997: {_fmt_k(HS1997[T]['mean_sequences'])})" if T in HS1997 \
-            else f"T = {T}: fastest {desc(best)}"
+        ref = f" (H&S 1997: {_fmt_k(HS1997[T]['mean_sequences'])})" if T in HS1997 else ""
+        if best["solved"] == 0:
+            out.append(f"T = {T}: no LSTM run has solved within the budget yet ("
+                       + "; ".join(desc(r) for r in cells.values()) + ").")
+            continue
+        line = f"T = {T}: fastest {desc(best)}{ref}"
         g = [cells[m] for m in gated if m in cells]
         if "lstm-1997" in cells and g:
             bg = min(g, key=key)
