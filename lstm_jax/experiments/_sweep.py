@@ -189,7 +189,7 @@ def figure(runs: list[dict], T: int):
     from matplotlib.figure import Figure
 
     models = [m for m in (RNN_MODELS + LSTM_MODELS) if any(r["model"] == m and r["T"] == T for r in runs)]
-    fig = Figure(figsize=(2.6 * len(models) + 1, 2.0 * len(_METRICS) + 0.6))
+    fig = Figure(figsize=(max(7.0, 2.6 * len(models) + 1), 2.0 * len(_METRICS) + 0.6))
     axes = fig.subplots(len(_METRICS), len(models), squeeze=False, sharex="col")
     colors = ("C0", "C1", "C2", "C3", "C4", "C5")
     for j, m in enumerate(models):
