@@ -301,19 +301,21 @@ def findings(runs: list[dict]) -> list[str]:
         if len(cells) == 2:
             out.append(f"T = {T}: flossed tanh RNN {cells['rnn-floss']['solved']}/{cells['rnn-floss']['runs']} solved, "
                        f"plain tanh RNN {cells['rnn-tanh']['solved']}/{cells['rnn-tanh']['runs']}.")
-    moves = [(_first_last(r, "f_lag"), _first_last(r, "long_lag_share"), _first_last(r, "f_other"))
-             for r in runs if r["model"] in gated and r["solved"]]
-    moves = [m for m in moves if all(x is not None for x in m)]
-    if moves:
+    for solved in (True, False):
+        moves = [(_first_last(r, "f_lag"), _first_last(r, "long_lag_share"), _first_last(r, "f_other"))
+                 for r in runs if r["model"] in gated and r["solved"] == solved]
+        moves = [m for m in moves if all(x is not None for x in m)]
+        if not moves:
+            continue
         up_f = sum(f[1] > f[0] for f, _, _ in moves)
         up_s = sum(s_[1] > s_[0] for _, s_, _ in moves)
         lag_gt = sum(f[1] > o[1] for f, _, o in moves)
-        out.append(f"Forget-gate LSTM runs that solved ({len(moves)}): the forget activation on the lag-carrying "
-                   f"units rose from the first snapshot to the last in {up_f}, and ended above the other units' in "
-                   f"{lag_gt}; the long-lag share of ∂E/∂W rose in {up_s}. Medians, first → last: f_lag "
-                   f"{np.median([f[0] for f, _, _ in moves]):.2f} → {np.median([f[1] for f, _, _ in moves]):.2f}, "
-                   f"long-lag share {np.median([s_[0] for _, s_, _ in moves]):.2f} → "
-                   f"{np.median([s_[1] for _, s_, _ in moves]):.2f}.")
+        out.append(f"Forget-gate LSTM runs (bf0, bf1, chrono) that {'solved' if solved else 'did not solve'} "
+                   f"({len(moves)}): the forget activation on the lag-carrying units rose from the first snapshot to "
+                   f"the last in {up_f}, and ended above the other units' in {lag_gt}; the long-lag share of ∂E/∂W "
+                   f"rose in {up_s}. Medians, first → last: f_lag {np.median([f[0] for f, _, _ in moves]):.2f} → "
+                   f"{np.median([f[1] for f, _, _ in moves]):.2f}, long-lag share "
+                   f"{np.median([s_[0] for _, s_, _ in moves]):.2f} → {np.median([s_[1] for _, s_, _ in moves]):.2f}.")
     return out
 
 
