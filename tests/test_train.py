@@ -253,17 +253,17 @@ def test_generated_findings_follow_the_injected_runs_both_ways():
     text = " ".join(findings(up + no_gate_fast))
     assert "fastest lstm-1997 2/2 solved, mean 20k" in text
     assert "solves at least as reliably and as fast as the best forget-gate variant (lstm-chrono" in text
-    assert "that solved (2): the forget activation on the lag-carrying units rose from the first snapshot to the " \
-           "last in 2, and ended above the other units' in 2" in text
+    assert "that solved (2): the forget activation on the lag-carrying units rose by more than 0.01 from the " \
+           "first snapshot to the last in 2, and ended above the other units' in 2" in text
     no_gate_slow = [_fake_run("lstm-1997", 100, s, s == 0, 90_000, (1, 1), (0.3, 0.5)) for s in range(2)]
     down = [_fake_run("lstm-chrono", 100, s, True, 30_000, (0.9, 0.6), (0.6, 0.1), (0.7, 0.8)) for s in range(2)]
     text = " ".join(findings(down + no_gate_slow))
     assert "fastest lstm-chrono 2/2" in text and ") is behind the best forget-gate variant" in text
-    assert "that solved (2): the forget activation on the lag-carrying units rose from the first snapshot to the " \
-           "last in 0, and ended above the other units' in 0" in text
+    assert "that solved (2): the forget activation on the lag-carrying units rose by more than 0.01 from the " \
+           "first snapshot to the last in 0, and ended above the other units' in 0" in text
     closed = [_fake_run("lstm-bf0", 100, 0, False, 2_000_000, (0.5, 0.1), (0.0, 0.0))]
-    assert "did not solve (1): the forget activation on the lag-carrying units rose from the first snapshot to " \
-           "the last in 0" in " ".join(findings(down + closed))
+    assert "did not solve (1): the forget activation on the lag-carrying units rose by more than 0.01 from the " \
+           "first snapshot to the last in 0" in " ".join(findings(down + closed))
     assert "| lstm-1997 | 100 | 1/2 | 90k (90k–90k) | 1, 1 |" in markdown_table(down + no_gate_slow)
 
 

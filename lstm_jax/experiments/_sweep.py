@@ -307,13 +307,13 @@ def findings(runs: list[dict]) -> list[str]:
         moves = [m for m in moves if all(x is not None for x in m)]
         if not moves:
             continue
-        up_f = sum(f[1] > f[0] for f, _, _ in moves)
-        up_s = sum(s_[1] > s_[0] for _, s_, _ in moves)
+        up_f = sum(f[1] > f[0] + 0.01 for f, _, _ in moves)
+        up_s = sum(s_[1] > s_[0] + 0.01 for _, s_, _ in moves)
         lag_gt = sum(f[1] > o[1] for f, _, o in moves)
         out.append(f"Forget-gate LSTM runs (bf0, bf1, chrono) that {'solved' if solved else 'did not solve'} "
-                   f"({len(moves)}): the forget activation on the lag-carrying units rose from the first snapshot to "
-                   f"the last in {up_f}, and ended above the other units' in {lag_gt}; the long-lag share of ∂E/∂W "
-                   f"rose in {up_s}. Medians, first → last: f_lag {np.median([f[0] for f, _, _ in moves]):.2f} → "
+                   f"({len(moves)}): the forget activation on the lag-carrying units rose by more than 0.01 from the first "
+                   f"snapshot to the last in {up_f}, and ended above the other units' in {lag_gt}; the long-lag share "
+                   f"of ∂E/∂W rose by more than 0.01 in {up_s}. Medians, first → last: f_lag {np.median([f[0] for f, _, _ in moves]):.2f} → "
                    f"{np.median([f[1] for f, _, _ in moves]):.2f}, long-lag share "
                    f"{np.median([s_[0] for _, s_, _ in moves]):.2f} → {np.median([s_[1] for _, s_, _ in moves]):.2f}.")
     return out
