@@ -169,13 +169,19 @@ def test_a_short_run_learns_the_1997_adding_problem_at_T_10():
 def test_forget_claim_verdict_rules_on_injected_measurements():
     base = {"f_lag_start": 0.5, "f_other_start": 0.5, "f_other_end": 0.5, "share_start": 0.0, "mse_start": 0.2}
     up = {**base, "f_lag_end": 0.8, "share_end": 0.5, "mse_end": 0.001}
-    assert verdict(up)[0] == "holds"
     flat = {**base, "f_lag_end": 0.51, "share_end": 0.01, "mse_end": 0.001}
-    v, s = verdict(flat)
+    closed = {**base, "f_lag_end": 0.45, "share_end": 0.0, "mse_end": 0.04}  # not learned, gate closing
+    arm = lambda d, T: {**d, "T": T}  # noqa: E731
+    assert verdict({"short": arm(up, 20), "long": arm(up, 50)})[0] == "holds"
+    v, s = verdict({"short": arm(flat, 20), "long": arm(up, 50)})
     assert v == "fails as published" and "did not move" in s
-    assert verdict({**up, "share_end": 0.02})[0] == "holds only under conditions"
-    assert verdict({**up, "f_lag_end": 0.52})[0] == "holds only under conditions"
-    v, s = verdict({**up, "mse_end": 0.04})
+    v, s = verdict({"short": arm(up, 20), "long": arm(closed, 50)})
+    assert v == "holds only under conditions" and "the gate did not open" in s and "not learned" in s
+    assert verdict({"short": arm({**up, "share_end": 0.02}, 20), "long": arm(up, 50)})[0] == \
+        "holds only under conditions"
+    assert verdict({"short": arm({**up, "f_lag_end": 0.52}, 20), "long": arm(up, 50)})[0] == \
+        "holds only under conditions"
+    v, s = verdict({"short": arm({**up, "mse_end": 0.04}, 20), "long": arm(up, 50)})
     assert v == "holds only under conditions" and "not learned" in s
 
 
