@@ -9,10 +9,16 @@ Front door of the ``lstm_jax.experiments`` wing; it uses only the public names o
   training objective, written once), :func:`floss_penalty` (gradient flossing);
 * training: :class:`TrainSettings`, :func:`train_run` (to the stopping rule, with
   :func:`flow_snapshot` gradient-flow measurements along the way);
-* the sweep and its report: ``lstm-jax train --sweep`` (``docs/long-lag/``).
+* the sweep and its report: ``lstm-jax train --sweep`` (``docs/long-lag/``);
+* the article's learning claim: :func:`measure_forget_claim` (``key -> dict``) and
+  :func:`forget_claim_verdict` (``dict -> (verdict, statement)``), id :data:`FORGET_CLAIM_ID`
+  (``proofs/forget-gate-training.md``).
 """
 
 from ._flow_during import flow_snapshot
+from ._forget_claim import CLAIM_ID as FORGET_CLAIM_ID
+from ._forget_claim import measure as measure_forget_claim
+from ._forget_claim import verdict as forget_claim_verdict
 from ._models import MODELS, ModelSpec, floss_penalty, init_model, loss_terms
 from ._tasks import TaskBatch, adding_problem, adding_problem_1997, stopping_rule, temporal_order
 from ._train import TrainSettings, train_run
@@ -31,4 +37,7 @@ __all__ = [
     "TrainSettings",
     "train_run",
     "flow_snapshot",
+    "FORGET_CLAIM_ID",
+    "measure_forget_claim",
+    "forget_claim_verdict",
 ]
