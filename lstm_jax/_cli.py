@@ -81,45 +81,9 @@ def _flow(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
+    from .experiments._command import train_command
 
-    from tqdm import tqdm
-
-    from . import _train as tr
-
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    base = tr.TrainConfig(task=args.task, T=args.T, model=args.model, n=args.n, forget_bias=args.forget_bias,
-                          optimizer=args.optimizer, lr=args.lr, clip=args.clip or None, batch=args.batch,
-                          steps=args.steps, eval_every=args.eval_every, seed=args.seed)
-    if args.sweep:
-        Ts = [int(t) for t in args.Ts.split(",")]
-        rows = tr.sweep(base, Ts, args.seeds, echo=tqdm.write)
-        meta = {"base_config": asdict(base), "Ts": Ts, "seeds": args.seeds,
-                "solved_fraction": tr.SOLVED_FRACTION}
-        (out / "sweep.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-        table = tr.sweep_table(rows)
-        (out / "sweep.md").write_text(table + "\n")
-        tr.sweep_figure(rows, out / "sweep.png",
-                        f"{args.task}, {args.optimizer} lr {args.lr}, clip {args.clip or 'none'}, "
-                        f"budget {args.steps} steps")
-        print("\n" + table)
-        print(f"wrote {out / 'sweep.json'}, {out / 'sweep.md'}, {out / 'sweep.png'}")
-        return 0
-    with tqdm(total=base.steps, desc=f"{base.model} T={base.T}", unit="step") as bar:
-        def progress(i, loss, metric):
-            bar.update(1)
-            if metric is not None:
-                bar.set_postfix(loss=f"{loss:.4f}", held_out_correct=f"{metric:.3f}")
-
-        r = tr.train(base, progress)
-    (out / "log.json").write_text(json.dumps({"config": asdict(base), "solved": r.solved,
-                                              "steps_to_solve": r.steps_to_solve, "final_metric": r.final_metric,
-                                              "final_loss": r.final_loss, "seconds": r.seconds, "log": r.log}) + "\n")
-    tr.save_checkpoint(r.params, out / "params.npz", base)
-    print(f"{'solved at step ' + str(r.steps_to_solve) if r.solved else 'not solved'}; held-out correct "
-          f"{r.final_metric:.3f}; wrote {out / 'log.json'}, {out / 'params.npz'}")
-    return 0
+    return train_command(args)
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -183,28 +147,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=_flow)
     t = sub.add_parser(
         "train",
-        help="train an RNN/LSTM on the adding problem or temporal order with optax; --sweep over T",
-        description="Train one model (or, with --sweep, RNN-σ, RNN-tanh, LSTM with forget bias 0 and 1 over "
-        "several T and seeds with the same step budget). Solved = at least 95% of 1000 held-out sequences "
-        "right (adding: |error| < 0.04; temporal order: correct class). Writes OUT/log.json and "
-        "OUT/params.npz, or OUT/sweep.json, sweep.md, sweep.png.",
+        help="train RNNs/LSTMs on the 1997 adding problem (or temporal order) to the 1997 stopping rule; --sweep",
+        description="Train one model to H&S 1997's stopping rule (MSE of the last 2000 training sequences < 0.01 "
+        "and all |error| <= 0.04), recording gradient flow on held-out sequences, then count errors on 2560 "
+        "test sequences. Writes OUT/log.json and OUT/params.npz together. --sweep: the resumable long-lag sweep "
+        "(runs saved one by one in OUT/runs/, skipped when rerun), then OUT/results.json, README.md and figures "
+        "(default OUT docs/long-lag). Options are validated before any work (bad value: one line, exit 2).",
     )
-    t.add_argument("--task", default="adding", choices=["adding", "temporal-order"])
-    t.add_argument("--T", type=int, default=50, help="sequence length (single run)")
-    t.add_argument("--model", default="lstm", choices=["lstm", "rnn-sigmoid", "rnn-tanh"])
-    t.add_argument("--n", type=int, default=32, help="hidden size")
-    t.add_argument("--forget-bias", type=float, default=1.0)
-    t.add_argument("--optimizer", default="adam", choices=["adam", "sgd"], help="sgd is the article's rule")
-    t.add_argument("--lr", type=float, default=1e-2)
-    t.add_argument("--clip", type=float, default=1.0, help="global-norm clipping threshold; 0 for none")
-    t.add_argument("--batch", type=int, default=64)
-    t.add_argument("--steps", type=int, default=2000, help="step budget")
-    t.add_argument("--eval-every", type=int, default=100)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--sweep", action="store_true", help="sweep models x T x seeds")
-    t.add_argument("--Ts", default="10,25,50,100,200", help="comma-separated T values for --sweep")
-    t.add_argument("--seeds", type=int, default=2, help="seeds per configuration for --sweep")
-    t.add_argument("--out", default="train-out", help="output directory")
+    from .experiments._command import add_train_arguments
+
+    add_train_arguments(t)
     t.set_defaults(func=_train)
     b = sub.add_parser(
         "bench",

@@ -1,0 +1,205 @@
+r"""The models of the long-lag experiments, their loss (written once), and their optimisers.
+
+A model is a cell of :mod:`lstm_jax` plus a linear readout of the state at each sequence's own last step:
+:math:`\hat y = W_{out} s_L + b_{out}` with :math:`s_L = h_L` (LSTM) or :math:`c_L` (RNN).  Sequences are
+right-padded (:class:`~lstm_jax.experiments.TaskBatch`); the runners (:func:`lstm_jax.run_lstm`,
+:func:`lstm_jax.run_rnn`) return the whole trajectory and the readout takes trajectory index
+``L - 1``.  This is **exact**: steps after ``L`` are computed but never read, so they change neither the
+output nor any gradient (``tests/test_experiments.py`` checks it against an unpadded run).
+
+Model ids (:data:`MODELS`; the same hidden size ``n`` for all):
+
+=====================  ==========================================================================
+``rnn-tanh``           :math:`c_t = \tanh(W_{rec} c_{t-1} + W_{in} x_t + b)`
+``rnn-sigmoid``        the article's RNN, :math:`\phi = \sigma`
+``rnn-floss``          ``rnn-tanh`` trained with gradient flossing (Engelken 2023): loss
+                       :math:`+\ \beta \sum_{i\le k} \lambda_i^2`, :math:`\lambda_i` the ``k`` leading
+                       Lyapunov exponents of the step Jacobians (:func:`lstm_jax.rnn_step_jacobians`)
+                       by differentiable QR (:func:`lstm_jax.lyapunov`), pushing them toward 0
+``lstm-bf0``           LSTM, forget bias 0
+``lstm-bf1``           LSTM, forget bias 1 (Gers et al. 2000)
+``lstm-chrono``        chrono initialisation (Tallec & Ollivier 2018): :math:`b_f = \log u`,
+                       :math:`u \sim U(1, T_{max} - 1)`, :math:`b_i = -b_f` (:math:`T_{max} = T`)
+``lstm-1997``          no forget gate (H&S 1997): :math:`W_f = 0`, :math:`b_f = 10^4` frozen, so
+                       :math:`f_t = \sigma(10^4) = 1` exactly in float32 and float64 and
+                       :math:`\sigma'(10^4) = 0`; ``W_f, b_f`` are excluded from updates
+``lstm-frozen-forget``  LSTM with forget bias 1 whose forget-gate parameters ``W_f, b_f`` are excluded
+                       from updates (trained everything else)
+=====================  ==========================================================================
+
+The optimiser is optax Adam after ``clip_by_global_norm``; frozen parameters go through
+``optax.set_to_zero`` in an ``optax.multi_transform`` (their update is exactly 0 and they do not count in
+the clipping norm).
+
+References: F. Gers, J. Schmidhuber, F. Cummins, Neural Computation 12(10), 2000.  C. Tallec, Y. Ollivier,
+"Can recurrent neural networks warp time?", ICLR 2018.  R. Engelken, "Gradient flossing: improving gradient
+descent through dynamic control of Jacobians", NeurIPS 2023.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .. import (
+    SIGMOID,
+    TANH,
+    LSTMParams,
+    RNNParams,
+    init_lstm,
+    init_rnn,
+    lyapunov,
+    rnn_step_jacobians,
+    run_lstm,
+    run_rnn,
+    zero_state,
+)
+from ._tasks import check_task
+
+MODELS = ("rnn-tanh", "rnn-sigmoid", "rnn-floss", "lstm-bf0", "lstm-bf1", "lstm-chrono", "lstm-1997",
+          "lstm-frozen-forget")
+LSTM_MODELS = tuple(m for m in MODELS if m.startswith("lstm"))
+RNN_MODELS = tuple(m for m in MODELS if m.startswith("rnn"))
+#: the frozen pre-activation of the 1997 cell's "forget gate": sigma(1e4) == 1.0 exactly
+NO_FORGET_BIAS = 1.0e4
+#: gradient flossing: weight beta, number k of exponents, sequences of the batch used
+FLOSS_WEIGHT, FLOSS_K, FLOSS_SEQS = 1.0, 4, 8
+
+
+class ModelSpec(NamedTuple):
+    """Everything static about a model: id, task, ``T`` (for chrono), sizes; ``forget_bias`` for ``lstm``."""
+
+    model: str
+    task: str
+    T: int
+    n: int
+    forget_bias: float = 1.0  # only for the free-form id "lstm"
+
+
+def check_model(model: str) -> str:
+    if model not in MODELS + ("lstm",):
+        raise ValueError(f"model must be one of {list(MODELS) + ['lstm']}, got {model!r}")
+    return model
+
+
+def is_lstm(model: str) -> bool:
+    return model.startswith("lstm")
+
+
+def init_model(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
+    """``{"cell": LSTMParams | RNNParams, "W_out": (out, n), "b_out": (out,)}`` from an explicit key (all ``dtype``)."""
+    check_model(spec.model)
+    _, m, out, _, _ = check_task(spec.task)
+    k_cell, k_out, k_chrono = jax.random.split(key, 3)
+    n = spec.n
+    if is_lstm(spec.model):
+        bf = {"lstm-bf0": 0.0, "lstm-bf1": 1.0, "lstm-frozen-forget": 1.0, "lstm": spec.forget_bias}.get(spec.model, 0.0)
+        cell = init_lstm(k_cell, n, m, forget_bias=bf, dtype=dtype)
+        if spec.model == "lstm-chrono":
+            b_f = jnp.log(jax.random.uniform(k_chrono, (n,), dtype, minval=1.0, maxval=max(spec.T - 1, 2)))
+            cell = cell._replace(b_f=b_f, b_i=-b_f)
+        elif spec.model == "lstm-1997":
+            cell = cell._replace(W_f=jnp.zeros_like(cell.W_f), b_f=jnp.full((n,), NO_FORGET_BIAS, cell.W_f.dtype))
+    else:
+        cell = init_rnn(k_cell, n, m, bias=True, dtype=dtype)
+    W_out = jax.random.normal(k_out, (out, n), dtype) / jnp.sqrt(n).astype(dtype)
+    return {"cell": cell, "W_out": W_out, "b_out": jnp.zeros((out,), dtype)}
+
+
+def trainable_mask(params: dict, model: str) -> dict:
+    """Pytree of labels ``"train"`` / ``"frozen"``: ``W_f, b_f`` frozen for ``lstm-1997`` and ``lstm-frozen-forget``."""
+    frozen = ("W_f", "b_f") if model in ("lstm-1997", "lstm-frozen-forget") else ()
+    cell = params["cell"]
+    cell_labels = type(cell)(*["frozen" if f in frozen else "train" for f in cell._fields])
+    return {"cell": cell_labels, "W_out": "train", "b_out": "train"}
+
+
+def parameter_count(params: dict, model: str) -> tuple[int, int]:
+    """(trainable, total) number of scalars."""
+    labels = jax.tree_util.tree_leaves(trainable_mask(params, model))
+    sizes = [int(x.size) for x in jax.tree_util.tree_leaves(params)]
+    return sum(s for s, lab in zip(sizes, labels) if lab == "train"), sum(sizes)
+
+
+def make_optimizer(model: str, params: dict, lr: float, clip: float | None) -> optax.GradientTransformation:
+    """``clip_by_global_norm(clip)`` (if ``clip``) then ``adam(lr)`` on the trainable leaves; frozen ones get 0."""
+    train = optax.chain(*([optax.clip_by_global_norm(clip)] if clip else []), optax.adam(lr))
+    return optax.multi_transform({"train": train, "frozen": optax.set_to_zero()}, trainable_mask(params, model))
+
+
+def _activation(model: str):
+    return SIGMOID if model == "rnn-sigmoid" else TANH
+
+
+def final_states(params: dict, xs: jax.Array, lengths: jax.Array, model: str) -> jax.Array:
+    """``(B, n)`` state at each sequence's own last step (trajectory index ``lengths - 1``).
+
+    The one place the runners are called for training: a faster runner replaces the two lines below.
+    """
+    cell = params["cell"]
+    if is_lstm(model):
+        n = cell.W_f.shape[0]
+        traj = jax.vmap(lambda x: run_lstm(cell, zero_state(n, xs.dtype), x)[1].h)(xs)
+    else:
+        n = cell.W_rec.shape[0]
+        traj = jax.vmap(lambda x: run_rnn(cell, jnp.zeros(n, xs.dtype), x, _activation(model))[1])(xs)
+    return jnp.take_along_axis(traj, (lengths - 1)[:, None, None], axis=1)[:, 0]
+
+
+def predict(params: dict, batch, model: str) -> jax.Array:
+    """``(B, out)`` readout of :func:`final_states`."""
+    return final_states(params, batch.xs, batch.lengths, model) @ params["W_out"].T + params["b_out"]
+
+
+def floss_penalty(cell: RNNParams, xs: jax.Array, k: int = FLOSS_K) -> jax.Array:
+    r"""Gradient flossing penalty :math:`\frac1B\sum_b\sum_{i\le k}\lambda_i(b)^2` (Engelken 2023).
+
+    :math:`\lambda_i(b)` are the ``k`` leading Lyapunov exponents of the tanh RNN along sequence ``b`` of
+    ``xs (B, T, m)`` from :math:`c_0 = 0`: the step Jacobians come from
+    :func:`lstm_jax.rnn_step_jacobians` and the exponents from the QR recursion of
+    :func:`lstm_jax.lyapunov` (:math:`Q_tR_t = J_tQ_{t-1}`, :math:`\lambda_i = \frac1T\sum_t\log|R_{t,ii}|`),
+    differentiated by JAX through the QR decompositions.
+    """
+    n = cell.W_rec.shape[0]
+
+    def one(x):
+        jacs = rnn_step_jacobians(cell, jnp.zeros(n, x.dtype), x, TANH)
+        return jnp.sum(lyapunov(jacs, k=min(k, n)).exponents ** 2)
+
+    return jnp.mean(jax.vmap(one)(xs))
+
+
+def loss_terms(params: dict, batch, spec: ModelSpec) -> tuple[jax.Array, jax.Array]:
+    """The training objective, written once: ``(loss, per-sequence |error| (B,))``.
+
+    Regression tasks: mean squared error of the readout and ``|y_hat - y|``.  Temporal order:
+    softmax cross-entropy and ``0`` (right) / ``1`` (wrong) per sequence.  ``rnn-floss`` adds
+    :data:`FLOSS_WEIGHT` times :func:`floss_penalty` on the first :data:`FLOSS_SEQS` sequences over the
+    first ``T`` steps (every sequence is at least ``T`` long).
+    """
+    _, _, _, _, regression = check_task(spec.task)
+    out = predict(params, batch, spec.model)
+    if regression:
+        err = out[:, 0] - batch.y
+        loss, abs_err = jnp.mean(err**2), jnp.abs(err)
+    else:
+        loss = optax.softmax_cross_entropy_with_integer_labels(out, batch.y).mean()
+        abs_err = (jnp.argmax(out, -1) != batch.y).astype(out.dtype)
+    if spec.model == "rnn-floss":
+        loss = loss + FLOSS_WEIGHT * floss_penalty(params["cell"], batch.xs[:FLOSS_SEQS, : spec.T])
+    return loss, abs_err
+
+
+def forget_gate_is_one(params: dict) -> bool:
+    """For ``lstm-1997``: ``W_f == 0`` and ``sigmoid(b_f) == 1`` exactly in the parameters' dtype."""
+    c: LSTMParams = params["cell"]
+    return bool(jnp.all(c.W_f == 0) and jnp.all(jax.nn.sigmoid(c.b_f) == 1))
+
+
+def half_life(lyap: float) -> float | None:
+    """Gradient half-life ``ln 2 / -lambda_1`` in steps for a negative leading exponent (else None)."""
+    return math.log(2) / -lyap if lyap is not None and lyap < 0 else None
