@@ -24,8 +24,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
+
+# LAPACK (jnp.linalg.qr in the Lyapunov loops) goes through scipy's OpenBLAS; its worker threads contend with
+# XLA's own thread pool, and a (1024, 32) QR inside a scan was measured ~200x slower with the default threading
+# on this 2-core machine than with one thread. Set before numpy/jax load OpenBLAS; recorded in the results.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import jax
 import jax.numpy as jnp
@@ -257,6 +263,7 @@ def main(argv=None):
     if lyap_T < 1:
         ap.error(f"--lyap-T must be >= 1, got {lyap_T}")
     meta = {"benchmark": "targets", "dtype": "float32", "device": H.device_info(), "rounds": rounds,
+            "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
             "loss": "mean(h_T^2)", "verdicts": "met only if the whole min-max spread of the per-round ratios is on the right side"}
     print(f"device: {meta['device']['cpu_model']} ({meta['device']['cpu_cores']} cores), jax {jax.__version__}", flush=True)
     rows, meas = speed_targets(QUICK_SIZES if q else SIZES, rounds)
