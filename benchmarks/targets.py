@@ -29,7 +29,7 @@ import sys
 import time
 
 # LAPACK (jnp.linalg.qr in the Lyapunov loops) goes through scipy's OpenBLAS; its worker threads contend with
-# XLA's own thread pool, and a (1024, 32) QR inside a scan was measured ~200x slower with the default threading
+# XLA's own thread pool, and a (1024, 32) QR inside a scan was measured orders of magnitude slower with the default threading
 # on this 2-core machine than with one thread. Set before numpy/jax load OpenBLAS; recorded in the results.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 

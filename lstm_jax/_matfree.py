@@ -33,7 +33,7 @@ Wolf & Abbott 2020).  Cost per step: LSTM ``2·4n·n·k`` FLOPs for the GEMM plu
 Memory: ``O(nk)`` per step plus the trajectory ``(T, 2n)`` and the ``(T, k)`` logs.
 
 Threads: the QR is LAPACK's (through scipy's OpenBLAS on CPU).  OpenBLAS worker threads contend with XLA's
-thread pool inside the loop; a ``(1024, 32)`` QR per step was measured about 200x slower with OpenBLAS's
+thread pool inside the loop; a ``(1024, 32)`` QR per step was measured orders of magnitude slower with OpenBLAS's
 default threading than with ``OPENBLAS_NUM_THREADS=1`` on a busy 2-core machine (``benchmarks/targets.py``
 sets it).  Set it in your entry point, before importing numpy / jax.
 """
