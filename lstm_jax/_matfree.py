@@ -29,7 +29,8 @@ trajectory, the derivatives of :mod:`lstm_jax._activations`); the QR step and th
 :class:`~lstm_jax.Lyapunov` are those of :func:`~lstm_jax.lyapunov` (Benettin et al. 1980; Engelken,
 Wolf & Abbott 2020).  Cost per step: LSTM ``2·4n·n·k`` FLOPs for the GEMM plus a ``(2n, k)`` QR
 (``O(nk^2)``), versus ``O(n^2 (n+m))`` for one dense ``jax.jacfwd`` Jacobian and ``O(n^2 k)`` for
-``J @ Q`` (the recipe of Vogt et al. 2022, *On Lyapunov exponents for RNNs*, arXiv:2110.07238).
+``J @ Q`` (the recipe of Vogt, Puelma Touzel, Shlizerman & Lajoie 2022, *On Lyapunov exponents for RNNs*,
+Frontiers in Applied Mathematics and Statistics 8).
 Memory: ``O(nk)`` per step plus the trajectory ``(T, 2n)`` and the ``(T, k)`` logs.
 
 Threads: the QR is LAPACK's (through scipy's OpenBLAS on CPU).  OpenBLAS worker threads contend with XLA's
