@@ -265,6 +265,7 @@ def main(argv=None):
     meta = {"benchmark": "targets", "dtype": "float32", "device": H.device_info(), "rounds": rounds,
             "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
             "loss": "mean(h_T^2)", "verdicts": "met only if the whole min-max spread of the per-round ratios is on the right side"}
+    load0 = os.getloadavg() if hasattr(os, "getloadavg") else None  # a busy machine skews torch's OpenMP badly
     print(f"device: {meta['device']['cpu_model']} ({meta['device']['cpu_cores']} cores), jax {jax.__version__}", flush=True)
     rows, meas = speed_targets(QUICK_SIZES if q else SIZES, rounds)
     r, long_lag = long_lag_target(*(QUICK_LONG_LAG if q else LONG_LAG), rounds)
@@ -274,8 +275,12 @@ def main(argv=None):
     r, lyap = lyapunov_targets(QUICK_LYAP_DENSE if q else LYAP_DENSE, QUICK_LYAP_BIG if q else LYAP_BIG, lyap_T,
                                max(2, rounds - 2))
     rows += r
-    meta.update(sizes=meas, long_lag=long_lag, attribution=info, lyapunov=lyap)
-    md = table(rows) + "\n\n" + breakdown_table(info)
+    meta.update(sizes=meas, long_lag=long_lag, attribution=info, lyapunov=lyap,
+                load_average_start_end=[load0, os.getloadavg() if hasattr(os, "getloadavg") else None])
+    load = meta["load_average_start_end"]
+    md = table(rows) + "\n\n" + breakdown_table(info) + (
+        f"\n\nmachine load average (1, 5, 15 min) at start {tuple(round(v, 1) for v in load[0])}, at end "
+        f"{tuple(round(v, 1) for v in load[1])} on {meta['device']['cpu_cores']} cores" if load[0] and load[1] else "")
     H.report(args, "targets", rows, meta, md)
     return 0
 
