@@ -94,13 +94,19 @@ def time_jitted(fn: Callable, *args: Any, repeats: int = 5, warmup: int = 1) -> 
     return {"compile_s": compile_s, **stats}, out
 
 
-def interleaved(calls: dict[str, Callable[[], Any]], rounds: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+PAUSE_S = 0.2  # untimed pause between peers: lets a peer's spinning worker threads (OpenMP blocktime) go idle
+
+
+def interleaved(calls: dict[str, Callable[[], Any]], rounds: int = 5, warmup: int = 1,
+                pause_s: float = PAUSE_S) -> dict[str, list[float]]:
     """Seconds per call of each peer, measured **interleaved** (A B C A B C ...) for ``rounds`` rounds.
 
     Each peer's calls are made blocking by the caller (``jax.block_until_ready`` / ``cuda.synchronize``).
     A call faster than ``MIN_SAMPLE_S`` is looped ``number`` times per sample (chosen once per peer after
     the warm-up).  Interleaving puts every peer under the same machine load in each round, so the per-round
     ratios (:func:`ratio_spread`) are far steadier than ratios of separately-timed medians on a busy machine.
+    An untimed ``pause_s`` before each peer's sample keeps one peer's idle-spinning threads (torch's OpenMP
+    pool spins after each call) from slowing the next peer down.
     """
     number = {}
     for name, call in calls.items():
@@ -112,6 +118,8 @@ def interleaved(calls: dict[str, Callable[[], Any]], rounds: int = 5, warmup: in
     times = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():
+            if pause_s:
+                time.sleep(pause_s)
             t0 = time.perf_counter()
             for _ in range(number[name]):
                 call()

@@ -32,7 +32,8 @@ loop, ``H_prevᵀ Z̄`` and ``Xᵀ Z̄`` after it).  Memory: ``6·T·B·n`` stor
 Derivatives use the exact functions of :mod:`lstm_jax._activations` (``SIGMOID.deriv``, ``TANH.deriv``)
 in every dtype; gate values use :func:`jax.nn.sigmoid` / :func:`jax.numpy.tanh`.  (Rational and
 exp-based float32 approximations were measured *slower* than XLA:CPU's own vectorised ``tanh`` and
-``logistic`` on this package's benchmark CPU — see ``benchmarks/README.md`` — so none is used.)
+``logistic`` on this package's 2-core benchmark CPU, in an A/B inside one scan during issue #14 that is not
+part of the suite — so none is used.)
 
 Forward-mode differentiation: a :func:`jax.custom_vjp` function cannot be differentiated with
 :func:`jax.jvp` / :func:`jax.jacfwd`.  Use these runners for training and timing (``jax.grad``,

@@ -29,8 +29,14 @@ trajectory, the derivatives of :mod:`lstm_jax._activations`); the QR step and th
 :class:`~lstm_jax.Lyapunov` are those of :func:`~lstm_jax.lyapunov` (Benettin et al. 1980; Engelken,
 Wolf & Abbott 2020).  Cost per step: LSTM ``2·4n·n·k`` FLOPs for the GEMM plus a ``(2n, k)`` QR
 (``O(nk^2)``), versus ``O(n^2 (n+m))`` for one dense ``jax.jacfwd`` Jacobian and ``O(n^2 k)`` for
-``J @ Q`` (the recipe of Vogt et al. 2022, *On Lyapunov exponents for RNNs*, arXiv:2110.07238).
+``J @ Q`` (the recipe of Vogt, Puelma Touzel, Shlizerman & Lajoie 2022, *On Lyapunov exponents for RNNs*,
+Frontiers in Applied Mathematics and Statistics 8).
 Memory: ``O(nk)`` per step plus the trajectory ``(T, 2n)`` and the ``(T, k)`` logs.
+
+Threads: the QR is LAPACK's (through scipy's OpenBLAS on CPU).  OpenBLAS worker threads contend with XLA's
+thread pool inside the loop; a ``(1024, 32)`` QR per step was measured orders of magnitude slower with OpenBLAS's
+default threading than with ``OPENBLAS_NUM_THREADS=1`` on a busy 2-core machine (``benchmarks/targets.py``
+sets it).  Set it in your entry point, before importing numpy / jax.
 """
 
 from __future__ import annotations
@@ -61,31 +67,62 @@ def _q0(q0, d: int, k: Optional[int], dtype) -> jax.Array:
     return check_array(q0, "q0", (d, k)).astype(dtype)
 
 
-def _qr_lyapunov(jq, q0, carry_in) -> Lyapunov:
-    """QR re-orthonormalisation of ``jq(Q, inp) = J_t Q`` along ``carry_in`` (as in :func:`~lstm_jax.lyapunov`)."""
+_CHUNK = 128  # steps whose gate factors are formed together (one batched GEMM per gate), memory O(_CHUNK * n)
+
+
+def _qr_lyapunov(prep, jq, q0, inputs, T: int) -> Lyapunov:
+    """QR re-orthonormalisation of ``J_t Q`` (as in :func:`~lstm_jax.lyapunov`), chunked over time.
+
+    ``prep`` maps one step's ``inputs`` to the step's diagonal factors and is vmapped over chunks of
+    ``_CHUNK`` steps (batched GEMMs instead of ``_CHUNK`` GEMVs); ``jq(Q, factors) = J_t Q``.  Padded
+    steps at the end apply the identity (``R = I``, log 0) and are cut off.
+    """
+    L = min(T, _CHUNK)
+    chunks = -(-T // L)
+    pad = chunks * L - T
+
+    def blocks(a):
+        return jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)]).reshape((chunks, L) + a.shape[1:])
+
+    inputs = jax.tree_util.tree_map(blocks, inputs)
+    valid = (jnp.arange(chunks * L) < T).reshape(chunks, L)
 
     def step(Q, inp):
-        Q, R = jnp.linalg.qr(jq(Q, inp))
+        F, v = inp
+        Q, R = jnp.linalg.qr(jnp.where(v, jq(Q, F), Q))
         r = jnp.diagonal(R)
         sign = jnp.where(r < 0, -1.0, 1.0).astype(Q.dtype)
-        return Q * sign[None, :], jnp.log(jnp.abs(r))
+        return Q * sign[None, :], jnp.where(v, jnp.log(jnp.abs(r)), 0.0)
 
-    _, logs = jax.lax.scan(step, q0, carry_in)  # (T, k)
+    def chunk(Q, inp):
+        block, v = inp
+        return jax.lax.scan(step, Q, (jax.vmap(prep)(*block), v))
+
+    _, logs = jax.lax.scan(chunk, q0, (inputs, valid))
+    logs = logs.reshape(chunks * L, -1)[:T]  # (T, k)
     means = jnp.mean(logs, axis=0)
     order = jnp.argsort(-means)
     return Lyapunov(means[order], jnp.cumsum(logs[:, 0]), jnp.cumsum(jnp.sum(logs, axis=1)))
 
 
-def _lstm_jq(p: LSTMParams, U: jax.Array, h_prev: jax.Array, c_prev: jax.Array, x: jax.Array, Q: jax.Array) -> jax.Array:
-    r""":math:`J_t Q` for the joint LSTM Jacobian at one step, ``Q (2n, k)``, ``U = [U_f; U_i; U_c; U_o] (4n, n)``."""
-    n = h_prev.shape[-1]
+def _lstm_factors(p: LSTMParams, h_prev, c_prev, x) -> jax.Array:
+    r"""The six diagonal factors of the joint Jacobian at one step, ``(6, n)``.
+
+    :math:`c_{t-1}\sigma'(z_f)`, :math:`\tilde c_t\sigma'(z_i)`, :math:`i_t\tanh'(z_c)`, :math:`f_t`,
+    :math:`\tanh(c_t)\sigma'(z_o)`, :math:`o_t\tanh'(c_t)`, from the library's gates.
+    """
     g = _gates(p, h_prev, x)
-    P = U @ Q[:n]  # (4n, k): U_g Q_h for the four gates in one GEMM
-    P_f, P_i, P_c, P_o = P[:n], P[n:2 * n], P[2 * n:3 * n], P[3 * n:]
-    dc = ((c_prev * _dsig(g.z_f))[:, None] * P_f + (g.c_tilde * _dsig(g.z_i))[:, None] * P_i
-          + (g.i * _dtanh(g.z_c))[:, None] * P_c + g.f[:, None] * Q[n:])
     c = c_prev * g.f + g.c_tilde * g.i
-    dh = (jnp.tanh(c) * _dsig(g.z_o))[:, None] * P_o + (g.o * _dtanh(c))[:, None] * dc
+    return jnp.stack([c_prev * _dsig(g.z_f), g.c_tilde * _dsig(g.z_i), g.i * _dtanh(g.z_c), g.f,
+                      jnp.tanh(c) * _dsig(g.z_o), g.o * _dtanh(c)])
+
+
+def _lstm_jq_factors(F: jax.Array, U: jax.Array, Q: jax.Array) -> jax.Array:
+    """``J_t Q`` from the factors ``F (6, n)`` and ``U = [U_f; U_i; U_c; U_o] (4n, n)``: one GEMM."""
+    n = F.shape[-1]
+    P = U @ Q[:n]  # (4n, k): U_g Q_h for the four gates in one GEMM
+    dc = F[0][:, None] * P[:n] + F[1][:, None] * P[n:2 * n] + F[2][:, None] * P[2 * n:3 * n] + F[3][:, None] * Q[n:]
+    dh = F[4][:, None] * P[3 * n:] + F[5][:, None] * dc
     return jnp.concatenate([dh, dc], axis=0)
 
 
@@ -117,7 +154,8 @@ def lstm_lyapunov_matfree(
     h_prev = jnp.concatenate([s0.h[None], traj.h[:-1]], axis=0)
     c_prev = jnp.concatenate([s0.c[None], traj.c[:-1]], axis=0)
     U = jnp.concatenate([W[:, :n] for W in (p.W_f, p.W_i, p.W_c, p.W_o)], axis=0)
-    return _qr_lyapunov(lambda Q, inp: _lstm_jq(p, U, *inp, Q), q0, (h_prev, c_prev, xs))
+    return _qr_lyapunov(lambda h, c, x: _lstm_factors(p, h, c, x), lambda Q, F: _lstm_jq_factors(F, U, Q), q0,
+                        (h_prev, c_prev, xs), xs.shape[0])
 
 
 def rnn_lyapunov_matfree(
@@ -141,11 +179,8 @@ def rnn_lyapunov_matfree(
     _, cs = run_rnn(p, c0, xs, activation)
     c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
 
-    def jq(Q, inp):
-        c, x = inp
-        return activation.deriv(rnn_preactivation(p, c, x))[:, None] * (p.W_rec @ Q)
-
-    return _qr_lyapunov(jq, q0, (c_prev, xs))
+    return _qr_lyapunov(lambda c, x: activation.deriv(rnn_preactivation(p, c, x)),
+                        lambda Q, d: d[:, None] * (p.W_rec @ Q), q0, (c_prev, xs), xs.shape[0])
 
 
 # --------------------------------------------------------------------------- flow norms (adjoint products)
