@@ -21,7 +21,8 @@ import pytest
 import lstm_jax
 import lstm_jax.io
 from lstm_jax import _cli
-from lstm_jax.diagnose import SCHEMA_VERSION, diagnose, load_model_file, write_report
+from lstm_jax.diagnose import SCHEMA_VERSION, diagnose, write_report
+from lstm_jax.io import load_model
 from lstm_jax.diagnose._core import _log_suffix_norms
 from lstm_jax.io import RecurrentLayer, RecurrentModel
 
@@ -191,14 +192,11 @@ def test_padded_sequences_give_the_statistics_of_the_sequences_alone():
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A real params.npz (+ .json config) written by lstm-jax train's save_checkpoint."""
-    try:
-        from lstm_jax._train import TrainConfig, init_model, save_checkpoint
-    except ImportError:  # pragma: no cover - moved by issue #15
-        from lstm_jax.experiments import TrainConfig, init_model, save_checkpoint
-    cfg = TrainConfig(task="adding", model="lstm", n=6, T=20)
-    path = tmp_path_factory.mktemp("ckpt") / "params.npz"
-    save_checkpoint(init_model(jax.random.PRNGKey(0), cfg), path, cfg)
+    """A real PyTorch checkpoint: the state_dict of a torch.nn.LSTM(2, 6), saved as users save it."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    torch.save(torch.nn.LSTM(2, 6).state_dict(), path)
     return path
 
 
@@ -217,7 +215,7 @@ def test_cli_writes_report_json_and_figures(report_dir, checkpoint):
     doc = json.loads((report_dir / "diagnosis.json").read_text())
     assert doc["schema"] == SCHEMA_VERSION == 1
     source = doc["model"].pop("source")
-    assert "params.npz" in source  # the exact wording is the reader's (lstm_jax.io.load_model once it lands)
+    assert "model.pt" in source and "torch" in source
     assert doc["model"] == {"kind": "lstm", "n": 6, "m": 2, "layers": 1, "directions": 1,
                             "recurrences": ["layer0.forward"]}
     assert doc["inputs"]["batch"] == 4 and doc["inputs"]["T"] == 60 and doc["inputs"]["k"] == 3
@@ -231,9 +229,12 @@ def test_cli_writes_report_json_and_figures(report_dir, checkpoint):
     files = {p.name for p in report_dir.iterdir()}
     assert files == {"report.html", "diagnosis.json", *doc["figures"]["layer0.forward"]}
     assert len(doc["figures"]["layer0.forward"]) == 4
-    # the model read is the checkpoint's: its forget bias (1.0 from TrainConfig) shows in the weights
-    model = load_model_file(checkpoint)
-    assert np.all(np.asarray(model.layers[0].params.b_f) == 1.0)
+    # the model read is the checkpoint's: its forget-gate bias is torch's two biases' f rows (i, f, g, o order)
+    import torch
+
+    sd = torch.load(checkpoint, weights_only=True)
+    b_f = (sd["bias_ih_l0"] + sd["bias_hh_l0"])[6:12].numpy()
+    np.testing.assert_allclose(np.asarray(load_model(checkpoint).layers[0].params.b_f), b_f, rtol=1e-6)
 
 
 class _Page(HTMLParser):
@@ -340,31 +341,15 @@ def test_write_report_publishes_nothing_when_a_figure_fails(tmp_path, monkeypatc
     assert {"report.html", "diagnosis.json"} <= {q.name for q in out.iterdir()}
 
 
-def test_loader_reads_rnn_checkpoints_and_says_what_is_missing(tmp_path):
-    try:
-        from lstm_jax._train import TrainConfig, init_model, save_checkpoint
-    except ImportError:  # pragma: no cover
-        from lstm_jax.experiments import TrainConfig, init_model, save_checkpoint
-    cfg = TrainConfig(task="temporal-order", model="rnn-sigmoid", n=5)
-    path = tmp_path / "rnn.npz"
-    save_checkpoint(init_model(jax.random.PRNGKey(0), cfg), path, cfg)
-    model = load_model_file(path)
+def test_loader_reads_lstm_jax_rnn_files_and_refuses_unknown_files(tmp_path):
+    import lstm_jax.io as lio
+
+    path = lio.save(tmp_path / "rnn.npz", lstm_jax.init_rnn(jax.random.PRNGKey(0), 5, 6, bias=True), kind="rnn-sigmoid")
+    model = load_model(path)
     assert (model.kind, model.n, model.m) == ("rnn-sigmoid", 5, 6)
-    (tmp_path / "rnn.npz.json").unlink()
-    with pytest.raises(ValueError, match="activation is unknown"):
-        load_model_file(path)
-
-
-@pytest.mark.skipif(not hasattr(lstm_jax, "run_gru"), reason="GRU support (issue #13 part A) not merged yet")
-def test_gru_model_is_diagnosed_with_update_gate_and_terms():  # pragma: no cover - runs once part A lands
-    n, m = 4, 2
-    p = lstm_jax.init_gru(jax.random.PRNGKey(0), n, m, dtype=F64)
-    d = diagnose(_single("gru", p, n, m), np.asarray(jax.random.normal(jax.random.PRNGKey(1), (3, 40, m), F64)),
-                 key=jax.random.PRNGKey(2), progress=False)
-    ld = d.layers[0]
-    assert ld.gates["memory_gate"] == "z" and len(ld.gates["tau"]) == n
-    assert ld.terms is not None and math.isfinite(ld.flow["rate"])
-    assert ld.lyapunov["exponents"][0] == pytest.approx(ld.flow["rate"], abs=0.1)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="junk.npz"):
+        load_model(tmp_path / "junk.npz")
 
 
 def test_wrong_arguments_are_named_before_any_work():

@@ -12,8 +12,9 @@ Example::
 
     import jax
     jax.config.update("jax_enable_x64", True)
-    from lstm_jax.diagnose import diagnose, write_report, load_model_file
-    model = load_model_file("params.npz")            # lstm-jax train's checkpoint
+    from lstm_jax.io import load_model
+    from lstm_jax.diagnose import diagnose, write_report
+    model = load_model("model.pt")                   # a torch nn.LSTM/GRU state_dict, a Flax/lstm_jax file, ...
     xs = jax.random.normal(jax.random.PRNGKey(1), (16, 200, model.m))
     write_report(diagnose(model, xs, key=jax.random.PRNGKey(0)), "diagnosis")
 
@@ -59,9 +60,8 @@ A reader must check ``"schema"``; a change of any field's meaning increments it.
 """
 
 from ._core import Diagnosis, LayerDiagnosis, diagnose
-from ._load import load_model_file
 from ._report import write_report
 
 SCHEMA_VERSION = 1
 
-__all__ = ["diagnose", "Diagnosis", "LayerDiagnosis", "write_report", "load_model_file", "SCHEMA_VERSION"]
+__all__ = ["diagnose", "Diagnosis", "LayerDiagnosis", "write_report", "SCHEMA_VERSION"]

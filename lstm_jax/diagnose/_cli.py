@@ -51,9 +51,9 @@ def _load_npy(path: str, name: str) -> np.ndarray:
 def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
     import jax
 
-    from lstm_jax.io import check_writable_dir
+    from lstm_jax.io import check_writable_dir, load_model
 
-    from . import diagnose, load_model_file, write_report
+    from . import diagnose, write_report
 
     # 1. plain options, then the output folder, then the files: all before any computation.
     _positive("T", args.T, 2)
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
     out = check_writable_dir(args.out, "--out")
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)  # an entry point's job, never the library's
-    model = load_model_file(args.model, layer=args.layer, allow_pickle=args.allow_pickle)
+    model = load_model(args.model, layer=args.layer, allow_pickle=args.allow_pickle, argument="MODEL")
     lengths = None
     if args.data is not None:
         xs = _load_npy(args.data, "data")
