@@ -47,6 +47,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from ._scan import previous_states
 from ._activations import SIGMOID, TANH, Activation
 from ._lstm import LSTMParams, LSTMState, _fused, check_lstm_params
 from ._rnn import RNNParams, check_rnn_params
@@ -130,7 +131,7 @@ def _lstm_core_bwd(cfg, res, cts):
     (dh0, dc0), dZ = jax.lax.scan(step, (jnp.zeros_like(dh_T), dc_T), (dhs, a, e, f), reverse=True, unroll=cfg[1])
     T, B, _ = dZ.shape
     rows = dZ.reshape(T * B, 4 * n)
-    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0).reshape(T * B, n)
+    h_prev = previous_states(h0, hs).reshape(T * B, n)
     dW_h = h_prev.T @ rows
     dW_x = xs.reshape(T * B, -1).T @ rows
     db = rows.sum(axis=0)
@@ -230,7 +231,7 @@ def _rnn_core_bwd(activation, res, cts):
     dc0, dZ = jax.lax.scan(step, jnp.zeros_like(dc_T), (dcs, d), reverse=True)
     T, B, n = dZ.shape
     rows = dZ.reshape(T * B, n)
-    c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0).reshape(T * B, n)
+    c_prev = previous_states(c0, cs).reshape(T * B, n)
     return (c_prev.T @ rows, xs.reshape(T * B, -1).T @ rows, rows.sum(axis=0), dc0,
             (rows @ W_in_t.T).reshape(xs.shape))
 

@@ -52,7 +52,7 @@ import jax
 import jax.numpy as jnp
 
 from ._activations import SIGMOID, TANH
-from ._scan import check_seq_lengths, scan_steps
+from ._scan import check_seq_lengths, previous_states, scan_steps
 from ._validation import as_named_tuple, check_array, common_dtype
 
 _dsig = SIGMOID.deriv
@@ -262,7 +262,7 @@ def gru_terms(params: GRUParams, h_prev: jax.Array, x: jax.Array) -> GRUTerms:
 
 def _prev_states(p, h0, xs):
     _, hs = run_gru(p, h0, xs)  # the trajectory the runner itself produces
-    return jnp.concatenate([h0[None], hs[:-1]], axis=0)
+    return previous_states(h0, hs)
 
 
 def gru_terms_along(params: GRUParams, h0: jax.Array, xs: jax.Array) -> GRUTerms:

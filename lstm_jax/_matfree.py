@@ -46,6 +46,7 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
+from ._scan import previous_states
 from ._activations import SIGMOID, TANH, Activation
 from ._flow import FlowNorms, Lyapunov
 from ._lstm import LSTMParams, LSTMState, _gates, check_lstm_call, run_lstm
@@ -86,23 +87,25 @@ def _qr_lyapunov(prep, jq, q0, inputs, T: int) -> Lyapunov:
 
     inputs = jax.tree_util.tree_map(blocks, inputs)
     valid = (jnp.arange(chunks * L) < T).reshape(chunks, L)
+    tiny = jnp.finfo(q0.dtype).tiny
 
     def step(Q, inp):
         F, v = inp
         Q, R = jnp.linalg.qr(jnp.where(v, jq(Q, F), Q))
         r = jnp.diagonal(R)
         sign = jnp.where(r < 0, -1.0, 1.0).astype(Q.dtype)
-        return Q * sign[None, :], jnp.where(v, jnp.log(jnp.abs(r)), 0.0)
+        a = jnp.abs(r)  # floored at the smallest normal number and counted, as lstm_jax.lyapunov does
+        return Q * sign[None, :], (jnp.where(v, jnp.log(jnp.maximum(a, tiny)), 0.0), jnp.sum(v & (a < tiny)))
 
     def chunk(Q, inp):
         block, v = inp
         return jax.lax.scan(step, Q, (jax.vmap(prep)(*block), v))
 
-    _, logs = jax.lax.scan(chunk, q0, (inputs, valid))
+    _, (logs, low) = jax.lax.scan(chunk, q0, (inputs, valid))
     logs = logs.reshape(chunks * L, -1)[:T]  # (T, k)
     means = jnp.mean(logs, axis=0)
     order = jnp.argsort(-means)
-    return Lyapunov(means[order], jnp.cumsum(logs[:, 0]), jnp.cumsum(jnp.sum(logs, axis=1)))
+    return Lyapunov(means[order], jnp.cumsum(logs[:, 0]), jnp.cumsum(jnp.sum(logs, axis=1)), jnp.sum(low))
 
 
 def _lstm_factors(p: LSTMParams, h_prev, c_prev, x) -> jax.Array:
@@ -151,8 +154,8 @@ def lstm_lyapunov_matfree(
     p, s0, xs, n, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
     q0 = _q0(q0, 2 * n, k, xs.dtype)
     _, traj = run_lstm(p, s0, xs)
-    h_prev = jnp.concatenate([s0.h[None], traj.h[:-1]], axis=0)
-    c_prev = jnp.concatenate([s0.c[None], traj.c[:-1]], axis=0)
+    h_prev = previous_states(s0.h, traj.h)
+    c_prev = previous_states(s0.c, traj.c)
     U = jnp.concatenate([W[:, :n] for W in (p.W_f, p.W_i, p.W_c, p.W_o)], axis=0)
     return _qr_lyapunov(lambda h, c, x: _lstm_factors(p, h, c, x), lambda Q, F: _lstm_jq_factors(F, U, Q), q0,
                         (h_prev, c_prev, xs), xs.shape[0])
@@ -177,7 +180,7 @@ def rnn_lyapunov_matfree(
     n = c0.shape[0]
     q0 = _q0(q0, n, k, xs.dtype)
     _, cs = run_rnn(p, c0, xs, activation)
-    c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+    c_prev = previous_states(c0, cs)
 
     return _qr_lyapunov(lambda c, x: activation.deriv(rnn_preactivation(p, c, x)),
                         lambda Q, d: d[:, None] * (p.W_rec @ Q), q0, (c_prev, xs), xs.shape[0])
@@ -186,13 +189,13 @@ def rnn_lyapunov_matfree(
 # --------------------------------------------------------------------------- flow norms (adjoint products)
 
 
-def _flow_norms(jtq, q0, inputs, log: bool) -> FlowNorms:
+def _flow_norms(jtq, q0, inputs) -> FlowNorms:
     r"""Norms of :math:`P_t^\top q_0 = J_{t+1}^\top\cdots J_T^\top q_0` for ``t = 0..T-1`` by a reverse QR scan.
 
     :math:`J_t^\top Q_t R_t`-style re-orthonormalisation: ``X = J^T Q``, ``Q', R = qr(X)``, and the
     ``(k, k)`` product :math:`M = R_{t+1}\cdots R_T` is kept with its log scale, so
     :math:`P_t^\top q_0 = Q' M e^{s}` and its norms are those of ``M`` times :math:`e^s` (``Q'`` has
-    orthonormal columns).  Nothing under- or overflows before the final ``exp`` (skipped with ``log``).
+    orthonormal columns).  Nothing under- or overflows before the final ``exp``; the log fields are always finite.
     """
     k = q0.shape[1]
 
@@ -208,9 +211,7 @@ def _flow_norms(jtq, q0, inputs, log: bool) -> FlowNorms:
     init = (q0, jnp.eye(k, dtype=q0.dtype), jnp.zeros((), q0.dtype))
     _, (log_spec, log_fro) = jax.lax.scan(step, init, inputs, reverse=True)
     T = log_spec.shape[0]
-    if log:
-        return FlowNorms(jnp.arange(T, 0, -1), log_spec, log_fro)
-    return FlowNorms(jnp.arange(T, 0, -1), jnp.exp(log_spec), jnp.exp(log_fro))
+    return FlowNorms(jnp.arange(T, 0, -1), jnp.exp(log_spec), jnp.exp(log_fro), log_spec, log_fro)
 
 
 def _lstm_jtq(p: LSTMParams, U: jax.Array, h_prev, c_prev, x, Wc: jax.Array) -> jax.Array:
@@ -231,8 +232,6 @@ def lstm_flow_norms_matfree(
     xs: jax.Array,
     k: Optional[int] = None,
     q0: Optional[jax.Array] = None,
-    *,
-    log: bool = False,
 ) -> FlowNorms:
     r"""Norms of :math:`\partial s_T/\partial s_t` (``t = 0..T-1``) restricted to ``k`` output directions, matrix-free.
 
@@ -242,16 +241,16 @@ def lstm_flow_norms_matfree(
     ``(n, 4n) @ (4n, k)`` GEMM a step) and a reverse QR scan; with ``k = 2n`` they are exactly the norms
     of :func:`~lstm_jax.gradient_flow_norms` (``lstm_step_jacobians``), without any ``(2n, 2n)`` matrix.
     For ``k < 2n`` they are lower bounds (the gradient of ``k`` chosen output directions, e.g. the
-    readout's rows).  ``log=True`` returns natural logs of the norms (no under/overflow at long ``T``).
+    readout's rows).  ``log_spectral``/``log_frobenius`` hold their natural logs (no under/overflow at long ``T``).
     Cost per step ``O(n^2 k)`` + a ``(2n, k)`` QR + a ``(k, k)`` SVD; memory ``O(nk)`` + the trajectory.
     """
     p, s0, xs, n, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
     q0 = _q0(q0, 2 * n, k, xs.dtype)
     _, traj = run_lstm(p, s0, xs)
-    h_prev = jnp.concatenate([s0.h[None], traj.h[:-1]], axis=0)
-    c_prev = jnp.concatenate([s0.c[None], traj.c[:-1]], axis=0)
+    h_prev = previous_states(s0.h, traj.h)
+    c_prev = previous_states(s0.c, traj.c)
     U = jnp.concatenate([W[:, :n] for W in (p.W_f, p.W_i, p.W_c, p.W_o)], axis=0)
-    return _flow_norms(lambda Q, inp: _lstm_jtq(p, U, *inp, Q), q0, (h_prev, c_prev, xs), log)
+    return _flow_norms(lambda Q, inp: _lstm_jtq(p, U, *inp, Q), q0, (h_prev, c_prev, xs))
 
 
 def rnn_flow_norms_matfree(
@@ -261,8 +260,6 @@ def rnn_flow_norms_matfree(
     activation: Activation = SIGMOID,
     k: Optional[int] = None,
     q0: Optional[jax.Array] = None,
-    *,
-    log: bool = False,
 ) -> FlowNorms:
     r"""RNN version of :func:`lstm_flow_norms_matfree`: :math:`J_t^\top W = W_{rec}^\top(\phi'(z_t)\odot W)`.
 
@@ -274,10 +271,10 @@ def rnn_flow_norms_matfree(
     n = c0.shape[0]
     q0 = _q0(q0, n, k, xs.dtype)
     _, cs = run_rnn(p, c0, xs, activation)
-    c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)
+    c_prev = previous_states(c0, cs)
 
     def jtq(Q, inp):
         c, x = inp
         return p.W_rec.T @ (activation.deriv(rnn_preactivation(p, c, x))[:, None] * Q)
 
-    return _flow_norms(jtq, q0, (c_prev, xs), log)
+    return _flow_norms(jtq, q0, (c_prev, xs))

@@ -98,7 +98,7 @@ def test_agreement_rule_flags_a_disagreement_beyond_two_combined_standard_errors
     assert far["agree"] is False and near["agree"] is True
     assert all(w in far["sentence"] for w in ("finite time", "non-normal transient growth", "start directions"))
     assert far["difference"] == pytest.approx(0.030) and far["combined_stderr"] == pytest.approx(0.002 * 2 ** 0.5)
-    with pytest.raises(ValueError, match="transient must be in 0..9"):
+    with pytest.raises(ValueError, match="transient must be an int in 0..9"):
         lstm_jax.lyapunov(jnp.ones((10, 2, 2)), 1, transient=10)
 
 

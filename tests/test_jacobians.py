@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lstm_jax as lj
-from _reference import RTOL32, RTOL64, check_close, lstm_loop, rel_err, rnn_loop
+from _reference import MAX_ERR, RTOL32, RTOL64, check_close, lstm_loop, rel_err, rnn_loop
 
 F64 = jnp.float64
 EXAMPLES, DRAWS, T_PROP = 25, 8, 6
@@ -80,20 +80,51 @@ def _rnn_batch(key, n, m, act, bias):
         c0, xs = _normal(kk[4], (n,)), _normal(jax.random.fold_in(k, 1), (T_PROP, m))
         states = lambda c: lj.run_rnn(p, c, xs, act)[1]  # noqa: E731  (the library's scan)
         J1 = lj.rnn_step_jacobian(p, c0, xs[0], act)
-        P = lj.jacobian_products(lj.rnn_step_jacobians(p, c0, xs, act))
-        return J1, P, jax.jacfwd(states)(c0), jax.jacrev(states)(c0)
+        Js = lj.rnn_step_jacobians(p, c0, xs, act)
+        P = lj.jacobian_products(Js)
+        return J1, P, jax.jacfwd(states)(c0), jax.jacrev(states)(c0), _reference_rounding(Js, p.W_rec, P)
 
     return jax.vmap(one)(jax.random.split(key, DRAWS))
+
+
+def _reference_rounding(Js, W_rec, P):
+    """Relative rounding bound of the *autodiff reference* for each product P_k, shape ``(T,)``.
+
+    JAX differentiates tanh as ``1 - tanh(z)**2`` and the sigmoid as ``s * (1 - s)``: absolute error
+    ~eps64 in phi', i.e. a relative error ~eps/phi' that grows without bound as a unit saturates (the
+    library's sigma(z)sigma(-z) / 4sigma(2z)sigma(-2z) forms do not cancel).  Each reference step Jacobian
+    is off by at most ``2 eps ||W_rec||`` (spectral), so ``||dP_k|| <= 2 eps ||W_rec|| sum_t prod_{s != t} ||J_s||``;
+    the bound below is twice that, relative to ``||P_k||_F``.  Away from saturation it is ~1e-15, far
+    below RTOL64; only for nearly saturated draws does it exceed it.
+    """
+    eps = jnp.finfo(F64).eps
+    nJ = jnp.linalg.norm(Js, ord=2, axis=(-2, -1))
+    # sum over t <= k of the product over s <= k, s != t (a leave-one-out product; exact zeros give 0)
+    t = jnp.arange(Js.shape[0])
+    # loo[k-1] = sum over t < k of the product of ||J_s|| over s < k, s != t (leave-one-out products)
+    loo = jnp.stack([jnp.sum(jnp.stack([jnp.prod(jnp.where((t < kk) & (t != u), nJ, 1.0)) * (u < kk)
+                                         for u in range(Js.shape[0])])) for kk in range(1, Js.shape[0] + 1)])
+    return 4 * eps * jnp.linalg.norm(W_rec, ord=2) * loo / jnp.linalg.norm(P, axis=(-2, -1))
+
+
+def _check_within(got, want, bound, label):
+    """Every draw and k: relative error < RTOL64 + the autodiff reference's own rounding bound ``bound``."""
+    e = np.asarray(jax.vmap(jax.vmap(lambda a, b: jnp.linalg.norm(a - b) / jnp.linalg.norm(b)))(got, want))
+    b = np.asarray(bound)
+    MAX_ERR[label] = max(MAX_ERR.get(label, 0.0), float(e.max()))
+    worst = np.argmax(e - b)
+    assert np.all(e < RTOL64 + b), (f"{label}: relative error {e.flat[worst]:.3g} >= {RTOL64:g} + reference "
+                                    f"rounding bound {b.flat[worst]:.3g}")
 
 
 @SETTINGS
 @given(shape=shapes, seed=seeds, act=activations, bias=st.booleans())
 def test_rnn_eq2_step_jacobian_and_its_products_equal_jacfwd_and_jacrev_of_scan(shape, seed, act, bias):
-    J1, P, fwd, rev = _rnn_batch(jax.random.PRNGKey(seed), *shape, act, bias)
-    check_close(J1, fwd[:, 0], RTOL64, f"eq. 2 step Jacobian ({act.name}) vs jacfwd", _errors)
-    check_close(J1, rev[:, 0], RTOL64, f"eq. 2 step Jacobian ({act.name}) vs jacrev", _errors)
-    check_close(P, fwd, RTOL64, "RNN k-step products (k = 1..6) vs jacfwd of scan", _errors)
-    check_close(P, rev, RTOL64, "RNN k-step products (k = 1..6) vs jacrev of scan", _errors)
+    J1, P, fwd, rev, bound = _rnn_batch(jax.random.PRNGKey(seed), *shape, act, bias)
+    _check_within(J1[:, None], fwd[:, :1], bound[:, :1], f"eq. 2 step Jacobian ({act.name}) vs jacfwd")
+    _check_within(J1[:, None], rev[:, :1], bound[:, :1], f"eq. 2 step Jacobian ({act.name}) vs jacrev")
+    _check_within(P, fwd, bound, "RNN k-step products (k = 1..6) vs jacfwd of scan")
+    _check_within(P, rev, bound, "RNN k-step products (k = 1..6) vs jacrev of scan")
 
 
 def test_rnn_step_jacobians_along_a_numpy_trajectory_equal_one_step_autodiff_of_the_runner():

@@ -15,16 +15,14 @@ from ._interop import (
     from_equinox,
     from_flax_linen,
     from_flax_nnx,
-    from_torch,
     from_torch_arrays,
-    from_torch_layers,
     state_from_flax,
     state_to_flax,
     to_equinox,
     to_flax_linen,
     to_torch_state_dict,
 )
-from ._load import load, load_model, save
+from ._load import from_torch, from_torch_layers, load, load_model, save
 from ._model import RecurrentLayer, RecurrentModel
 
 __all__ = [

@@ -162,38 +162,6 @@ def _torch_recurrent_kind(module: Any) -> str:
             "RNNCell": "rnn-tanh"}[cls]
 
 
-def from_torch(module: Any, layer: int = 0, *, reverse: bool = False) -> Any:
-    """Parameters of depth ``layer`` (direction ``reverse``) of a ``torch.nn.LSTM`` / ``GRU`` / ``RNN`` or a cell.
-
-    Returns :class:`~lstm_jax.LSTMParams`, :class:`~lstm_jax.GRUParams` or :class:`~lstm_jax.RNNParams`
-    (tanh); paired biases summed where they act only as a sum.  For a module that *contains* a recurrent
-    module, a ``state_dict`` or a file, use :func:`lstm_jax.io.load_model`.
-    """
-    from ._load import load_model
-
-    model = load_model(module, argument="module")
-    for rec in model.layers:
-        if rec.layer == layer and rec.reverse == bool(reverse):
-            return rec.params
-    dirs = "forward and reverse" if model.directions == 2 else "forward only"
-    raise ValueError(f"layer must be in 0..{model.num_layers - 1} and reverse={bool(reverse)} must exist "
-                     f"({dirs}); got layer={layer}")
-
-
-def from_torch_layers(module: Any) -> list:
-    """Every depth of a unidirectional multi-layer ``torch.nn.LSTM``/``GRU``/``RNN`` (layer ``k`` reads ``h`` of ``k-1``).
-
-    Bidirectional modules: use :func:`lstm_jax.io.load_model` (each direction is its own record).
-    """
-    from ._load import load_model
-
-    model = load_model(module, argument="module")
-    if model.directions != 1:
-        raise ValueError("module is bidirectional: from_torch_layers returns one direction per depth; use "
-                         "lstm_jax.io.load_model(module).layers (forward and reverse records)")
-    return [rec.params for rec in model.layers]
-
-
 def _split(p: LSTMParams, n: int):
     by_letter = {letter: g for g, letter in _LETTER.items()}
     W = [getattr(p, f"W_{by_letter[letter]}") for letter in _TORCH_ORDER]

@@ -16,7 +16,7 @@ r"""Load a recurrent model from whatever a user has: a live module, a ``state_di
   its skeleton to deserialise, so build the skeleton, ``eqx.tree_deserialise_leaves``, and pass it);
 * lstm_jax's own ``.npz`` files (:func:`save`) and the ``params.npz`` that ``lstm-jax train`` writes
   (keys are pytree paths such as ``['cell'].W_f``; the readout ``W_out``/``b_out`` is ignored; a plain
-  RNN's activation is read from the ``params.npz.json`` beside it, or given as ``kind``);
+  RNN's activation is read from the ``log.json`` that ``lstm-jax train`` writes beside it, or given as ``kind``);
 * an :class:`~lstm_jax.LSTMParams` / :class:`~lstm_jax.GRUParams` (or :class:`~lstm_jax.RNNParams` with
   ``kind``), or a :class:`RecurrentModel` (returned as is).
 
@@ -390,8 +390,8 @@ def _collect_npz(path: pathlib.Path, found: _Found, kind) -> None:
         if knd == "rnn":
             knd = kind or _train_rnn_kind(path)
             if knd not in ("rnn-tanh", "rnn-sigmoid"):
-                raise ValueError(f"{path} holds a plain RNN whose activation the file does not record (no "
-                                 f"{path.name}.json beside it): pass kind='rnn-sigmoid' or kind='rnn-tanh'")
+                raise ValueError(f"{path} holds a plain RNN whose activation the file does not record (no log.json "
+                                 f"from lstm-jax train beside it): pass kind='rnn-sigmoid' or kind='rnn-tanh'")
         cls = _PARAMS[knd]
         params = cls(**{f: fields.get(f) for f in cls._fields})
         label = f"lstm-jax train checkpoint{f' {name!r}' if name else ''} from {path.name}"
@@ -399,12 +399,19 @@ def _collect_npz(path: pathlib.Path, found: _Found, kind) -> None:
 
 
 def _train_rnn_kind(path: pathlib.Path) -> Optional[str]:
-    side = pathlib.Path(str(path) + ".json")
-    try:
-        cfg = json.loads(side.read_text())
-    except (OSError, ValueError):
-        return None
-    return cfg.get("model") if isinstance(cfg, dict) else None
+    """The RNN activation of an ``lstm-jax train`` checkpoint: from the ``log.json`` written beside it
+    (``config.model``: ``rnn-tanh``, ``rnn-sigmoid``, or ``rnn-floss`` = a tanh RNN trained with gradient
+    flossing) or, for files of earlier versions, from ``params.npz.json``."""
+    for side, pick in ((path.parent / "log.json", lambda d: d.get("config", {}).get("model")),
+                       (pathlib.Path(str(path) + ".json"), lambda d: d.get("model"))):
+        try:
+            doc = json.loads(side.read_text())
+        except (OSError, ValueError):
+            continue
+        model = pick(doc) if isinstance(doc, dict) else None
+        if isinstance(model, str):
+            return {"rnn-floss": "rnn-tanh"}.get(model, model)
+    return None
 
 
 # --------------------------------------------------------------------------- lstm_jax's own format
@@ -539,3 +546,31 @@ def load_model(
     if layer not in found.items:
         raise ValueError(f"layer={layer!r} is not a recurrent module of {argument}; it holds {shown}")
     return found.items[layer]()
+
+
+def from_torch(module: Any, layer: int = 0, *, reverse: bool = False) -> Any:
+    """Parameters of depth ``layer`` (direction ``reverse``) of a ``torch.nn.LSTM`` / ``GRU`` / ``RNN`` or a cell.
+
+    Returns :class:`~lstm_jax.LSTMParams`, :class:`~lstm_jax.GRUParams` or :class:`~lstm_jax.RNNParams`
+    (tanh); paired biases summed where they act only as a sum.  For a module that *contains* a recurrent
+    module, a ``state_dict`` or a file, use :func:`lstm_jax.io.load_model`.
+    """
+    model = load_model(module, argument="module")
+    for rec in model.layers:
+        if rec.layer == layer and rec.reverse == bool(reverse):
+            return rec.params
+    dirs = "forward and reverse" if model.directions == 2 else "forward only"
+    raise ValueError(f"layer must be in 0..{model.num_layers - 1} and reverse={bool(reverse)} must exist "
+                     f"({dirs}); got layer={layer}")
+
+
+def from_torch_layers(module: Any) -> list:
+    """Every depth of a unidirectional multi-layer ``torch.nn.LSTM``/``GRU``/``RNN`` (layer ``k`` reads ``h`` of ``k-1``).
+
+    Bidirectional modules: use :func:`lstm_jax.io.load_model` (each direction is its own record).
+    """
+    model = load_model(module, argument="module")
+    if model.directions != 1:
+        raise ValueError("module is bidirectional: from_torch_layers returns one direction per depth; use "
+                         "lstm_jax.io.load_model(module).layers (forward and reverse records)")
+    return [rec.params for rec in model.layers]

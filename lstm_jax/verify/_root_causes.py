@@ -57,4 +57,10 @@ ROOT_CAUSES = {
         "the LSTM's sum does not vanish, the RNN's does",
         "the long-lag share vanishes for RNNs with γ‖W_rec‖ < 1 and survives in LSTMs with an open forget gate; "
         "b_f = 0 LSTMs lose it too"),
+    "gradient-must-reach-gate": RootCause(
+        "condition", "forget-gate discussion (learning)",
+        "a suitable update of the forget gate can always be found, so ∂E/∂W does not vanish",
+        "training opens the forget gate only on units a gradient from the lag already reaches (short lags, or a "
+        "gate opened by initialisation, e.g. chrono); it does not create that gradient, and an LSTM without a "
+        "forget gate (Hochreiter & Schmidhuber 1997) learns long lags too (docs/long-lag/)"),
 }

@@ -14,11 +14,12 @@ import jax
 
 from ._claims_lstm import LSTM_CLAIMS
 from ._claims_rnn import RNN_CLAIMS
+from ._claims_training import TRAINING_CLAIMS
 from ._root_causes import ROOT_CAUSES
 from ._types import Claim, Context, Report, Verdict, bound_fmt
 
 #: every claim, in report order
-CLAIMS: tuple = (*RNN_CLAIMS, *LSTM_CLAIMS)
+CLAIMS: tuple = (*RNN_CLAIMS, *LSTM_CLAIMS, *TRAINING_CLAIMS)
 
 
 def claim_ids(claims: Optional[Sequence[Claim]] = None) -> list[str]:
