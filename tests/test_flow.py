@@ -247,3 +247,29 @@ def test_shared_derivatives_are_more_accurate_than_autodiff_in_float64():
         err_ours, err_auto = float(np.max(np.abs(ours - ref) / ref)), float(np.max(np.abs(auto - ref) / ref))
         assert err_ours <= 1e-15, (act.name, err_ours)
         assert err_auto > 100 * err_ours, (act.name, err_auto)
+
+
+def test_readme_flow_table_is_what_the_committed_flow_json_says():
+    """The README's ``lstm-jax flow`` table (2 significant digits) against docs/figures/flow.json, which
+    ``lstm-jax flow --out docs/figures`` writes: regenerate both together."""
+    import json
+    import math
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    doc = json.loads((root / "docs" / "figures" / "flow.json").read_text())
+    labels = {"RNN-σ": "rnn-sigmoid", "RNN-tanh": "rnn-tanh", "LSTM, forget bias 0": "lstm-forget-bias0",
+              "LSTM, forget bias 1": "lstm-forget-bias1", "LSTM, forget bias 3": "lstm-forget-bias3"}
+    readme = (root / "README.md").read_text()
+    seen = 0
+    for label, key in labels.items():
+        row = re.search(rf"^\| {re.escape(label)} \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", readme, re.M)
+        assert row, label
+        at50, at200, lyap = (float(c.strip().replace("−", "-")) for c in row.groups())
+        v = doc["models"][key]
+        norm = {L: math.exp(v["log_spectral"][v["lag"].index(L)]) for L in (50, 200)}
+        assert math.isclose(at50, norm[50], rel_tol=0.05) and math.isclose(at200, norm[200], rel_tol=0.05), label
+        assert abs(lyap - v["lyapunov_top"]) < 5e-4, label
+        seen += 1
+    assert seen == 5
