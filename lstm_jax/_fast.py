@@ -48,7 +48,7 @@ import jax
 import jax.numpy as jnp
 
 from ._scan import previous_states
-from ._activations import SIGMOID, TANH, Activation
+from ._activations import SIGMOID, TANH, Activation, as_activation
 from ._lstm import LSTMParams, LSTMState, _fused, check_lstm_params
 from ._rnn import RNNParams, check_rnn_params
 from ._validation import as_named_tuple, check_array
@@ -259,8 +259,7 @@ def run_rnn_batch(
     Returns:
       ``(c_T (B, n), cs (T, B, n))`` (``cs`` batch-major with ``time_major=False``).
     """
-    if not isinstance(activation, Activation):
-        raise TypeError(f"activation must be an lstm_jax Activation (SIGMOID or TANH), got {type(activation).__name__}")
+    activation = as_activation(activation)  # SIGMOID/TANH or "sigmoid"/"tanh"; anything else: TypeError
     p, n, m = check_rnn_params(params)
     c0 = check_array(c0, "c0", ("B", n))
     B = c0.shape[0]

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from ._scan import previous_states
-from ._activations import SIGMOID, TANH, Activation
+from ._activations import SIGMOID, TANH, Activation, as_activation
 from ._flow import FlowNorms, Lyapunov
 from ._lstm import LSTMParams, LSTMState, _gates, check_lstm_call, run_lstm
 from ._rnn import RNNParams, _check_rnn_call, rnn_preactivation, run_rnn
@@ -174,8 +174,7 @@ def rnn_lyapunov_matfree(
     Equals ``lyapunov(rnn_step_jacobians(params, c0, xs, activation), k, q0)`` without forming ``J_t``.
     ``c0 (n,)``, ``xs (T, m)``, ``k`` in ``1..n``, ``q0 (n, k)``.
     """
-    if not isinstance(activation, Activation):
-        raise TypeError(f"activation must be an lstm_jax Activation (SIGMOID or TANH), got {type(activation).__name__}")
+    activation = as_activation(activation)  # SIGMOID/TANH or "sigmoid"/"tanh"; anything else: TypeError
     p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
     n = c0.shape[0]
     q0 = _q0(q0, n, k, xs.dtype)
@@ -265,8 +264,7 @@ def rnn_flow_norms_matfree(
 
     With ``k = n`` equal to ``gradient_flow_norms(rnn_step_jacobians(params, c0, xs, activation))``.
     """
-    if not isinstance(activation, Activation):
-        raise TypeError(f"activation must be an lstm_jax Activation (SIGMOID or TANH), got {type(activation).__name__}")
+    activation = as_activation(activation)  # SIGMOID/TANH or "sigmoid"/"tanh"; anything else: TypeError
     p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
     n = c0.shape[0]
     q0 = _q0(q0, n, k, xs.dtype)

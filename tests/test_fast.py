@@ -118,8 +118,10 @@ def test_bad_batch_shapes_are_named_before_any_work():
         lj.run_lstm_batch(p, lj.LSTMState(h0, c0), xs[:, :2])
     with pytest.raises(ValueError, match="state0.c"):
         lj.run_lstm_batch(p, lj.LSTMState(h0, c0[:2]), xs)
-    with pytest.raises(TypeError, match="activation"):
-        lj.run_rnn_batch(lj.init_rnn(jax.random.PRNGKey(2), N, M), c0, xs, "tanh")
+    with pytest.raises(TypeError, match="activation"):  # the names "sigmoid"/"tanh" are accepted, other objects not
+        lj.run_rnn_batch(lj.init_rnn(jax.random.PRNGKey(2), N, M), c0, xs, jnp.tanh)
+    with pytest.raises(ValueError, match="activation"):
+        lj.run_rnn_batch(lj.init_rnn(jax.random.PRNGKey(2), N, M), c0, xs, "relu")
 
 
 @pytest.mark.parametrize("k, chunk", [(3, 128), (2 * N, 128), (3, 7)])  # chunk 7: T = 30 in 5 chunks, 5 padded steps
