@@ -53,7 +53,7 @@ import jax.numpy as jnp
 
 from ._activations import SIGMOID, TANH
 from ._scan import check_seq_lengths, previous_states, scan_steps
-from ._validation import as_named_tuple, check_array, common_dtype
+from ._validation import as_named_tuple, check_array, check_init_args, common_dtype
 
 _dsig = SIGMOID.deriv
 _dtanh = TANH.deriv
@@ -123,8 +123,7 @@ def init_gru(
     Each :math:`W_g = \text{scale}\cdot G_g/\sqrt{n+m}` with independent standard normal :math:`G_g`;
     biases zero (``bias=True``) or ``None``.
     """
-    if n < 1 or m < 1:
-        raise ValueError(f"n and m must be positive, got n={n}, m={m}")
+    key, n, m, scale, bias, dtype = check_init_args(key, n, m, scale, bias, dtype, floats_per_unit=3, label="init_gru")
     keys = jax.random.split(key, 3)
     norm = jnp.sqrt(n + m).astype(dtype)
     Ws = [scale * jax.random.normal(k, (n, n + m), dtype) / norm for k in keys]

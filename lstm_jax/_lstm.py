@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from ._scan import check_seq_lengths, scan_steps
-from ._validation import as_named_tuple, check_array, check_bool, check_float_dtype, check_int, check_fits_memory, check_key, check_real, common_dtype
+from ._validation import as_named_tuple, check_array, check_float_dtype, check_init_args, check_int, check_real, common_dtype
 
 
 
@@ -113,13 +113,8 @@ def init_lstm(
     (Gers et al. 2000 recommend 1.0).  ``bias=False`` gives the article's
     bias-free cell (all biases ``None``); ``forget_bias`` must then be 0.
     """
-    key = check_key(key)
-    n, m = check_int(n, "n", lo=1), check_int(m, "m", lo=1)
-    scale = check_real(scale, "scale")
+    key, n, m, scale, bias, dtype = check_init_args(key, n, m, scale, bias, dtype, floats_per_unit=4, label="init_lstm")
     forget_bias = check_real(forget_bias, "forget_bias")
-    bias = check_bool(bias, "bias")
-    dtype = check_float_dtype(dtype)
-    check_fits_memory(4 * n * (n + m + 1) * dtype.itemsize, f"init_lstm(n={n}, m={m}) parameters")
     if not bias and forget_bias != 0:
         raise ValueError(f"forget_bias={forget_bias} needs bias=True (got bias=False); pass forget_bias=0.0")
     keys = jax.random.split(key, 4)

@@ -25,10 +25,7 @@ import jax.numpy as jnp
 
 from ._activations import SIGMOID, Activation, as_activation
 from ._scan import check_seq_lengths, scan_steps
-from ._validation import (
-    as_named_tuple, check_array, check_bool, check_float_dtype, check_fits_memory, check_int, check_key, check_real, check_shape,
-    common_dtype,
-)
+from ._validation import as_named_tuple, check_array, check_init_args, check_shape, common_dtype
 
 
 class RNNParams(NamedTuple):
@@ -62,12 +59,7 @@ def init_rnn(
     circular law / Marchenko-Pastur edge).  The bias is zero, or ``None`` when
     ``bias=False`` (the article's model).
     """
-    key = check_key(key)
-    n, m = check_int(n, "n", lo=1), check_int(m, "m", lo=1)
-    scale = check_real(scale, "scale")
-    bias = check_bool(bias, "bias")
-    dtype = check_float_dtype(dtype)
-    check_fits_memory(n * (n + m + 1) * dtype.itemsize, f"init_rnn(n={n}, m={m}) parameters")
+    key, n, m, scale, bias, dtype = check_init_args(key, n, m, scale, bias, dtype, floats_per_unit=1, label="init_rnn")
     k_rec, k_in = jax.random.split(key)
     W_rec = scale * jax.random.normal(k_rec, (n, n), dtype) / jnp.sqrt(n).astype(dtype)
     W_in = jax.random.normal(k_in, (n, m), dtype) / jnp.sqrt(m).astype(dtype)

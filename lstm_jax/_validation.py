@@ -347,3 +347,19 @@ def check_finite(tree: Any, name: str) -> None:
                 f"{label} has {bad} non-finite entries (NaN or inf) out of {arr.size}; "
                 "expected all entries finite"
             )
+
+
+def check_init_args(key: Any, n: Any, m: Any, scale: Any, bias: Any, dtype: Any, *, floats_per_unit: int,
+                    label: str) -> tuple:
+    """The shared arguments of ``init_rnn`` / ``init_lstm`` / ``init_gru``, validated before any work.
+
+    Returns ``(key, n, m, scale, bias, dtype)``; refuses a parameter tree of about
+    ``floats_per_unit * n * (n + m + 1)`` numbers that would not fit in memory.
+    """
+    key = check_key(key)
+    n, m = check_int(n, "n", lo=1), check_int(m, "m", lo=1)
+    scale = check_real(scale, "scale")
+    bias = check_bool(bias, "bias")
+    dtype = check_float_dtype(dtype)
+    check_fits_memory(floats_per_unit * n * (n + m + 1) * dtype.itemsize, f"{label}(n={n}, m={m}) parameters")
+    return key, n, m, scale, bias, dtype

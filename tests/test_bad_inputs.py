@@ -419,3 +419,20 @@ def test_sigkill_mid_write_leaves_the_old_file_or_a_complete_new_one(tmp_path, m
         assert all(re.fullmatch(r"\.report\.json\..+\.tmp(\.json)?", s) for s in strays) and strays
     else:
         assert doc == {"old": True} or (doc["version"] >= 1 and len(doc["pad"]) == 8_000_000)
+
+
+@pytest.mark.parametrize("kwargs, exc, arg", [
+    ({"key": 0}, TypeError, "key"),
+    ({"n": 3.5}, TypeError, "n"),
+    ({"n": 0}, ValueError, "n"),
+    ({"m": -1}, ValueError, "m"),
+    ({"scale": "big"}, TypeError, "scale"),
+    ({"bias": "yes"}, TypeError, "bias"),
+    ({"dtype": jnp.int32}, TypeError, "dtype"),
+    ({"n": 10**6, "m": 10**6}, ValueError, "init_gru"),
+])
+def test_init_gru_validates_like_init_lstm_and_init_rnn(kwargs, exc, arg):
+    """init_gru shares the init argument checks (check_init_args) of init_lstm / init_rnn."""
+    args = {"key": jax.random.PRNGKey(0), "n": 4, "m": 3, **kwargs}
+    with pytest.raises(exc, match=arg):
+        lj.init_gru(**args)
