@@ -24,14 +24,18 @@ step for the LSTM) with QR re-orthonormalisation, giving the norms of
 :math:`q_0^\top \partial s_T/\partial s_t` for every ``t`` — those of :func:`~lstm_jax.gradient_flow_norms`
 when ``k`` is the full state size.
 
-Gates and pre-activations come from the library's own cell (``_gates``, :func:`~lstm_jax.run_lstm`'s
-trajectory, the derivatives of :mod:`lstm_jax._activations`); the QR step and the returned
-:class:`~lstm_jax.Lyapunov` are those of :func:`~lstm_jax.lyapunov` (Benettin et al. 1980; Engelken,
-Wolf & Abbott 2020).  Cost per step: LSTM ``2·4n·n·k`` FLOPs for the GEMM plus a ``(2n, k)`` QR
+Gates and pre-activations come from the library's own cell (``_gates`` / the cell update ``_update``,
+the derivatives of :mod:`lstm_jax._activations`); the QR step and the returned :class:`~lstm_jax.Lyapunov`
+are those of :func:`~lstm_jax.lyapunov` (Benettin et al. 1980; Engelken, Wolf & Abbott 2020).  The
+Lyapunov loop advances the trajectory in the same step: one GEMM :math:`U\,[h_{t-1} \mid Q_h]`
+(``(4n, n) @ (n, 1 + k)``) gives the recurrent pre-activation and :math:`P = U Q_h`, so the weights are
+read once per step (at ``n = 512`` a separate trajectory pass of GEMVs, which read ``U`` again, cost a third
+of the run).  Cost per step: LSTM ``2·4n·n·(k + 1)`` FLOPs for the GEMM plus a ``(2n, k)`` QR
 (``O(nk^2)``), versus ``O(n^2 (n+m))`` for one dense ``jax.jacfwd`` Jacobian and ``O(n^2 k)`` for
 ``J @ Q`` (the recipe of Vogt, Puelma Touzel, Shlizerman & Lajoie 2022, *On Lyapunov exponents for RNNs*,
 Frontiers in Applied Mathematics and Statistics 8).
-Memory: ``O(nk)`` per step plus the trajectory ``(T, 2n)`` and the ``(T, k)`` logs.
+Memory: Lyapunov ``O(nk)`` plus the ``(T, k)`` logs; the flow norms also keep the trajectory ``(T, 2n)``
+(their reverse scan needs it).
 
 Threads: the QR is LAPACK's (through scipy's OpenBLAS on CPU).  OpenBLAS worker threads contend with XLA's
 thread pool inside the loop; a ``(1024, 32)`` QR per step was measured orders of magnitude slower with OpenBLAS's
@@ -49,7 +53,7 @@ import jax.numpy as jnp
 from ._scan import previous_states
 from ._activations import SIGMOID, TANH, Activation, as_activation
 from ._flow import FlowNorms, Lyapunov
-from ._lstm import LSTMParams, LSTMState, _gates, check_lstm_call, run_lstm
+from ._lstm import LSTMParams, LSTMState, _gates, _update, check_lstm_call, run_lstm
 from ._rnn import RNNParams, _check_rnn_call, rnn_preactivation, run_rnn
 from ._validation import check_array
 
@@ -68,65 +72,56 @@ def _q0(q0, d: int, k: Optional[int], dtype) -> jax.Array:
     return check_array(q0, "q0", (d, k)).astype(dtype)
 
 
-_CHUNK = 128  # steps whose gate factors are formed together (one batched GEMM per gate), memory O(_CHUNK * n)
+def _qr_lyapunov(step, carry0, q0, inputs) -> Lyapunov:
+    """QR re-orthonormalisation of ``J_t Q`` (as in :func:`~lstm_jax.lyapunov`) along the trajectory.
 
-
-def _qr_lyapunov(prep, jq, q0, inputs, T: int) -> Lyapunov:
-    """QR re-orthonormalisation of ``J_t Q`` (as in :func:`~lstm_jax.lyapunov`), chunked over time.
-
-    ``prep`` maps one step's ``inputs`` to the step's diagonal factors and is vmapped over chunks of
-    ``_CHUNK`` steps (batched GEMMs instead of ``_CHUNK`` GEMVs); ``jq(Q, factors) = J_t Q``.  Padded
-    steps at the end apply the identity (``R = I``, log 0) and are cut off.
+    ``step(state, Q, input) -> (next state, J_t Q)`` advances the cell and forms the product in the same
+    step (the recurrent product of the trajectory and the Jacobian's weight product share one GEMM), so
+    the trajectory is never stored: memory ``O(nk)`` plus the ``(T, k)`` logs.
     """
-    L = min(T, _CHUNK)
-    chunks = -(-T // L)
-    pad = chunks * L - T
-
-    def blocks(a):
-        return jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)]).reshape((chunks, L) + a.shape[1:])
-
-    inputs = jax.tree_util.tree_map(blocks, inputs)
-    valid = (jnp.arange(chunks * L) < T).reshape(chunks, L)
     tiny = jnp.finfo(q0.dtype).tiny
 
-    def step(Q, inp):
-        F, v = inp
-        Q, R = jnp.linalg.qr(jnp.where(v, jq(Q, F), Q))
+    def body(carry, inp):
+        state, Q = carry
+        state, X = step(state, Q, inp)
+        Q, R = jnp.linalg.qr(X)
         r = jnp.diagonal(R)
         sign = jnp.where(r < 0, -1.0, 1.0).astype(Q.dtype)
         a = jnp.abs(r)  # floored at the smallest normal number and counted, as lstm_jax.lyapunov does
-        return Q * sign[None, :], (jnp.where(v, jnp.log(jnp.maximum(a, tiny)), 0.0), jnp.sum(v & (a < tiny)))
+        return (state, Q * sign[None, :]), (jnp.log(jnp.maximum(a, tiny)), jnp.sum(a < tiny))
 
-    def chunk(Q, inp):
-        block, v = inp
-        return jax.lax.scan(step, Q, (jax.vmap(prep)(*block), v))
-
-    _, (logs, low) = jax.lax.scan(chunk, q0, (inputs, valid))
-    logs = logs.reshape(chunks * L, -1)[:T]  # (T, k)
+    _, (logs, low) = jax.lax.scan(body, (carry0, q0), inputs)  # logs (T, k)
     means = jnp.mean(logs, axis=0)
     order = jnp.argsort(-means)
     return Lyapunov(means[order], jnp.cumsum(logs[:, 0]), jnp.cumsum(jnp.sum(logs, axis=1)), jnp.sum(low))
 
 
-def _lstm_factors(p: LSTMParams, h_prev, c_prev, x) -> jax.Array:
-    r"""The six diagonal factors of the joint Jacobian at one step, ``(6, n)``.
+def _lstm_factors(c_prev, z_f, z_i, z_c, z_o) -> tuple[LSTMState, jax.Array]:
+    r"""The next state and the six diagonal factors of the joint Jacobian at one step, ``(6, n)``.
 
     :math:`c_{t-1}\sigma'(z_f)`, :math:`\tilde c_t\sigma'(z_i)`, :math:`i_t\tanh'(z_c)`, :math:`f_t`,
-    :math:`\tanh(c_t)\sigma'(z_o)`, :math:`o_t\tanh'(c_t)`, from the library's gates.
+    :math:`\tanh(c_t)\sigma'(z_o)`, :math:`o_t\tanh'(c_t)`; the state from the library's cell update ``_update``.
     """
-    g = _gates(p, h_prev, x)
-    c = c_prev * g.f + g.c_tilde * g.i
-    return jnp.stack([c_prev * _dsig(g.z_f), g.c_tilde * _dsig(g.z_i), g.i * _dtanh(g.z_c), g.f,
-                      jnp.tanh(c) * _dsig(g.z_o), g.o * _dtanh(c)])
+    new = _update(c_prev, z_f, z_i, z_c, z_o)
+    F = jnp.stack([c_prev * _dsig(z_f), jnp.tanh(z_c) * _dsig(z_i), jax.nn.sigmoid(z_i) * _dtanh(z_c),
+                   jax.nn.sigmoid(z_f), jnp.tanh(new.c) * _dsig(z_o), jax.nn.sigmoid(z_o) * _dtanh(new.c)])
+    return new, F
 
 
-def _lstm_jq_factors(F: jax.Array, U: jax.Array, Q: jax.Array) -> jax.Array:
-    """``J_t Q`` from the factors ``F (6, n)`` and ``U = [U_f; U_i; U_c; U_o] (4n, n)``: one GEMM."""
+def _lstm_jq_factors(F: jax.Array, P: jax.Array, Q: jax.Array) -> jax.Array:
+    """``J_t Q`` from the factors ``F (6, n)`` and ``P = U Q_h (4n, k)`` (``U = [U_f; U_i; U_c; U_o]``)."""
     n = F.shape[-1]
-    P = U @ Q[:n]  # (4n, k): U_g Q_h for the four gates in one GEMM
     dc = F[0][:, None] * P[:n] + F[1][:, None] * P[n:2 * n] + F[2][:, None] * P[2 * n:3 * n] + F[3][:, None] * Q[n:]
     dh = F[4][:, None] * P[3 * n:] + F[5][:, None] * dc
     return jnp.concatenate([dh, dc], axis=0)
+
+
+def _split_weights(p: LSTMParams, n: int):
+    """``U = [U_f; U_i; U_c; U_o] (4n, n)``, ``V`` the input columns ``(4n, m)`` and ``b (4n,)`` (zeros if absent)."""
+    W = jnp.concatenate([p.W_f, p.W_i, p.W_c, p.W_o], axis=0)
+    bs = (p.b_f, p.b_i, p.b_c, p.b_o)
+    b = jnp.zeros((4 * n,), W.dtype) if bs[0] is None else jnp.concatenate(bs)
+    return W[:, :n], W[:, n:], b
 
 
 def lstm_lyapunov_matfree(
@@ -139,7 +134,10 @@ def lstm_lyapunov_matfree(
     r"""The ``k`` leading Lyapunov exponents of the LSTM along ``xs``, matrix-free (module docstring).
 
     Equals ``lyapunov(lstm_step_jacobians(params, state0, xs), k, q0)`` (same trajectory, same QR
-    steps; float64 agreement to rounding) without forming any ``(2n, 2n)`` Jacobian.
+    steps; float64 agreement to rounding) without forming any ``(2n, 2n)`` Jacobian.  Per step one GEMM
+    :math:`U\,[h_{t-1} \mid Q_h]` (``(4n, n) @ (n, 1 + k)``) gives both the trajectory's recurrent
+    pre-activation and :math:`P = U Q_h`; the input part :math:`V x_t + b` is a GEMV with the
+    ``(4n, m)`` input columns.
 
     Args:
       params: :class:`~lstm_jax.LSTMParams`.
@@ -153,12 +151,15 @@ def lstm_lyapunov_matfree(
     """
     p, s0, xs, n, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
     q0 = _q0(q0, 2 * n, k, xs.dtype)
-    _, traj = run_lstm(p, s0, xs)
-    h_prev = previous_states(s0.h, traj.h)
-    c_prev = previous_states(s0.c, traj.c)
-    U = jnp.concatenate([W[:, :n] for W in (p.W_f, p.W_i, p.W_c, p.W_o)], axis=0)
-    return _qr_lyapunov(lambda h, c, x: _lstm_factors(p, h, c, x), lambda Q, F: _lstm_jq_factors(F, U, Q), q0,
-                        (h_prev, c_prev, xs), xs.shape[0])
+    U, V, b = _split_weights(p, n)
+
+    def step(s, Q, x):
+        Z = U @ jnp.concatenate([s.h[:, None], Q[:n]], axis=1)  # (4n, 1 + k)
+        z = Z[:, 0] + V @ x + b
+        new, F = _lstm_factors(s.c, z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:])
+        return new, _lstm_jq_factors(F, Z[:, 1:], Q)
+
+    return _qr_lyapunov(step, s0, q0, xs)
 
 
 def rnn_lyapunov_matfree(
@@ -171,18 +172,22 @@ def rnn_lyapunov_matfree(
 ) -> Lyapunov:
     r"""The ``k`` leading Lyapunov exponents of the RNN, :math:`J_t Q = \operatorname{diag}(\phi'(z_t)) W_{rec} Q`.
 
-    Equals ``lyapunov(rnn_step_jacobians(params, c0, xs, activation), k, q0)`` without forming ``J_t``.
+    Equals ``lyapunov(rnn_step_jacobians(params, c0, xs, activation), k, q0)`` without forming ``J_t``;
+    per step one GEMM :math:`W_{rec}\,[c_{t-1} \mid Q]` gives the pre-activation and :math:`W_{rec} Q`.
     ``c0 (n,)``, ``xs (T, m)``, ``k`` in ``1..n``, ``q0 (n, k)``.
     """
     activation = as_activation(activation)  # SIGMOID/TANH or "sigmoid"/"tanh"; anything else: TypeError
     p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
     n = c0.shape[0]
     q0 = _q0(q0, n, k, xs.dtype)
-    _, cs = run_rnn(p, c0, xs, activation)
-    c_prev = previous_states(c0, cs)
+    b = jnp.zeros((n,), xs.dtype) if p.b is None else p.b
 
-    return _qr_lyapunov(lambda c, x: activation.deriv(rnn_preactivation(p, c, x)),
-                        lambda Q, d: d[:, None] * (p.W_rec @ Q), q0, (c_prev, xs), xs.shape[0])
+    def step(c, Q, x):
+        Z = p.W_rec @ jnp.concatenate([c[:, None], Q], axis=1)  # (n, 1 + k)
+        z = Z[:, 0] + p.W_in @ x + b
+        return activation.fn(z), activation.deriv(z)[:, None] * Z[:, 1:]
+
+    return _qr_lyapunov(step, c0, q0, xs)
 
 
 # --------------------------------------------------------------------------- flow norms (adjoint products)
@@ -217,12 +222,11 @@ def _lstm_jtq(p: LSTMParams, U: jax.Array, h_prev, c_prev, x, Wc: jax.Array) -> 
     r""":math:`J_t^\top W` for the joint LSTM Jacobian, ``W = [W_h; W_c] (2n, k)``: one ``(n, 4n) @ (4n, k)`` GEMM."""
     n = h_prev.shape[-1]
     g = _gates(p, h_prev, x)
-    c = c_prev * g.f + g.c_tilde * g.i
+    _, F = _lstm_factors(c_prev, g.z_f, g.z_i, g.z_c, g.z_o)
     W_h, W_c = Wc[:n], Wc[n:]
-    Y = (g.o * _dtanh(c))[:, None] * W_h + W_c  # cotangent reaching c_t
-    stacked = jnp.concatenate([(c_prev * _dsig(g.z_f))[:, None] * Y, (g.c_tilde * _dsig(g.z_i))[:, None] * Y,
-                               (g.i * _dtanh(g.z_c))[:, None] * Y, (jnp.tanh(c) * _dsig(g.z_o))[:, None] * W_h], axis=0)
-    return jnp.concatenate([U.T @ stacked, g.f[:, None] * Y], axis=0)
+    Y = F[5][:, None] * W_h + W_c  # cotangent reaching c_t
+    stacked = jnp.concatenate([F[0][:, None] * Y, F[1][:, None] * Y, F[2][:, None] * Y, F[4][:, None] * W_h], axis=0)
+    return jnp.concatenate([U.T @ stacked, F[3][:, None] * Y], axis=0)
 
 
 def lstm_flow_norms_matfree(
@@ -248,7 +252,7 @@ def lstm_flow_norms_matfree(
     _, traj = run_lstm(p, s0, xs)
     h_prev = previous_states(s0.h, traj.h)
     c_prev = previous_states(s0.c, traj.c)
-    U = jnp.concatenate([W[:, :n] for W in (p.W_f, p.W_i, p.W_c, p.W_o)], axis=0)
+    U = _split_weights(p, n)[0]
     return _flow_norms(lambda Q, inp: _lstm_jtq(p, U, *inp, Q), q0, (h_prev, c_prev, xs))
 
 

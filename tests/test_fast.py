@@ -124,9 +124,8 @@ def test_bad_batch_shapes_are_named_before_any_work():
         lj.run_rnn_batch(lj.init_rnn(jax.random.PRNGKey(2), N, M), c0, xs, "relu")
 
 
-@pytest.mark.parametrize("k, chunk", [(3, 128), (2 * N, 128), (3, 7)])  # chunk 7: T = 30 in 5 chunks, 5 padded steps
-def test_lstm_matfree_lyapunov_equals_dense_lyapunov_float64(k, chunk, monkeypatch):
-    monkeypatch.setattr(lj._matfree, "_CHUNK", chunk)
+@pytest.mark.parametrize("k", [3, 2 * N])
+def test_lstm_matfree_lyapunov_equals_dense_lyapunov_float64(k):
     xs, h0, c0 = _inputs(jnp.float64)
     p = lj.init_lstm(jax.random.PRNGKey(3), N, M, scale=3.0, dtype=jnp.float64)
     s0 = lj.LSTMState(h0[0], c0[0])
@@ -137,9 +136,8 @@ def test_lstm_matfree_lyapunov_equals_dense_lyapunov_float64(k, chunk, monkeypat
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("activation, chunk", [(lj.SIGMOID, 128), (lj.TANH, 8)])
-def test_rnn_matfree_lyapunov_equals_dense_lyapunov_float64(activation, chunk, monkeypatch):
-    monkeypatch.setattr(lj._matfree, "_CHUNK", chunk)
+@pytest.mark.parametrize("activation", [lj.SIGMOID, lj.TANH])
+def test_rnn_matfree_lyapunov_equals_dense_lyapunov_float64(activation):
     xs, _, c0 = _inputs(jnp.float64)
     p = lj.init_rnn(jax.random.PRNGKey(5), N, M, scale=2.0, dtype=jnp.float64)
     dense = lj.lyapunov(lj.rnn_step_jacobians(p, c0[0], xs[:, 0], activation), 4)
