@@ -4,6 +4,7 @@ before any work, and the outputs (written together through :class:`lstm_jax.io.A
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import math
 import pathlib
@@ -203,10 +204,14 @@ def _sweep(args, v, out: pathlib.Path, argv_text: str) -> int:
         from ..io import atomic_write
 
         dev = jax.devices()[0]
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # other jobs skew every figure below
         rows = [time_vmapped_seeds(T, 5, v["n"], settings._replace(check_every=10)) for T in (100, 500)]
         step = time_value_and_grad(64, 32, 1000)
+        own = time_value_and_grad(settings.batch, v["n"], 1000)
         atomic_write(out / "vmap_timing.json", strict_json({"device": f"{dev.platform}: {dev.device_kind}",
-                                                            "rows": rows, "value_and_grad": step}))
+                                                            "cpu_count": os.cpu_count(), "load_average_1min": load,
+                                                            "rows": rows, "value_and_grad": step,
+                                                            "value_and_grad_sweep_shape": own}))
         for r in rows:
             print(f"vmapped seeds, T = {r['T']}: sequential {r['sequential_s']:.3f} s, vmapped {r['vmapped_s']:.3f} s, "
                   f"ratio {r['ratio']:.2f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})")

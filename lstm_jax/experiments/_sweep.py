@@ -102,6 +102,10 @@ def run_sweep(out: pathlib.Path, plan: list[tuple[str, int, int]], n: int, setti
               echo: Callable[[str], None] = print, bar=None, task: str = TASK, replan: Optional[Callable] = None) -> int:
     """Run every planned ``(model, T, seed)`` that has no ``runs/<id>.json`` yet; save each at once.
 
+    Several processes may share one ``out`` folder when their plans are disjoint (``--Ts``/``--models``):
+    each saves atomically and re-reads the folder after every run, so a plan never repeats a run another
+    process has finished.
+
     ``replan(runs_done)`` (optional) is called after each run to refresh the rest of the plan (the
     T = 1000 choice depends on finished T = 500 runs).  Returns the number of runs trained.
     """
@@ -124,7 +128,9 @@ def run_sweep(out: pathlib.Path, plan: list[tuple[str, int, int]], n: int, setti
         if bar is not None:
             bar.update(1)
         if replan is not None:
-            done_ids.add(rid)
+            # re-read the folder: another sweep process (e.g. one per core, split by --Ts/--models) may have
+            # finished runs of this plan in the meantime
+            done_ids = {p.stem for p in runs_dir.glob("*.json")}
             todo = [x for x in replan(load_runs(runs_dir)) if run_id(task, *x) not in done_ids]
             if bar is not None:
                 bar.total = bar.n + len(todo)
@@ -299,8 +305,22 @@ def findings(runs: list[dict]) -> list[str]:
     for T in sorted({r["T"] for r in rows if r["model"] == "rnn-floss"}):
         cells = {r["model"]: r for r in rows if r["T"] == T and r["model"] in ("rnn-floss", "rnn-tanh")}
         if len(cells) == 2:
-            out.append(f"T = {T}: flossed tanh RNN {cells['rnn-floss']['solved']}/{cells['rnn-floss']['runs']} solved, "
-                       f"plain tanh RNN {cells['rnn-tanh']['solved']}/{cells['rnn-tanh']['runs']}.")
+            fl, pl = cells["rnn-floss"], cells["rnn-tanh"]
+            out.append(f"T = {T}: flossed tanh RNN {fl['solved']}/{fl['runs']} solved (median "
+                       f"{np.median(fl['test_errors']):.0f} test errors of 2560, λ₁ {fl['lyapunov_median']:+.3f}), plain tanh "
+                       f"RNN {pl['solved']}/{pl['runs']} (median {np.median(pl['test_errors']):.0f}, λ₁ "
+                       f"{pl['lyapunov_median']:+.3f}).")
+    for T, ref in HS1997.items():
+        cells = [r for r in rows if r["T"] == T and r["model"] in LSTM_MODELS and r["solved"] == r["runs"]]
+        need = 3 if T == 1000 else 5
+        good = [r for r in cells if r["runs"] >= need and r["mean_sequences"] < ref["mean_sequences"]]
+        out.append(f"Target at T = {T} (every seed solved, ≥ {need} seeds, mean below the 1997 "
+                   f"{_fmt_k(ref['mean_sequences'])}): " + (
+                       "met by " + ", ".join(f"{r['model']} ({r['solved']}/{r['runs']}, mean {_fmt_k(r['mean_sequences'])})"
+                                             for r in good) if good else
+                       "not met" + (" yet: " + ", ".join(f"{r['model']} {r['solved']}/{r['runs']}" for r in rows
+                                                          if r["T"] == T and r["model"] in LSTM_MODELS)
+                                    if any(r["T"] == T for r in rows) else " (no run at this T yet)")) + ".")
     for solved in (True, False):
         moves = [(_first_last(r, "f_lag"), _first_last(r, "long_lag_share"), _first_last(r, "f_other"))
                  for r in runs if r["model"] in gated and r["solved"] == solved]
@@ -317,6 +337,19 @@ def findings(runs: list[dict]) -> list[str]:
                    f"{np.median([f[1] for f, _, _ in moves]):.2f}, long-lag share "
                    f"{np.median([s_[0] for _, s_, _ in moves]):.2f} → {np.median([s_[1] for _, s_, _ in moves]):.2f}.")
     return out
+
+
+def thousand_text(runs: list[dict]) -> str:
+    """Which LSTM variants T = 1000 runs, and why (computed from the finished T = 500 runs)."""
+    at500 = sorted({r["model"] for r in runs if r["T"] == 500 and r["model"] in LSTM_MODELS})
+    chosen = most_promising(runs)
+    base = ("T = 1000 runs only the two most promising LSTM variants (most seeds solved at T = 500, then fewest "
+            "mean sequences): ")
+    if len(at500) < 2:
+        return base + (f"no two variants have T = 500 runs yet, so the default {', '.join(FALLBACK_PROMISING)} — the "
+                       "paper's own cell, which solved T = 1000 in 1997, and the chrono initialisation, whose forget "
+                       "biases are drawn for time constants up to T.")
+    return base + f"{', '.join(chosen)}, ranked among the variants with T = 500 runs ({', '.join(at500)})."
 
 
 def readme_text(runs: list[dict], meta: dict, figures: list[str], vmap_timing: Optional[dict]) -> str:
@@ -349,10 +382,7 @@ def readme_text(runs: list[dict], meta: dict, figures: list[str], vmap_timing: O
         "",
         *([f"- {line}" for line in findings(runs)] or ["- (no LSTM run has finished yet)"]),
         "",
-        "T = 1000 runs only the two most promising LSTM variants (most seeds solved, then fewest mean sequences "
-        f"at T = 500; before any T = 500 run has finished: {', '.join(FALLBACK_PROMISING)} — the paper's own cell, "
-        "which solved T = 1000 in 1997, and the chrono initialisation, whose forget biases are drawn for time "
-        "constants up to T).",
+        thousand_text(runs),
         "",
     ]
     if vmap_timing:
@@ -365,11 +395,16 @@ def readme_text(runs: list[dict], meta: dict, figures: list[str], vmap_timing: O
                       "runs seeds one after another (each run saved as it finishes)."
                       if any(r["ratio_min"] < 1 for r in vmap_timing["rows"]) else
                       "The vmapped program is faster at every size measured."), ""]
-        if "value_and_grad" in vmap_timing:
-            v = vmap_timing["value_and_grad"]
+        load = vmap_timing.get("load_average_1min")
+        where = (f"{vmap_timing['device']}, {vmap_timing['cpu_count']} cores, 1-minute load average {load:.1f} at the start"
+                 if load is not None and "cpu_count" in vmap_timing else f"{vmap_timing['device']}, 2 cores shared with other jobs")
+        for k in ("value_and_grad", "value_and_grad_sweep_shape"):
+            if k not in vmap_timing:
+                continue
+            v = vmap_timing[k]
             line = (f"One jitted value_and_grad of the training loss at B = {v['B']}, n = {v['n']}, T = {v['T']} "
-                    f"(padded to {v['padded_T']}): {v['median_ms']:.1f} ms (min {v['min_ms']:.1f}, max "
-                    f"{v['max_ms']:.1f}, {v['reps']} repeats; {vmap_timing['device']}, 2 cores shared with other jobs)")
+                    f"(padded to {v['padded_T']}{', the sweep’s own shape' if k.endswith('shape') else ''}): "
+                    f"{v['median_ms']:.1f} ms (min {v['min_ms']:.1f}, max {v['max_ms']:.1f}, {v['reps']} repeats; {where})")
             if "baseline_median_ms" in v:
                 line += (f"; interleaved with it, the plain fixed-length loss (exactly T steps, final state): "
                          f"{v['baseline_median_ms']:.1f} ms (min {v['baseline_min_ms']:.1f}, max "
