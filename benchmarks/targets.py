@@ -140,9 +140,10 @@ def attribution(B, n, m, T, rounds):
     g, g_args, g_flops = L.scan_gemm(B, n, T)
     e, e_args = L.scan_gates(B, n, T)
     ge, ge_args = L.scan_gemm_gates(B, n, T)
+    er, er_args = L.scan_gates_rational(B, n, T)
     big, big_args, flops = L.big_gemm(B, n, m, T)
     calls.update(scan_gemm=_block(g, *g_args), scan_gates=_block(e, *e_args), scan_gemm_gates=_block(ge, *ge_args),
-                 big_gemm=_block(big, *big_args))
+                 scan_gates_rational=_block(er, *er_args), big_gemm=_block(big, *big_args))
     times = H.interleaved(calls, rounds)
     gemm_rate = [g_flops / t for t in times["scan_gemm"]]
     fwd_frac = H.spread([100 * flops / t / r for t, r in zip(times["fast_fwd"], gemm_rate)])  # percent
@@ -157,7 +158,9 @@ def attribution(B, n, m, T, rounds):
             "in_scan_gemm_gflops": H.spread([r / 1e9 for r in gemm_rate]),
             "big_gemm_gflops": H.spread([flops / t / 1e9 for t in times["big_gemm"]]),
             "fast_fwd_gflops": H.spread([flops / t / 1e9 for t in times["fast_fwd"]]),
-            "gates_over_gemm": H.ratio_spread(times["scan_gates"], times["scan_gemm"])}
+            "gates_over_gemm": H.ratio_spread(times["scan_gates"], times["scan_gemm"]),
+            "rational_over_xla_gates": H.ratio_spread(times["scan_gates_rational"], times["scan_gates"]),
+            "activation_errors": L.activation_errors()}
     print(f"attribution {where}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items()), flush=True)
     return rows, info
 
@@ -248,6 +251,7 @@ def breakdown_table(info):
     names = [("fast_fwd", "LSTM forward (run_lstm_batch)"), ("fast_vg", "LSTM value_and_grad (run_lstm_batch)"),
              ("torch_fwd", "torch.nn.LSTM forward"), ("torch_vg", "torch.nn.LSTM value_and_grad"),
              ("scan_gemm", "in-scan (B,n)@(n,4n) + tanh"), ("scan_gates", "in-scan gate elementwise math (no GEMM)"),
+             ("scan_gates_rational", "in-scan gate math, rational float32 tanh and sigmoid = (1 + tanh(z/2))/2"),
              ("scan_gemm_gates", "in-scan (B,n)@(n,4n) + gate math (the LSTM step without x_t W_x)"),
              ("big_gemm", "same-FLOP single GEMM (T·B, n+m)@(n+m, 4n)")]
     return H.markdown_table(["in-loop breakdown " + f"(B={info['B']}, n={info['n']}, m={info['m']}, T={info['T']})", "median ms"],
@@ -258,7 +262,19 @@ def breakdown_table(info):
         f"gate math ÷ in-scan GEMM time {H.fmt_spread(info['gates_over_gemm'])}"
         + (f"; inside the loop, the gate math adds {ms['scan_gemm_gates'] - ms['scan_gemm']:.0f} ms to the recurrent GEMM "
            f"and the input projection x_t W_x another {ms['fast_fwd'] - ms['scan_gemm_gates']:.0f} ms (LSTM forward − "
-           "the step without it; medians)" if "scan_gemm_gates" in ms and "fast_fwd" in ms else ""))
+           "the step without it; medians)" if "scan_gemm_gates" in ms and "fast_fwd" in ms else "")
+        + _activation_text(info))
+
+
+def _activation_text(info):
+    if "activation_errors" not in info:
+        return ""
+    e, r = info["activation_errors"], info["rational_over_xla_gates"]
+    return (f"\n\nfloat32 activations on {e['grid'][2]:,} points of [{e['grid'][0]:g}, {e['grid'][1]:g}] against float64: "
+            f"XLA tanh {e['xla']['tanh_max_ulp']:.2f} ulp, rational tanh {e['rational']['tanh_max_ulp']:.2f} ulp; "
+            f"XLA sigmoid max abs {e['xla']['sigmoid_max_abs']:.1e} / rel {e['xla']['sigmoid_max_rel']:.1e}, "
+            f"(1 + tanh(z/2))/2 max abs {e['rational']['sigmoid_max_abs']:.1e} / rel {e['rational']['sigmoid_max_rel']:.1e}; "
+            f"rational ÷ XLA gate math time {H.fmt_spread(r)}")
 
 
 def main(argv=None):

@@ -30,10 +30,11 @@ loop, ``H_prevᵀ Z̄`` and ``Xᵀ Z̄`` after it).  Memory: ``6·T·B·n`` stor
 ``T·B·n`` (``torch.nn.LSTM`` stores a similar amount).
 
 Derivatives use the exact functions of :mod:`lstm_jax._activations` (``SIGMOID.deriv``, ``TANH.deriv``)
-in every dtype; gate values use :func:`jax.nn.sigmoid` / :func:`jax.numpy.tanh`.  (Rational and
-exp-based float32 approximations were measured *slower* than XLA:CPU's own vectorised ``tanh`` and
-``logistic`` on this package's 2-core benchmark CPU, in an A/B inside one scan during issue #14 that is not
-part of the suite — so none is used.)
+in every dtype; gate values use :func:`jax.nn.sigmoid` / :func:`jax.numpy.tanh`.  No float32
+approximation of our own: XLA:CPU's float32 ``tanh`` is already a rational approximation (4.37 ulp on
+[-20, 20], the same as the rational form ``benchmarks/_inloop.py`` times), and the cheap sigmoid
+:math:`(1 + \tanh(z/2))/2` loses relative accuracy for :math:`z \ll 0` (``benchmarks/targets.py`` prints
+both errors and the in-scan time of each).
 
 Forward-mode differentiation: a :func:`jax.custom_vjp` function cannot be differentiated with
 :func:`jax.jvp` / :func:`jax.jacfwd`.  Use these runners for training and timing (``jax.grad``,
