@@ -1,4 +1,4 @@
-"""In-loop cost attribution: what one step of a scanned LSTM costs, timed inside ONE ``lax.scan``.
+r"""In-loop cost attribution: what one step of a scanned LSTM costs, timed inside ONE ``lax.scan``.
 
 Timing ``(B, n) @ (n, 4n)`` as one jitted call per step measures dispatch (tens of µs), not the product;
 inside a scan the loop overhead is paid the same way the LSTM pays it.  Three loops of ``T`` steps on a
@@ -79,7 +79,7 @@ def rational_tanh(x):
 
 
 def rational_sigmoid(x):
-    """:math:`\sigma(x) = (1 + \tanh(x/2))/2` with :func:`rational_tanh` (absolute, not relative, accuracy)."""
+    r""":math:`\sigma(x) = (1 + \tanh(x/2))/2` with :func:`rational_tanh` (absolute, not relative, accuracy)."""
     return 0.5 + 0.5 * rational_tanh(0.5 * x)
 
 
