@@ -63,7 +63,7 @@ def test_lstm_1997_has_f_identically_one_and_no_gradient_reaches_its_forget_para
     assert total - trainable == 8 * (8 + 2) + 8  # W_f and b_f excluded
 
 
-@pytest.mark.parametrize("model", ["lstm-1997", "lstm-frozen-forget"])
+@pytest.mark.parametrize("model", ["lstm-1997", "lstm-frozen-forget", "lstm-1997-ib"])
 def test_frozen_forget_parameters_do_not_move_under_adam_while_the_rest_does(model):
     spec = ModelSpec(model, "adding-1997", 10, 4)
     r = train_run(spec, 0, TrainSettings(batch=8, budget=160, check_every=20, diagnostics=False))
@@ -241,7 +241,19 @@ def test_sweep_saves_each_run_and_a_rerun_skips_finished_runs(tmp_path):
 
 def test_model_ids_are_fixed():
     assert MODELS == ("rnn-tanh", "rnn-sigmoid", "rnn-floss", "lstm-bf0", "lstm-bf1", "lstm-chrono", "lstm-1997",
-                      "lstm-frozen-forget")
+                      "lstm-frozen-forget", "lstm-1997-ib")
+
+
+def test_the_forget_gate_ablation_differs_from_chrono_only_in_the_forget_gate():
+    chrono = init_model(jax.random.PRNGKey(3), ModelSpec("lstm-chrono", "adding-1997", 100, 8))
+    ib = init_model(jax.random.PRNGKey(3), ModelSpec("lstm-1997-ib", "adding-1997", 100, 8))
+    assert forget_gate_is_one(ib) and not forget_gate_is_one(chrono)
+    for field in chrono["cell"]._fields:
+        same = bool(jnp.all(getattr(chrono["cell"], field) == getattr(ib["cell"], field)))
+        assert same == (field not in ("W_f", "b_f")), field
+    assert float(jnp.max(ib["cell"].b_i)) < 0  # the input gate starts biased toward closed: b_i = -log u, u > 1
+    assert parameter_count(ib, "lstm-1997-ib") == parameter_count(init_model(
+        jax.random.PRNGKey(3), ModelSpec("lstm-1997", "adding-1997", 100, 8)), "lstm-1997")
 
 
 def _fake_run(model, T, seed, solved, seqs, f_lag, share, f_other=(0.5, 0.5)):

@@ -5,7 +5,7 @@ Front door of the ``lstm_jax.experiments`` wing; it uses only the public names o
 * tasks: :func:`adding_problem_1997` (H&S 1997 Experiment 4 as specified), :func:`adding_problem`
   (the common variant), :func:`temporal_order`; :func:`stopping_rule` (the paper's);
 * models: :data:`MODELS` (``rnn-tanh``, ``rnn-sigmoid``, ``rnn-floss``, ``lstm-bf0``, ``lstm-bf1``,
-  ``lstm-chrono``, ``lstm-1997``, ``lstm-frozen-forget``), :class:`ModelSpec`, :func:`loss_terms` (the
+  ``lstm-chrono``, ``lstm-1997``, ``lstm-frozen-forget``, ``lstm-1997-ib``), :class:`ModelSpec`, :func:`loss_terms` (the
   training objective, written once), :func:`floss_penalty` (gradient flossing);
 * training: :class:`TrainSettings`, :func:`train_run` (to the stopping rule, with
   :func:`flow_snapshot` gradient-flow measurements along the way);

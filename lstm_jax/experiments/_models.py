@@ -25,6 +25,11 @@ Model ids (:data:`MODELS`; the same hidden size ``n`` for all):
                        :math:`\sigma'(10^4) = 0`; ``W_f, b_f`` are excluded from updates
 ``lstm-frozen-forget``  LSTM with forget bias 1 whose forget-gate parameters ``W_f, b_f`` are excluded
                        from updates (trained everything else)
+``lstm-1997-ib``       the ablation of ``lstm-chrono``'s forget gate: the ``lstm-1997`` cell (no forget
+                       gate, :math:`f \equiv 1`) with chrono's *input*-gate bias :math:`b_i = -\log u`,
+                       :math:`u \sim U(1, T - 1)` (same key, so the same numbers as ``lstm-chrono``'s
+                       :math:`b_i`) — H&S 1997's own remedy against state drift, "initially bias the
+                       input gate towards zero"; it differs from ``lstm-chrono`` only in the forget gate
 =====================  ==========================================================================
 
 The optimiser is optax Adam after ``clip_by_global_norm``; frozen parameters go through
@@ -61,7 +66,9 @@ from .. import (
 from ._tasks import check_task
 
 MODELS = ("rnn-tanh", "rnn-sigmoid", "rnn-floss", "lstm-bf0", "lstm-bf1", "lstm-chrono", "lstm-1997",
-          "lstm-frozen-forget")
+          "lstm-frozen-forget", "lstm-1997-ib")
+#: models whose forget gate is not trained (``W_f, b_f`` excluded from updates)
+NO_FORGET_TRAINING = ("lstm-1997", "lstm-frozen-forget", "lstm-1997-ib")
 LSTM_MODELS = tuple(m for m in MODELS if m.startswith("lstm"))
 RNN_MODELS = tuple(m for m in MODELS if m.startswith("rnn"))
 #: the frozen pre-activation of the 1997 cell's "forget gate": sigma(1e4) == 1.0 exactly
@@ -99,10 +106,10 @@ def init_model(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
     if is_lstm(spec.model):
         bf = {"lstm-bf0": 0.0, "lstm-bf1": 1.0, "lstm-frozen-forget": 1.0, "lstm": spec.forget_bias}.get(spec.model, 0.0)
         cell = init_lstm(k_cell, n, m, forget_bias=bf, dtype=dtype)
-        if spec.model == "lstm-chrono":
+        if spec.model in ("lstm-chrono", "lstm-1997-ib"):
             b_f = jnp.log(jax.random.uniform(k_chrono, (n,), dtype, minval=1.0, maxval=max(spec.T - 1, 2)))
             cell = cell._replace(b_f=b_f, b_i=-b_f)
-        elif spec.model == "lstm-1997":
+        if spec.model in ("lstm-1997", "lstm-1997-ib"):
             cell = cell._replace(W_f=jnp.zeros_like(cell.W_f), b_f=jnp.full((n,), NO_FORGET_BIAS, cell.W_f.dtype))
     else:
         cell = init_rnn(k_cell, n, m, bias=True, dtype=dtype)
@@ -111,8 +118,8 @@ def init_model(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
 
 
 def trainable_mask(params: dict, model: str) -> dict:
-    """Pytree of labels ``"train"`` / ``"frozen"``: ``W_f, b_f`` frozen for ``lstm-1997`` and ``lstm-frozen-forget``."""
-    frozen = ("W_f", "b_f") if model in ("lstm-1997", "lstm-frozen-forget") else ()
+    """Pytree of labels ``"train"`` / ``"frozen"``: ``W_f, b_f`` frozen for :data:`NO_FORGET_TRAINING`."""
+    frozen = ("W_f", "b_f") if model in NO_FORGET_TRAINING else ()
     cell = params["cell"]
     cell_labels = type(cell)(*["frozen" if f in frozen else "train" for f in cell._fields])
     return {"cell": cell_labels, "W_out": "train", "b_out": "train"}

@@ -298,6 +298,10 @@ def findings(runs: list[dict]) -> list[str]:
                        else "is behind")
             line += f"; the 1997 cell without forget gate ({desc(cells['lstm-1997'])}) {verdict} the best " \
                     f"forget-gate variant ({desc(bg)})"
+        if "lstm-1997-ib" in cells and "lstm-chrono" in cells:
+            ib, ch = cells["lstm-1997-ib"], cells["lstm-chrono"]
+            line += (f"; forget gate ablated from chrono (same input-gate bias, f ≡ 1): {desc(ib)} vs "
+                     f"{desc(ch)}")
         if "lstm-frozen-forget" in cells and "lstm-bf1" in cells:
             line += (f"; frozen forget gate: {desc(cells['lstm-frozen-forget'])} vs trained (same init) "
                      f"{desc(cells['lstm-bf1'])}")
