@@ -285,6 +285,21 @@ def test_generated_findings_follow_the_injected_runs_both_ways():
     assert "| lstm-1997 | 100 | 1/2 | 90k (90k–90k) | 1, 1 |" in markdown_table(down + no_gate_slow)
 
 
+def test_generated_findings_state_the_forget_gate_ablation_and_the_targets_per_T():
+    from lstm_jax.experiments._sweep import findings
+
+    chrono = [_fake_run("lstm-chrono", 1000, s, True, 30_000, (1, 1), (0.3, 0.5)) for s in range(3)]
+    ablated = [_fake_run("lstm-1997-ib", 1000, s, s < 2, 40_000, (1, 1), (0.3, 0.5)) for s in range(3)]
+    text = " ".join(findings(chrono + ablated))
+    assert ("forget gate ablated from chrono (same input-gate bias, f ≡ 1): lstm-1997-ib 2/3 solved, mean 40k "
+            "sequences vs lstm-chrono 3/3 solved, mean 30k sequences") in text
+    assert "Target at T = 1000 (every seed solved, ≥ 3 seeds, mean below the 1997 853k): met by lstm-chrono (3/3" in text
+    assert "Target at T = 500 (every seed solved, ≥ 5 seeds, mean below the 1997 209k): not met (no run at this T yet)" in text
+    slow = [_fake_run("lstm-chrono", 100, s, True, 80_000, (1, 1), (0.3, 0.5)) for s in range(5)]  # 80k > 74k
+    assert "Target at T = 100 (every seed solved, ≥ 5 seeds, mean below the 1997 74k): not met yet: lstm-chrono 5/5" in \
+        " ".join(findings(slow))
+
+
 def test_committed_long_lag_report_is_generated_from_the_committed_runs():
     """docs/long-lag/results.json and README.md are the output of write_report on docs/long-lag/runs/ (no
     hand-edited numbers): regenerate the text from the runs and the recorded meta and compare."""
