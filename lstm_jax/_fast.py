@@ -31,8 +31,8 @@ loop, ``H_prevᵀ Z̄`` and ``Xᵀ Z̄`` after it).  Memory: ``6·T·B·n`` stor
 
 Derivatives use the exact functions of :mod:`lstm_jax._activations` (``SIGMOID.deriv``, ``TANH.deriv``)
 in every dtype; gate values use :func:`jax.nn.sigmoid` / :func:`jax.numpy.tanh`.  No float32
-approximation of our own: XLA:CPU's float32 ``tanh`` is already a rational approximation (4.37 ulp on
-[-20, 20], the same as the rational form ``benchmarks/_inloop.py`` times), and the cheap sigmoid
+approximation of our own: XLA:CPU's float32 ``tanh`` is already a rational approximation (the same max
+ulp error on [-20, 20] as the rational form ``benchmarks/_inloop.py`` times), and the cheap sigmoid
 :math:`(1 + \tanh(z/2))/2` loses relative accuracy for :math:`z \ll 0` (``benchmarks/targets.py`` prints
 both errors and the in-scan time of each).
 

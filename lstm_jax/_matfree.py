@@ -28,9 +28,8 @@ Gates and pre-activations come from the library's own cell (``_gates`` / the cel
 the derivatives of :mod:`lstm_jax._activations`); the QR step and the returned :class:`~lstm_jax.Lyapunov`
 are those of :func:`~lstm_jax.lyapunov` (Benettin et al. 1980; Engelken, Wolf & Abbott 2020).  The
 Lyapunov loop advances the trajectory in the same step: one GEMM :math:`U\,[h_{t-1} \mid Q_h]`
-(``(4n, n) @ (n, 1 + k)``) gives the recurrent pre-activation and :math:`P = U Q_h`, so the weights are
-read once per step (at ``n = 512`` a separate trajectory pass of GEMVs, which read ``U`` again, cost a third
-of the run).  Cost per step: LSTM ``2·4n·n·(k + 1)`` FLOPs for the GEMM plus a ``(2n, k)`` QR
+(``(4n, n) @ (n, 1 + k)``) gives the recurrent pre-activation and :math:`P = U Q_h`, so no trajectory is
+stored (the memory of a ``T = 10^5`` run is the ``(T, k)`` logs).  Cost per step: LSTM ``2·4n·n·(k + 1)`` FLOPs for the GEMM plus a ``(2n, k)`` QR
 (``O(nk^2)``), versus ``O(n^2 (n+m))`` for one dense ``jax.jacfwd`` Jacobian and ``O(n^2 k)`` for
 ``J @ Q`` (the recipe of Vogt, Puelma Touzel, Shlizerman & Lajoie 2022, *On Lyapunov exponents for RNNs*,
 Frontiers in Applied Mathematics and Statistics 8).
@@ -53,7 +52,7 @@ import jax.numpy as jnp
 from ._scan import previous_states
 from ._activations import SIGMOID, TANH, Activation, as_activation
 from ._flow import FlowNorms, Lyapunov
-from ._lstm import LSTMParams, LSTMState, _gates, _update, check_lstm_call, run_lstm
+from ._lstm import LSTMParams, LSTMState, _fused, _gates, _update, check_lstm_call, run_lstm
 from ._rnn import RNNParams, _check_rnn_call, rnn_preactivation, run_rnn
 from ._validation import check_array
 
@@ -117,11 +116,10 @@ def _lstm_jq_factors(F: jax.Array, P: jax.Array, Q: jax.Array) -> jax.Array:
 
 
 def _split_weights(p: LSTMParams, n: int):
-    """``U = [U_f; U_i; U_c; U_o] (4n, n)``, ``V`` the input columns ``(4n, m)`` and ``b (4n,)`` (zeros if absent)."""
-    W = jnp.concatenate([p.W_f, p.W_i, p.W_c, p.W_o], axis=0)
-    bs = (p.b_f, p.b_i, p.b_c, p.b_o)
-    b = jnp.zeros((4 * n,), W.dtype) if bs[0] is None else jnp.concatenate(bs)
-    return W[:, :n], W[:, n:], b
+    """``U = [U_f; U_i; U_c; U_o] (4n, n)``, ``V`` the input columns ``(4n, m)`` and ``b (4n,)`` (a missing
+    gate bias is zero), from the library's fused layout."""
+    W, b = _fused(p, n)  # W (n + m, 4n): rows [h; x]
+    return W[:n].T, W[n:].T, (jnp.zeros((4 * n,), W.dtype) if b is None else b)
 
 
 def lstm_lyapunov_matfree(
@@ -133,8 +131,10 @@ def lstm_lyapunov_matfree(
 ) -> Lyapunov:
     r"""The ``k`` leading Lyapunov exponents of the LSTM along ``xs``, matrix-free (module docstring).
 
-    Equals ``lyapunov(lstm_step_jacobians(params, state0, xs), k, q0)`` (same trajectory, same QR
-    steps; float64 agreement to rounding) without forming any ``(2n, 2n)`` Jacobian.  Per step one GEMM
+    Equals ``lyapunov(lstm_step_jacobians(params, state0, xs), k, q0)`` (the same recurrence and QR steps;
+    the pre-activation is summed as :math:`U h + V x + b` instead of :math:`W [h; x] + b`, so the trajectories
+    agree to rounding — in float64 to ~1e-15 here, while in float32 a chaotic trajectory drifts apart and only the
+    exponents, as statistics, agree) without forming any ``(2n, 2n)`` Jacobian.  Per step one GEMM
     :math:`U\,[h_{t-1} \mid Q_h]` (``(4n, n) @ (n, 1 + k)``) gives both the trajectory's recurrent
     pre-activation and :math:`P = U Q_h`; the input part :math:`V x_t + b` is a GEMV with the
     ``(4n, m)`` input columns.

@@ -136,10 +136,24 @@ def test_lstm_matfree_lyapunov_equals_dense_lyapunov_float64(k):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("activation", [lj.SIGMOID, lj.TANH])
-def test_rnn_matfree_lyapunov_equals_dense_lyapunov_float64(activation):
+@pytest.mark.parametrize("missing", [("b_f",), ("b_i", "b_o"), ("b_f", "b_i", "b_c", "b_o")])
+def test_lstm_matfree_lyapunov_treats_each_missing_gate_bias_as_zero(missing):
+    xs, h0, c0 = _inputs(jnp.float64)
+    p = lj.init_lstm(jax.random.PRNGKey(3), N, M, scale=3.0, dtype=jnp.float64)
+    p = p._replace(**{b: None for b in missing})
+    s0 = lj.LSTMState(h0[0], c0[0])
+    dense = lj.lyapunov(lj.lstm_step_jacobians(p, s0, xs[:, 0]), 3)
+    free = lj.lstm_lyapunov_matfree(p, s0, xs[:, 0], 3)
+    for a, b in zip(free, dense):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("activation, bias", [(lj.SIGMOID, False), (lj.TANH, False), (lj.TANH, True)])
+def test_rnn_matfree_lyapunov_equals_dense_lyapunov_float64(activation, bias):
     xs, _, c0 = _inputs(jnp.float64)
-    p = lj.init_rnn(jax.random.PRNGKey(5), N, M, scale=2.0, dtype=jnp.float64)
+    p = lj.init_rnn(jax.random.PRNGKey(5), N, M, scale=2.0, bias=bias, dtype=jnp.float64)
+    if bias:  # a bias large enough to move the operating point
+        p = p._replace(b=jax.random.normal(jax.random.PRNGKey(6), (N,), jnp.float64))
     dense = lj.lyapunov(lj.rnn_step_jacobians(p, c0[0], xs[:, 0], activation), 4)
     free = lj.rnn_lyapunov_matfree(p, c0[0], xs[:, 0], activation, 4)
     for a, b in zip(free, dense):

@@ -4,9 +4,9 @@ before any work, and the outputs (written together through :class:`lstm_jax.io.A
 from __future__ import annotations
 
 import argparse
-import os
 import json
 import math
+import os
 import pathlib
 import sys
 import time

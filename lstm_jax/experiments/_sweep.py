@@ -8,7 +8,7 @@ within a stage every cell gets seed 0 before any gets seed 1):
 2. plain RNNs at T = 25, 50 and 100, 3 seeds;
 3. every LSTM variant at T = 500, 5 seeds;
 4. the two most promising LSTM variants at T = 1000, 3 seeds: chosen by :func:`most_promising` from the
-   finished T = 500 runs (most seeds solved, then fewest mean training sequences); until T = 500 has
+   finished T = 500 runs (largest fraction of seeds solved, then fewest mean training sequences); until T = 500 has
    finished runs, ``lstm-1997`` (the paper's own cell, which solved T = 1000 in 1997) and ``lstm-chrono``
    (whose forget biases are initialised for time constants up to T).
 
@@ -41,6 +41,8 @@ HS1997 = {  # H&S 1997 Table 7 (LSTM without forget gate, 10 runs each): mean se
     1000: {"mean_sequences": 853_000, "test_errors": 1, "range": "370k–2.02M"},
 }
 FALLBACK_PROMISING = ("lstm-1997", "lstm-chrono")
+#: seeds per cell of the plan: LSTMs at T = 100 and 500, the two chosen LSTMs at T = 1000, the RNNs
+SEEDS_LSTM, SEEDS_T1000, SEEDS_RNN = 5, 3, 3
 
 
 def run_id(task: str, model: str, T: int, seed: int) -> str:
@@ -55,7 +57,7 @@ def load_runs(runs_dir: pathlib.Path) -> list[dict]:
 
 
 def most_promising(runs: list[dict], T: int = 500, k: int = 2) -> tuple[str, ...]:
-    """The ``k`` LSTM variants with the most solved seeds at ``T`` (ties: fewer mean sequences)."""
+    """The ``k`` LSTM variants with the largest fraction of seeds solved at ``T`` (ties: fewer mean sequences)."""
     scores = []
     for m in LSTM_MODELS:
         rs = [r for r in runs if r["model"] == m and r["T"] == T]
@@ -73,9 +75,9 @@ def sweep_plan(runs_done: list[dict], *, Ts: Optional[Iterable[int]] = None, mod
     """``[(model, T, seed), ...]`` in the order of the module docstring, filtered by ``Ts``/``models``;
     ``seeds`` replaces the per-stage seed counts."""
     lstm_order = FALLBACK_PROMISING + tuple(m for m in LSTM_MODELS if m not in FALLBACK_PROMISING)
-    stages = [[(lstm_order, 100, 5), (RNN_MODELS, 10, 3)],
-              [(RNN_MODELS, 25, 3), (RNN_MODELS, 50, 3), (RNN_MODELS, 100, 3)],
-              [(LSTM_MODELS, 500, 5)], [(most_promising(runs_done), 1000, 3)]]
+    stages = [[(lstm_order, 100, SEEDS_LSTM), (RNN_MODELS, 10, SEEDS_RNN)],
+              [(RNN_MODELS, 25, SEEDS_RNN), (RNN_MODELS, 50, SEEDS_RNN), (RNN_MODELS, 100, SEEDS_RNN)],
+              [(LSTM_MODELS, 500, SEEDS_LSTM)], [(most_promising(runs_done), 1000, SEEDS_T1000)]]
     plan = []
     for stage in stages:
         # seed-major within a stage: every (model, T) cell gets seed 0 before any gets seed 1
@@ -102,9 +104,9 @@ def run_sweep(out: pathlib.Path, plan: list[tuple[str, int, int]], n: int, setti
               echo: Callable[[str], None] = print, bar=None, task: str = TASK, replan: Optional[Callable] = None) -> int:
     """Run every planned ``(model, T, seed)`` that has no ``runs/<id>.json`` yet; save each at once.
 
-    Several processes may share one ``out`` folder when their plans are disjoint (``--Ts``/``--models``):
-    each saves atomically and re-reads the folder after every run, so a plan never repeats a run another
-    process has finished.
+    Several processes may share one ``out`` folder if their plans are disjoint (``--Ts``/``--models``; a run
+    still in progress in another process is invisible here): each saves atomically and, with ``replan``,
+    re-reads the folder after every run, so it skips runs another process has finished meanwhile.
 
     ``replan(runs_done)`` (optional) is called after each run to refresh the rest of the plan (the
     T = 1000 choice depends on finished T = 500 runs).  Returns the number of runs trained.
@@ -300,8 +302,9 @@ def findings(runs: list[dict]) -> list[str]:
                     f"forget-gate variant ({desc(bg)})"
         if "lstm-1997-ib" in cells and "lstm-chrono" in cells:
             ib, ch = cells["lstm-1997-ib"], cells["lstm-chrono"]
-            line += (f"; forget gate ablated from chrono (same input-gate bias, f ≡ 1): {desc(ib)} vs "
-                     f"{desc(ch)}")
+            errs = lambda r: f"median {np.median(r['test_errors']):g} test errors"  # noqa: E731
+            line += (f"; forget gate ablated from chrono (same input-gate bias, f ≡ 1): {desc(ib)}, {errs(ib)} vs "
+                     f"{desc(ch)}, {errs(ch)}")
         if "lstm-frozen-forget" in cells and "lstm-bf1" in cells:
             line += (f"; frozen forget gate: {desc(cells['lstm-frozen-forget'])} vs trained (same init) "
                      f"{desc(cells['lstm-bf1'])}")
@@ -310,21 +313,20 @@ def findings(runs: list[dict]) -> list[str]:
         cells = {r["model"]: r for r in rows if r["T"] == T and r["model"] in ("rnn-floss", "rnn-tanh")}
         if len(cells) == 2:
             fl, pl = cells["rnn-floss"], cells["rnn-tanh"]
+            lam = lambda r: "–" if r["lyapunov_median"] is None else f"{r['lyapunov_median']:+.3f}"  # noqa: E731
             out.append(f"T = {T}: flossed tanh RNN {fl['solved']}/{fl['runs']} solved (median "
-                       f"{np.median(fl['test_errors']):.0f} test errors of 2560, λ₁ {fl['lyapunov_median']:+.3f}), plain tanh "
-                       f"RNN {pl['solved']}/{pl['runs']} (median {np.median(pl['test_errors']):.0f}, λ₁ "
-                       f"{pl['lyapunov_median']:+.3f}).")
+                       f"{np.median(fl['test_errors']):g} test errors of 2560, λ₁ {lam(fl)}), plain tanh "
+                       f"RNN {pl['solved']}/{pl['runs']} (median {np.median(pl['test_errors']):g}, λ₁ {lam(pl)}).")
     for T, ref in HS1997.items():
-        cells = [r for r in rows if r["T"] == T and r["model"] in LSTM_MODELS and r["solved"] == r["runs"]]
-        need = 3 if T == 1000 else 5
-        good = [r for r in cells if r["runs"] >= need and r["mean_sequences"] < ref["mean_sequences"]]
+        at_T = [r for r in rows if r["T"] == T and r["model"] in LSTM_MODELS]
+        need = SEEDS_T1000 if T == 1000 else SEEDS_LSTM
+        good = [r for r in at_T if r["solved"] == r["runs"] >= need and r["mean_sequences"] < ref["mean_sequences"]]
         out.append(f"Target at T = {T} (every seed solved, ≥ {need} seeds, mean below the 1997 "
                    f"{_fmt_k(ref['mean_sequences'])}): " + (
                        "met by " + ", ".join(f"{r['model']} ({r['solved']}/{r['runs']}, mean {_fmt_k(r['mean_sequences'])})"
                                              for r in good) if good else
-                       "not met" + (" yet: " + ", ".join(f"{r['model']} {r['solved']}/{r['runs']}" for r in rows
-                                                          if r["T"] == T and r["model"] in LSTM_MODELS)
-                                    if any(r["T"] == T for r in rows) else " (no run at this T yet)")) + ".")
+                       "not met" + (" yet: " + ", ".join(f"{r['model']} {r['solved']}/{r['runs']}" for r in at_T)
+                                    if at_T else " (no LSTM run at this T yet)")) + ".")
     for solved in (True, False):
         moves = [(_first_last(r, "f_lag"), _first_last(r, "long_lag_share"), _first_last(r, "f_other"))
                  for r in runs if r["model"] in gated and r["solved"] == solved]
@@ -344,16 +346,14 @@ def findings(runs: list[dict]) -> list[str]:
 
 
 def thousand_text(runs: list[dict]) -> str:
-    """Which LSTM variants T = 1000 runs, and why (computed from the finished T = 500 runs)."""
-    at500 = sorted({r["model"] for r in runs if r["T"] == 500 and r["model"] in LSTM_MODELS})
-    chosen = most_promising(runs)
-    base = ("T = 1000 runs only the two most promising LSTM variants (most seeds solved at T = 500, then fewest "
-            "mean sequences): ")
-    if len(at500) < 2:
-        return base + (f"no two variants have T = 500 runs yet, so the default {', '.join(FALLBACK_PROMISING)} — the "
-                       "paper's own cell, which solved T = 1000 in 1997, and the chrono initialisation, whose forget "
-                       "biases are drawn for time constants up to T.")
-    return base + f"{', '.join(chosen)}, ranked among the variants with T = 500 runs ({', '.join(at500)})."
+    """Which LSTM variants have T = 1000 runs, and the T = 500 record the plan chose them from."""
+    ran = sorted({r["model"] for r in runs if r["T"] == 1000 and r["model"] in LSTM_MODELS})
+    at500 = {m: [r for r in runs if r["T"] == 500 and r["model"] == m] for m in LSTM_MODELS}
+    record = "; ".join(f"{m} {sum(r['solved'] for r in rs)}/{len(rs)}" for m, rs in at500.items() if rs)
+    return ("T = 1000 runs only the two most promising LSTM variants, chosen by the plan from the finished T = 500 "
+            "runs (largest fraction of seeds solved, then fewest mean sequences; before any T = 500 run: "
+            f"{', '.join(FALLBACK_PROMISING)}). Variants with T = 1000 runs: {', '.join(ran) or 'none yet'}; "
+            f"T = 500 solved/run: {record or 'no runs yet'}.")
 
 
 def readme_text(runs: list[dict], meta: dict, figures: list[str], vmap_timing: Optional[dict]) -> str:
