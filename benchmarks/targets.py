@@ -50,6 +50,7 @@ QUICK_SIZES = (("quick", 2, 8, 4, 50, True), ("quick-long", 2, 8, 4, 200, False)
 LONG_LAG = (64, 32, 2, 1000)  # B, n, m, T of the long-lag sweep (adding problem)
 QUICK_LONG_LAG = (4, 8, 2, 50)
 ATTRIBUTION = (32, 256, 64, 1000)
+GRU_SIZE = (32, 128, 64, 1000)  # B, n, m, T of the GRU comparison (no target)
 QUICK_ATTRIBUTION = (2, 8, 4, 50)
 LYAP_DENSE = (512, 32, 1000)  # n, k, T
 QUICK_LYAP_DENSE = (16, 4, 50)
@@ -96,6 +97,53 @@ def lstm_calls(B, n, m, T, with_run_lstm=True):
 
     calls.update(torch_fwd=torch_fwd, torch_vg=torch_vg)
     return calls
+
+
+def gru_comparison(B, n, m, T, rounds):
+    """No target: ``run_gru_batch`` against ``jax.vmap(run_gru)`` and ``torch.nn.GRU`` (forward, value_and_grad)."""
+    p = lj.init_gru(jax.random.PRNGKey(0), n, m)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (T, B, m), jnp.float32)
+    h0 = jnp.zeros((B, n))
+    xb = jnp.swapaxes(xs, 0, 1)
+    ref = lambda q, x: jax.vmap(lambda xx: lj.run_gru(q, jnp.zeros(n), xx))(x)  # noqa: E731
+    calls = {"fast_fwd": _block(jax.jit(lambda q, x: lj.run_gru_batch(q, h0, x)[1]), p, xs),
+             "fast_vg": _block(jax.jit(jax.value_and_grad(lambda q, x: jnp.mean(lj.run_gru_batch(q, h0, x)[0] ** 2))), p, xs),
+             "run_gru_fwd": _block(jax.jit(lambda q, x: ref(q, x)[1]), p, xb),
+             "run_gru_vg": _block(jax.jit(jax.value_and_grad(lambda q, x: jnp.mean(ref(q, x)[0] ** 2))), p, xb)}
+    try:
+        import torch
+
+        torch.manual_seed(0)
+        net, tx = torch.nn.GRU(m, n), torch.randn(T, B, m)
+
+        def torch_fwd():
+            with torch.no_grad():
+                return net(tx)[0]
+
+        def torch_vg():
+            net.zero_grad(set_to_none=True)
+            loss = (net(tx)[0][-1] ** 2).mean()
+            loss.backward()
+            return loss
+
+        calls.update(torch_fwd=torch_fwd, torch_vg=torch_vg)
+    except ImportError:
+        pass
+    times = H.interleaved(calls, rounds)
+    ms = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
+    pairs = (("run_gru_batch ÷ vmap(run_gru), forward", "fast_fwd", "run_gru_fwd"),
+             ("run_gru_batch ÷ vmap(run_gru), value_and_grad", "fast_vg", "run_gru_vg"),
+             ("run_gru_batch ÷ torch.nn.GRU, forward", "fast_fwd", "torch_fwd"),
+             ("run_gru_batch ÷ torch.nn.GRU, value_and_grad", "fast_vg", "torch_vg"))
+    ratios = {label: H.ratio_spread(times[a], times[b]) for label, a, b in pairs if a in times and b in times}
+    print(f"GRU B={B} n={n} m={m} T={T}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items()), flush=True)
+    return {"B": B, "n": n, "m": m, "T": T, "times_s": times, "median_ms": ms, "ratios": ratios}
+
+
+def gru_table(info):
+    return H.markdown_table([f"GRU, no target (B={info['B']}, n={info['n']}, m={info['m']}, T={info['T']})",
+                             "median (min–max over rounds)"],
+                            [[k, H.fmt_spread(v)] for k, v in info["ratios"].items()])
 
 
 def _row(target, where, sp, limit, below, unit="x", what=None):
@@ -301,13 +349,14 @@ def main(argv=None):
     rows += r
     r, info = attribution(*(QUICK_ATTRIBUTION if q else ATTRIBUTION), rounds)
     rows += r
+    gru = gru_comparison(*(QUICK_ATTRIBUTION if q else GRU_SIZE), rounds)
     r, lyap = lyapunov_targets(QUICK_LYAP_DENSE if q else LYAP_DENSE, QUICK_LYAP_BIG if q else LYAP_BIG, lyap_T,
                                max(2, rounds - 2))
     rows += r
-    meta.update(sizes=meas, long_lag=long_lag, attribution=info, lyapunov=lyap,
+    meta.update(sizes=meas, long_lag=long_lag, attribution=info, lyapunov=lyap, gru=gru,
                 load_average_start_end=[load0, os.getloadavg() if hasattr(os, "getloadavg") else None])
     load = meta["load_average_start_end"]
-    md = table(rows) + "\n\n" + breakdown_table(info) + (
+    md = table(rows) + "\n\n" + breakdown_table(info) + "\n\n" + gru_table(gru) + (
         f"\n\nmachine load average (1, 5, 15 min) at start {tuple(round(v, 1) for v in load[0])}, at end "
         f"{tuple(round(v, 1) for v in load[1])} on {meta['device']['cpu_cores']} cores" if load[0] and load[1] else "")
     H.report(args, "targets", rows, meta, md)

@@ -23,7 +23,7 @@ from ._flow import (
     rnn_flow_map,
     suffix_products,
 )
-from ._fast import run_lstm_batch, run_rnn_batch
+from ._fast import run_gru_batch, run_lstm_batch, run_rnn_batch
 from ._matfree import lstm_flow_norms_matfree, lstm_lyapunov_matfree, rnn_flow_norms_matfree, rnn_lyapunov_matfree
 from ._gru import (
     GRUGates,
@@ -108,6 +108,7 @@ __all__ = [
     "fuse_lstm_params",
     "unfuse_lstm_params",
     # batch runners with a custom VJP (training / benchmarks; reverse mode only)
+    "run_gru_batch",
     "run_lstm_batch",
     "run_rnn_batch",
     # GRU (PyTorch / cuDNN convention)

@@ -82,6 +82,45 @@ def test_run_lstm_batch_batch_major_layout_is_the_transposed_time_major_result()
     assert _max_diff((f1, hs1), (f2, jnp.swapaxes(hs2, 0, 1))) == 0.0
 
 
+def _gru_ref(p, h0, xs):
+    h, hs = jax.vmap(lambda h, x: lj.run_gru(p, h, x), in_axes=(0, 1))(h0, xs)
+    return h, jnp.swapaxes(hs, 0, 1)
+
+
+def _gru_loss(run):  # every output and the final state enter the loss, with non-uniform cotangents
+    return lambda p, h0, xs: (lambda o: jnp.sum(jnp.sin(o[1])) + jnp.sum(o[0] ** 2))(run(p, h0, xs))
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_run_gru_batch_values_and_gradients_equal_the_reference_scan_float64(bias):
+    xs, h0, _ = _inputs(jnp.float64)
+    p = lj.init_gru(jax.random.PRNGKey(8), N, M, scale=2.0, bias=bias, dtype=jnp.float64)
+    if bias:  # non-zero biases, each its own draw, so a mixed-up bias slot changes the result
+        ks = jax.random.split(jax.random.PRNGKey(9), 4)
+        p = p._replace(**{b: jax.random.normal(k, (N,), jnp.float64) for b, k in zip(("b_r", "b_z", "b_in", "b_hn"), ks)})
+    assert _max_diff(lj.run_gru_batch(p, h0, xs), _gru_ref(p, h0, xs)) <= 1e-12
+    g_fast = jax.grad(_gru_loss(lj.run_gru_batch), argnums=(0, 1, 2))(p, h0, xs)
+    g_ref = jax.grad(_gru_loss(_gru_ref), argnums=(0, 1, 2))(p, h0, xs)
+    assert _max_diff(g_fast, g_ref) <= 1e-12 * max(1.0, _scale(g_ref))
+
+
+def test_run_gru_batch_float32_gradient_error_is_within_the_stated_bound():
+    xs, h0, _ = _inputs(jnp.float64)
+    p64 = lj.init_gru(jax.random.PRNGKey(8), N, M, dtype=jnp.float64)
+    p32 = jax.tree.map(lambda a: a.astype(jnp.float32), p64)
+    g32 = jax.grad(_gru_loss(lj.run_gru_batch), argnums=(0, 1, 2))(p32, h0.astype(jnp.float32), xs.astype(jnp.float32))
+    g64 = jax.grad(_gru_loss(_gru_ref), argnums=(0, 1, 2))(p64, h0, xs)
+    # the LSTM runner's bound: float32 rounding over T = 30 steps of GEMMs of width <= 3n, 1e-4 of the gradient scale
+    assert _max_diff(jax.tree.map(lambda a: a.astype(jnp.float64), g32), g64) <= 1e-4 * _scale(g64)
+
+
+def test_run_gru_batch_rejects_a_batch_that_does_not_match_h0():
+    xs, h0, _ = _inputs(jnp.float64)
+    p = lj.init_gru(jax.random.PRNGKey(8), N, M, dtype=jnp.float64)
+    with pytest.raises(ValueError, match="xs"):
+        lj.run_gru_batch(p, h0[:2], xs)
+
+
 @pytest.mark.parametrize("activation", [lj.SIGMOID, lj.TANH])
 def test_run_rnn_batch_values_and_gradients_equal_the_reference_scan_float64(activation):
     xs, _, c0 = _inputs(jnp.float64)
