@@ -53,7 +53,7 @@ from ._activations import SIGMOID, TANH, Activation, as_activation
 from ._lstm import LSTMParams, LSTMState, _fused, check_lstm_params
 from ._gru import GRUParams, check_gru_params
 from ._rnn import RNNParams, check_rnn_params
-from ._validation import as_named_tuple, check_array
+from ._validation import as_named_tuple, check_array, check_bool, check_unroll
 
 _dsig = SIGMOID.deriv
 _dtanh = TANH.deriv
@@ -193,7 +193,8 @@ def run_lstm_batch(
     p = jax.tree_util.tree_map(lambda v: v.astype(dtype), p)
     W, b = _fused(p, n)
     b = jnp.zeros((4 * n,), dtype) if b is None else b
-    h, c, hs = _lstm_core((bool(hoist), int(unroll)), W[:n], W[n:], b, h0.astype(dtype), c0.astype(dtype), xs.astype(dtype))
+    cfg = (check_bool(hoist, "hoist"), check_unroll(unroll, xs.shape[0]))
+    h, c, hs = _lstm_core(cfg, W[:n], W[n:], b, h0.astype(dtype), c0.astype(dtype), xs.astype(dtype))
     return LSTMState(h, c), (hs if time_major else jnp.swapaxes(hs, 0, 1))
 
 

@@ -114,6 +114,19 @@ def test_run_gru_batch_float32_gradient_error_is_within_the_stated_bound():
     assert _max_diff(jax.tree.map(lambda a: a.astype(jnp.float64), g32), g64) <= 1e-4 * _scale(g64)
 
 
+@pytest.mark.parametrize("kwargs, exc, fragment", [
+    ({"unroll": True}, TypeError, "unroll must be an int in 1..T"),
+    ({"unroll": 0}, ValueError, "unroll must be an int in 1..T"),
+    ({"unroll": 31}, ValueError, "got 31"),  # T = 30
+    ({"hoist": "yes"}, TypeError, "hoist must be a bool"),
+])
+def test_run_lstm_batch_names_a_bad_unroll_or_hoist_before_any_work(kwargs, exc, fragment):
+    xs, h0, c0 = _inputs(jnp.float64)
+    p = lj.init_lstm(jax.random.PRNGKey(1), N, M, dtype=jnp.float64)
+    with pytest.raises(exc, match=fragment):
+        lj.run_lstm_batch(p, lj.LSTMState(h0, c0), xs, **kwargs)
+
+
 def test_run_gru_batch_rejects_a_batch_that_does_not_match_h0():
     xs, h0, _ = _inputs(jnp.float64)
     p = lj.init_gru(jax.random.PRNGKey(8), N, M, dtype=jnp.float64)
