@@ -81,9 +81,16 @@ def lstm_calls(B, n, m, T, with_run_lstm=True):
         import torch
     except ImportError:
         return calls
+    calls.update(_torch_calls(torch.nn.LSTM, B, n, m, T))
+    return calls
+
+
+def _torch_calls(module, B, n, m, T):
+    """``torch_fwd`` / ``torch_vg`` for a ``torch.nn.LSTM`` / ``GRU`` on ``(T, B, m)``, loss mean(h_T²)."""
+    import torch
+
     torch.manual_seed(0)
-    net = torch.nn.LSTM(m, n)
-    tx = torch.randn(T, B, m)
+    net, tx = module(m, n), torch.randn(T, B, m)
 
     def torch_fwd():
         with torch.no_grad():
@@ -95,8 +102,7 @@ def lstm_calls(B, n, m, T, with_run_lstm=True):
         loss.backward()
         return loss
 
-    calls.update(torch_fwd=torch_fwd, torch_vg=torch_vg)
-    return calls
+    return {"torch_fwd": torch_fwd, "torch_vg": torch_vg}
 
 
 def gru_comparison(B, n, m, T, rounds):
@@ -113,20 +119,7 @@ def gru_comparison(B, n, m, T, rounds):
     try:
         import torch
 
-        torch.manual_seed(0)
-        net, tx = torch.nn.GRU(m, n), torch.randn(T, B, m)
-
-        def torch_fwd():
-            with torch.no_grad():
-                return net(tx)[0]
-
-        def torch_vg():
-            net.zero_grad(set_to_none=True)
-            loss = (net(tx)[0][-1] ** 2).mean()
-            loss.backward()
-            return loss
-
-        calls.update(torch_fwd=torch_fwd, torch_vg=torch_vg)
+        calls.update(_torch_calls(torch.nn.GRU, B, n, m, T))
     except ImportError:
         pass
     times = H.interleaved(calls, rounds)

@@ -144,9 +144,15 @@ def _lstm_core_bwd(cfg, res, cts):
 _lstm_core.defvjp(_lstm_core_fwd, _lstm_core_bwd)
 
 
-def _check_batch(xs, name, m, time_major):
-    xs = check_array(xs, name, ("T", "B", m) if time_major else ("B", "T", m))
-    return xs if time_major else jnp.swapaxes(xs, 0, 1)
+def _check_batch(xs, m, time_major, state, state_name):
+    """``xs`` validated and time-major ``(T >= 1, B, m)``, ``B`` the leading size of the ``state`` array."""
+    xs = check_array(xs, "xs", ("T", "B", m) if time_major else ("B", "T", m))
+    xs = xs if time_major else jnp.swapaxes(xs, 0, 1)
+    B = state.shape[0]
+    if xs.shape[1] != B or xs.shape[0] < 1:
+        raise ValueError(f"xs has shape {xs.shape} (time-major) but (T >= 1, B = {B}, m = {m}) is expected "
+                         f"from {state_name} of shape {state.shape}")
+    return xs
 
 
 def run_lstm_batch(
@@ -183,12 +189,8 @@ def run_lstm_batch(
     p, n, m = check_lstm_params(params)
     s = as_named_tuple(state0, LSTMState, "state0")
     h0 = check_array(s.h, "state0.h", ("B", n))
-    B = h0.shape[0]
-    c0 = check_array(s.c, "state0.c", (B, n))
-    xs = _check_batch(xs, "xs", m, time_major)
-    if xs.shape[1] != B or xs.shape[0] < 1:
-        raise ValueError(f"xs has shape {xs.shape} (time-major) but (T >= 1, B = {B}, m = {m}) is expected "
-                         f"from state0.h of shape {h0.shape}")
+    c0 = check_array(s.c, "state0.c", (h0.shape[0], n))
+    xs = _check_batch(xs, m, time_major, h0, "state0.h")
     dtype = jnp.result_type(p.W_f.dtype, h0.dtype, c0.dtype, xs.dtype)
     p = jax.tree_util.tree_map(lambda v: v.astype(dtype), p)
     W, b = _fused(p, n)
@@ -265,11 +267,7 @@ def run_rnn_batch(
     activation = as_activation(activation)  # SIGMOID/TANH or "sigmoid"/"tanh"; anything else: TypeError
     p, n, m = check_rnn_params(params)
     c0 = check_array(c0, "c0", ("B", n))
-    B = c0.shape[0]
-    xs = _check_batch(xs, "xs", m, time_major)
-    if xs.shape[1] != B or xs.shape[0] < 1:
-        raise ValueError(f"xs has shape {xs.shape} (time-major) but (T >= 1, B = {B}, m = {m}) is expected "
-                         f"from c0 of shape {c0.shape}")
+    xs = _check_batch(xs, m, time_major, c0, "c0")
     dtype = jnp.result_type(p.W_rec.dtype, c0.dtype, xs.dtype)
     b = jnp.zeros((n,), dtype) if p.b is None else p.b.astype(dtype)
     c, cs = _rnn_core(activation, p.W_rec.T.astype(dtype), p.W_in.T.astype(dtype), b, c0.astype(dtype), xs.astype(dtype))
@@ -372,11 +370,7 @@ def run_gru_batch(
     """
     p, n, m = check_gru_params(params)
     h0 = check_array(h0, "h0", ("B", n))
-    B = h0.shape[0]
-    xs = _check_batch(xs, "xs", m, time_major)
-    if xs.shape[1] != B or xs.shape[0] < 1:
-        raise ValueError(f"xs has shape {xs.shape} (time-major) but (T >= 1, B = {B}, m = {m}) is expected "
-                         f"from h0 of shape {h0.shape}")
+    xs = _check_batch(xs, m, time_major, h0, "h0")
     dtype = jnp.result_type(p.W_r.dtype, h0.dtype, xs.dtype)
     Ws = [getattr(p, w).astype(dtype) for w in ("W_r", "W_z", "W_n")]
     W_h = jnp.concatenate([W[:, :n].T for W in Ws], axis=1)
