@@ -238,7 +238,7 @@ def figure(runs: list[dict], T: int):
                 ax.set_xlabel("training sequences", fontsize=8)
             ax.tick_params(labelsize=6)
             ax.grid(True, alpha=0.3)
-    fig.suptitle(f"adding problem (H&S 1997), T = {T}: gradient flow during training "
+    fig.suptitle(f"adding problem (H&S 1997), T = {T}: gradient flow during training\n"
                  "(dotted line: stopping rule fired)", fontsize=10)
     fig.tight_layout()
     return fig
