@@ -319,3 +319,13 @@ def test_committed_long_lag_report_is_generated_from_the_committed_runs():
     figs = [f"flow_T{T}.png" for T in sorted({r["T"] for r in runs})]
     assert (root / "README.md").read_text() == readme_text(runs, doc["meta"], figs, vm)
     assert all((root / f).is_file() for f in figs)
+
+
+def test_the_runner_timing_compares_the_training_objective_with_the_same_objective_on_the_fast_runner():
+    # time_value_and_grad raises if the two objectives differ by more than float32 rounding, so a fast-runner
+    # loss that read the wrong step (or the wrong state) would fail here before any timing is reported
+    from lstm_jax.experiments._sweep import time_value_and_grad
+
+    t = time_value_and_grad(4, 4, 20, reps=1)
+    assert (t["B"], t["n"], t["T"], t["padded_T"]) == (4, 4, 20, 22)
+    assert min(t["median_ms"], t["baseline_median_ms"], t["fast_median_ms"]) > 0
