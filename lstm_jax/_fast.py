@@ -51,7 +51,7 @@ import jax.numpy as jnp
 from ._scan import previous_states
 from ._activations import SIGMOID, TANH, Activation, as_activation
 from ._lstm import LSTMParams, LSTMState, _fused, check_lstm_params
-from ._gru import GRUParams, check_gru_params
+from ._gru import GRUParams, _gates_from as _gru_gates_from, _update as _gru_update, check_gru_params
 from ._rnn import RNNParams, check_rnn_params
 from ._validation import as_named_tuple, check_array, check_bool, check_unroll
 
@@ -274,7 +274,6 @@ def run_rnn_batch(
     return c, (cs if time_major else jnp.swapaxes(cs, 0, 1))
 
 
-
 # --------------------------------------------------------------------------- GRU core
 
 
@@ -287,18 +286,14 @@ def _gru_scan(W_h, W_x, b, h0, xs, *, residuals):
 
     def step(h, x):
         Uh, Vx = h @ W_h, x @ W_x
-        a_r = Uh[:, :n] + Vx[:, :n] + b[0]
-        a_z = Uh[:, n:2 * n] + Vx[:, n:2 * n] + b[1]
-        q = Uh[:, 2 * n:] + b[3]
-        r = jax.nn.sigmoid(a_r)
-        a_n = Vx[:, 2 * n:] + b[2] + r * q
-        cand, z = jnp.tanh(a_n), jax.nn.sigmoid(a_z)
-        h_new = cand + z * (h - cand)  # (1 - z) n + z h without the 1 - z rounding (as _gru._update)
+        g = _gru_gates_from(Uh[:, :n] + Vx[:, :n] + b[0], Uh[:, n:2 * n] + Vx[:, n:2 * n] + b[1],
+                            Uh[:, 2 * n:] + b[3], Vx[:, 2 * n:] + b[2])
+        h_new = _gru_update(h, g)
         if not residuals:
             return h_new, h_new
         # da_n = dh * k_n;  da_r = da_n * k_r;  dq = da_n * r;  da_z = dh * k_z;  dh_prev (direct) = dh * z
-        k_n = jax.nn.sigmoid(-a_z) * _dtanh(a_n)  # (1 - z) tanh'(a_n), 1 - z = sigma(-a_z) exactly
-        return h_new, (h_new, jnp.stack([k_n, q * _dsig(a_r), r, (h - cand) * _dsig(a_z), z]))
+        k_n = jax.nn.sigmoid(-g.a_z) * _dtanh(g.a_n)  # (1 - z) tanh'(a_n), 1 - z = sigma(-a_z) exactly
+        return h_new, (h_new, jnp.stack([k_n, g.q * _dsig(g.a_r), g.r, (h - g.n) * _dsig(g.a_z), g.z]))
 
     return jax.lax.scan(step, h0, xs)
 
@@ -356,9 +351,9 @@ def run_gru_batch(
 
     .. math::
 
-        ar a_n = ar h\,(1 - z)	anh'(a_n),\quad ar a_r = ar a_n\, q\,\sigma'(a_r),\quad
-        ar q = ar a_n\, r,\quad ar a_z = ar h\,(h_{t-1} - n_t)\sigma'(a_z),\
-        ar h_{t-1} = ar h\, z + [ar a_r, ar a_z, ar q]\, W_h^	op
+        \bar a_n = \bar h\,(1 - z)\tanh'(a_n),\quad \bar a_r = \bar a_n\, q\,\sigma'(a_r),\quad
+        \bar q = \bar a_n\, r,\quad \bar a_z = \bar h\,(h_{t-1} - n_t)\sigma'(a_z),\\
+        \bar h_{t-1} = \bar h\, z + [\bar a_r, \bar a_z, \bar q]\, W_h^\top
 
     (:math:`1 - z = \sigma(-a_z)`, robust derivatives of :mod:`lstm_jax._activations`) and forms the weight
     and bias gradients after the loop as single GEMMs / sums over all ``T·B`` rows.  Cost per step

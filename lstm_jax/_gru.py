@@ -154,14 +154,19 @@ def _add(a, b):
     return a if b is None else a + b
 
 
+def _gates_from(a_r, a_z, q, v_n) -> GRUGates:
+    """The gates from the pre-activations :math:`a_r, a_z`, :math:`q = U_n h + b_{hn}` and the candidate's
+    input part :math:`v_n = V_n x + b_{in}` (any leading batch shape; shared with the batch runner)."""
+    r = jax.nn.sigmoid(a_r)
+    a_n = v_n + r * q
+    return GRUGates(r, jax.nn.sigmoid(a_z), jnp.tanh(a_n), a_r, a_z, a_n, q)
+
+
 def _gates(p: GRUParams, h_prev: jax.Array, x: jax.Array) -> GRUGates:
     n = h_prev.shape[-1]
     a_r = _add(p.W_r @ jnp.concatenate([h_prev, x], axis=-1), p.b_r)
     a_z = _add(p.W_z @ jnp.concatenate([h_prev, x], axis=-1), p.b_z)
-    q = _add(p.W_n[:, :n] @ h_prev, p.b_hn)
-    r = jax.nn.sigmoid(a_r)
-    a_n = _add(p.W_n[:, n:] @ x, p.b_in) + r * q
-    return GRUGates(r, jax.nn.sigmoid(a_z), jnp.tanh(a_n), a_r, a_z, a_n, q)
+    return _gates_from(a_r, a_z, _add(p.W_n[:, :n] @ h_prev, p.b_hn), _add(p.W_n[:, n:] @ x, p.b_in))
 
 
 def _update(h_prev, g: GRUGates):

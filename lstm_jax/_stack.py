@@ -262,7 +262,6 @@ def stack_step_jacobians(layers: Sequence[Any], xs: jax.Array, *, seq_lengths=No
         raise ValueError("stack_step_jacobians needs a unidirectional stack: a bidirectional layer has no joint "
                          "step map; diagnose each direction as its own recurrence (run_stack(...).inputs)")
     run = run_stack(layers, xs, seq_lengths=seq_lengths)
-    T = run.outputs.shape[0]
     blocks, slices, h_slices, start = [], [], [], 0
     prev_rows = None  # d h^{k-1}_t / d S_{t-1} restricted to layers 0..k-1: (T, n_{k-1}, start)
     for (rec, n, m), x_own, traj in zip(recs, run.inputs, run.trajectories):

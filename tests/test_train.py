@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lstm_jax import TANH, LSTMState, lstm_gates, rnn_step, run_lstm, zero_state
+from lstm_jax import TANH, lstm_gates, rnn_step, run_lstm, zero_state
 from lstm_jax import _cli
 from lstm_jax.experiments import (
     MODELS,

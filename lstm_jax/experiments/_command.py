@@ -4,12 +4,10 @@ before any work, and the outputs (written together through :class:`lstm_jax.io.A
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import pathlib
 import sys
-import time
 
 from ..io import AtomicOutputs, check_writable_dir, strict_json
 from ._models import MODELS, ModelSpec, parameter_count

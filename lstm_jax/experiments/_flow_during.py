@@ -35,7 +35,6 @@ import numpy as np
 from .. import (
     LSTMParams,
     LSTMState,
-    RNNParams,
     lstm_gates,
     lstm_step,
     lstm_step_jacobians,
