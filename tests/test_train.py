@@ -26,7 +26,8 @@ from lstm_jax.experiments import (
 from lstm_jax.experiments._command import load_params
 from lstm_jax.experiments._flow_during import _log_norm_from, diagnostic_batch, per_step_gradients
 from lstm_jax.experiments._forget_claim import verdict
-from lstm_jax.experiments._models import final_states, forget_gate_is_one, make_optimizer, parameter_count
+from lstm_jax.experiments._models import (final_states, final_states_batch, forget_gate_is_one, make_optimizer,
+                                          parameter_count)
 
 F64 = jnp.float64
 
@@ -45,6 +46,17 @@ def test_right_padding_is_exact_the_readout_takes_each_sequences_own_last_step()
         L = int(b.lengths[i])
         ref = run_lstm(p["cell"], zero_state(6, F64), b.xs[i, :L])[0].h  # the unpadded sequence alone
         np.testing.assert_allclose(got[i], ref, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("model", ["lstm-chrono", "rnn-tanh"])
+def test_training_objective_on_the_batch_runners_equals_the_reference_runners_float64(model):
+    spec = ModelSpec(model, "adding-1997", 20, 6)
+    p = _to(init_model(jax.random.PRNGKey(0), spec), F64)
+    b = _to(adding_problem_1997(jax.random.PRNGKey(1), 16, 20), F64)
+    ref = jax.value_and_grad(lambda q: loss_terms(q, b, spec)[0])(p)
+    fast = jax.value_and_grad(lambda q: loss_terms(q, b, spec, final_states_batch)[0])(p)
+    for a, c in zip(jax.tree_util.tree_leaves(fast), jax.tree_util.tree_leaves(ref)):
+        np.testing.assert_allclose(a, c, rtol=0, atol=1e-12)
 
 
 def test_lstm_1997_has_f_identically_one_and_no_gradient_reaches_its_forget_parameters():

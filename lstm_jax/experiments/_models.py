@@ -54,13 +54,16 @@ from .. import (
     SIGMOID,
     TANH,
     LSTMParams,
+    LSTMState,
     RNNParams,
     init_lstm,
     init_rnn,
     lyapunov,
     rnn_step_jacobians,
     run_lstm,
+    run_lstm_batch,
     run_rnn,
+    run_rnn_batch,
     zero_state,
 )
 from ._tasks import check_task
@@ -142,10 +145,15 @@ def _activation(model: str):
     return SIGMOID if model == "rnn-sigmoid" else TANH
 
 
-def final_states(params: dict, xs: jax.Array, lengths: jax.Array, model: str) -> jax.Array:
-    """``(B, n)`` state at each sequence's own last step (trajectory index ``lengths - 1``).
+def _at_lengths(traj: jax.Array, lengths: jax.Array) -> jax.Array:
+    """``traj (B, T, n)`` read at each sequence's own last step (trajectory index ``lengths - 1``): ``(B, n)``."""
+    return jnp.take_along_axis(traj, (lengths - 1)[:, None, None], axis=1)[:, 0]
 
-    The one place the runners are called for training: a faster runner replaces the two lines below.
+
+def final_states(params: dict, xs: jax.Array, lengths: jax.Array, model: str) -> jax.Array:
+    """``(B, n)`` state at each sequence's own last step, from :func:`lstm_jax.run_lstm` / :func:`lstm_jax.run_rnn`.
+
+    The runner training uses (``--time-vmap`` times it against :func:`final_states_batch` at the sweep's shape).
     """
     cell = params["cell"]
     if is_lstm(model):
@@ -154,12 +162,27 @@ def final_states(params: dict, xs: jax.Array, lengths: jax.Array, model: str) ->
     else:
         n = cell.W_rec.shape[0]
         traj = jax.vmap(lambda x: run_rnn(cell, jnp.zeros(n, xs.dtype), x, _activation(model))[1])(xs)
-    return jnp.take_along_axis(traj, (lengths - 1)[:, None, None], axis=1)[:, 0]
+    return _at_lengths(traj, lengths)
 
 
-def predict(params: dict, batch, model: str) -> jax.Array:
-    """``(B, out)`` readout of :func:`final_states`."""
-    return final_states(params, batch.xs, batch.lengths, model) @ params["W_out"].T + params["b_out"]
+def final_states_batch(params: dict, xs: jax.Array, lengths: jax.Array, model: str) -> jax.Array:
+    """:func:`final_states` on the batch runners with a custom VJP (:func:`lstm_jax.run_lstm_batch`,
+    :func:`lstm_jax.run_rnn_batch`): the same values up to summation order, reverse mode only."""
+    cell = params["cell"]
+    B = xs.shape[0]
+    if is_lstm(model):
+        n = cell.W_f.shape[0]
+        zeros = jnp.zeros((B, n), xs.dtype)
+        traj = run_lstm_batch(cell, LSTMState(zeros, zeros), xs, time_major=False)[1]
+    else:
+        n = cell.W_rec.shape[0]
+        traj = run_rnn_batch(cell, jnp.zeros((B, n), xs.dtype), xs, _activation(model), time_major=False)[1]
+    return _at_lengths(traj, lengths)
+
+
+def predict(params: dict, batch, model: str, final=final_states) -> jax.Array:
+    """``(B, out)`` readout of the final states (``final``: :func:`final_states` or :func:`final_states_batch`)."""
+    return final(params, batch.xs, batch.lengths, model) @ params["W_out"].T + params["b_out"]
 
 
 def floss_penalty(cell: RNNParams, xs: jax.Array, k: int = FLOSS_K) -> jax.Array:
@@ -180,7 +203,7 @@ def floss_penalty(cell: RNNParams, xs: jax.Array, k: int = FLOSS_K) -> jax.Array
     return jnp.mean(jax.vmap(one)(xs))
 
 
-def loss_terms(params: dict, batch, spec: ModelSpec) -> tuple[jax.Array, jax.Array]:
+def loss_terms(params: dict, batch, spec: ModelSpec, final=final_states) -> tuple[jax.Array, jax.Array]:
     """The training objective, written once: ``(loss, per-sequence |error| (B,))``.
 
     Regression tasks: mean squared error of the readout and ``|y_hat - y|``.  Temporal order:
@@ -189,7 +212,7 @@ def loss_terms(params: dict, batch, spec: ModelSpec) -> tuple[jax.Array, jax.Arr
     first ``T`` steps (every sequence is at least ``T`` long).
     """
     _, _, _, _, regression = check_task(spec.task)
-    out = predict(params, batch, spec.model)
+    out = predict(params, batch, spec.model, final)
     if regression:
         err = out[:, 0] - batch.y
         loss, abs_err = jnp.mean(err**2), jnp.abs(err)
