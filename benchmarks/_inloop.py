@@ -8,7 +8,8 @@ inside a scan the loop overhead is paid the same way the LSTM pays it.  Three lo
 * ``scan_gates``: the LSTM gate elementwise math alone (3 sigmoid, 2 tanh, the products of eq. 5) on a
   ``(B, 4n)`` pre-activation formed without a GEMM (``[h, h, h, h] + b``);
 * ``scan_gemm_gates``: the two together in one step, ``h <- LSTM gates(h @ W_h + b)``: the LSTM step
-  without its input projection (the LSTM forward minus this is what ``x_t W_x`` costs inside the loop);
+  without its input projection and output store (the LSTM forward minus this is what ``x_t W_x`` and
+  storing ``h_t`` cost inside the loop);
 * ``scan_lyap_gemm``: the matrix-free Lyapunov loop's GEMM alone, ``Q <- tanh((U Q_h)[:2n])`` with
   ``U (4n, n)``, ``Q (2n, k)``: the floor of any method that forms ``U Q_h`` every step;
 * ``scan_gates_rational``: ``scan_gates`` with a float32 fast path in plain multiply/add/divide: the

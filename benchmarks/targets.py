@@ -63,26 +63,40 @@ def _block(f, *a):
     return lambda: jax.block_until_ready(f(*a))
 
 
-def lstm_calls(B, n, m, T, with_run_lstm=True):
-    """name -> blocking zero-argument call, for forward (``*_fwd``) and value_and_grad (``*_vg``)."""
-    p = lj.init_lstm(jax.random.PRNGKey(0), n, m)
+def _peer_calls(cell, params, fast, ref, B, n, m, T, with_ref=True):
+    """name -> blocking zero-argument call, forward (``*_fwd``) and value_and_grad of mean(h_T²) (``*_vg``):
+    ``fast_*`` the batch runner on time-major ``(T, B, m)``, ``run_<cell>_*`` the exact runner under
+    ``jax.vmap`` on batch-major input, ``torch_*`` ``torch.nn.LSTM``/``GRU`` when torch is installed.
+    ``fast(q, xs)`` and ``ref(q, xs)`` return ``(h_T, hs)``."""
     xs = jax.random.normal(jax.random.PRNGKey(1), (T, B, m), jnp.float32)
-    S0 = lj.LSTMState(jnp.zeros((B, n)), jnp.zeros((B, n)))
-    fast_f = jax.jit(lambda q, x: lj.run_lstm_batch(q, S0, x)[1])
-    fast_vg = jax.jit(jax.value_and_grad(lambda q, x: jnp.mean(lj.run_lstm_batch(q, S0, x)[0].h ** 2)))
-    calls = {"fast_fwd": _block(fast_f, p, xs), "fast_vg": _block(fast_vg, p, xs)}
-    if with_run_lstm:
-        xb = jnp.swapaxes(xs, 0, 1)
-        s0 = lj.zero_state(n)
-        ref = lambda q, x: jax.vmap(lambda xx: lj.run_lstm(q, s0, xx))(x)  # noqa: E731
-        calls["run_lstm_fwd"] = _block(jax.jit(lambda q, x: ref(q, x)[1].h), p, xb)
-        calls["run_lstm_vg"] = _block(jax.jit(jax.value_and_grad(lambda q, x: jnp.mean(ref(q, x)[0].h ** 2))), p, xb)
+    runs = [("fast", fast, xs)] + ([(f"run_{cell}", ref, jnp.swapaxes(xs, 0, 1))] if with_ref else [])
+    calls = {}
+    for name, run, x in runs:
+        calls[f"{name}_fwd"] = _block(jax.jit(lambda q, x, run=run: run(q, x)[1]), params, x)
+        calls[f"{name}_vg"] = _block(jax.jit(jax.value_and_grad(lambda q, x, run=run: jnp.mean(run(q, x)[0] ** 2))),
+                                     params, x)
     try:
         import torch
     except ImportError:
         return calls
-    calls.update(_torch_calls(torch.nn.LSTM, B, n, m, T))
+    calls.update(_torch_calls(getattr(torch.nn, cell.upper()), B, n, m, T))
     return calls
+
+
+def lstm_calls(B, n, m, T, with_run_lstm=True):
+    """:func:`_peer_calls` for the LSTM: ``run_lstm_batch`` / ``vmap(run_lstm)`` / ``torch.nn.LSTM``."""
+    S0 = lj.LSTMState(jnp.zeros((B, n)), jnp.zeros((B, n)))
+    s0 = lj.zero_state(n)
+
+    def fast(q, x):
+        final, hs = lj.run_lstm_batch(q, S0, x)
+        return final.h, hs
+
+    def ref(q, x):
+        final, traj = jax.vmap(lambda xx: lj.run_lstm(q, s0, xx))(x)
+        return final.h, traj.h
+
+    return _peer_calls("lstm", lj.init_lstm(jax.random.PRNGKey(0), n, m), fast, ref, B, n, m, T, with_run_lstm)
 
 
 def _torch_calls(module, B, n, m, T):
@@ -107,21 +121,10 @@ def _torch_calls(module, B, n, m, T):
 
 def gru_comparison(B, n, m, T, rounds):
     """No target: ``run_gru_batch`` against ``jax.vmap(run_gru)`` and ``torch.nn.GRU`` (forward, value_and_grad)."""
-    p = lj.init_gru(jax.random.PRNGKey(0), n, m)
-    xs = jax.random.normal(jax.random.PRNGKey(1), (T, B, m), jnp.float32)
     h0 = jnp.zeros((B, n))
-    xb = jnp.swapaxes(xs, 0, 1)
     ref = lambda q, x: jax.vmap(lambda xx: lj.run_gru(q, jnp.zeros(n), xx))(x)  # noqa: E731
-    calls = {"fast_fwd": _block(jax.jit(lambda q, x: lj.run_gru_batch(q, h0, x)[1]), p, xs),
-             "fast_vg": _block(jax.jit(jax.value_and_grad(lambda q, x: jnp.mean(lj.run_gru_batch(q, h0, x)[0] ** 2))), p, xs),
-             "run_gru_fwd": _block(jax.jit(lambda q, x: ref(q, x)[1]), p, xb),
-             "run_gru_vg": _block(jax.jit(jax.value_and_grad(lambda q, x: jnp.mean(ref(q, x)[0] ** 2))), p, xb)}
-    try:
-        import torch
-
-        calls.update(_torch_calls(torch.nn.GRU, B, n, m, T))
-    except ImportError:
-        pass
+    calls = _peer_calls("gru", lj.init_gru(jax.random.PRNGKey(0), n, m), lambda q, x: lj.run_gru_batch(q, h0, x),
+                        ref, B, n, m, T)
     times = H.interleaved(calls, rounds)
     ms = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
     pairs = (("run_gru_batch ÷ vmap(run_gru), forward", "fast_fwd", "run_gru_fwd"),
@@ -301,15 +304,13 @@ def breakdown_table(info):
         f"same-FLOP single GEMM {H.fmt_spread(info['big_gemm_gflops'], 0)} GFLOP/s; "
         f"LSTM forward {H.fmt_spread(info['fast_fwd_gflops'], 0)} GFLOP/s; "
         f"gate math ÷ in-scan GEMM time {H.fmt_spread(info['gates_over_gemm'])}"
-        + (f"; inside the loop, the gate math adds {ms['scan_gemm_gates'] - ms['scan_gemm']:.0f} ms to the recurrent GEMM "
-           f"and the rest of the LSTM step (the input projection x_t W_x, storing h_t) another "
-           f"{ms['fast_fwd'] - ms['scan_gemm_gates']:.0f} ms (LSTM forward − the step without them; medians)" if "scan_gemm_gates" in ms and "fast_fwd" in ms else "")
+        f"; inside the loop, the gate math adds {ms['scan_gemm_gates'] - ms['scan_gemm']:.0f} ms to the recurrent GEMM "
+        f"and the rest of the LSTM step (the input projection x_t W_x, storing h_t) another "
+        f"{ms['fast_fwd'] - ms['scan_gemm_gates']:.0f} ms (LSTM forward − the step without them; medians)"
         + _activation_text(info))
 
 
 def _activation_text(info):
-    if "activation_errors" not in info:
-        return ""
     e, r = info["activation_errors"], info["rational_over_xla_gates"]
     return (f"\n\nfloat32 activations on {e['grid'][2]:,} points of [{e['grid'][0]:g}, {e['grid'][1]:g}] against float64: "
             f"XLA tanh {e['xla']['tanh_max_ulp']:.2f} ulp, rational tanh {e['rational']['tanh_max_ulp']:.2f} ulp; "
