@@ -61,6 +61,7 @@ ROOT_CAUSES = {
         "condition", "forget-gate discussion (learning)",
         "a suitable update of the forget gate can always be found, so ∂E/∂W does not vanish",
         "training opens the forget gate only on units a gradient from the lag already reaches (short lags, or a "
-        "gate opened by initialisation, e.g. chrono); it does not create that gradient, and an LSTM without a "
-        "forget gate (Hochreiter & Schmidhuber 1997) learns long lags too (docs/long-lag/)"),
+        "gate opened by initialisation, e.g. chrono); it does not create that gradient, and the same LSTM with "
+        "the forget gate removed (f ≡ 1, input gate biased shut as in Hochreiter & Schmidhuber 1997) learns the "
+        "same long lags (docs/long-lag/)"),
 }
