@@ -99,7 +99,6 @@ def _reference_rounding(Js, W_rec, P):
     """
     eps = jnp.finfo(F64).eps
     nJ = jnp.linalg.norm(Js, ord=2, axis=(-2, -1))
-    # sum over t <= k of the product over s <= k, s != t (a leave-one-out product; exact zeros give 0)
     # sum over t <= k of the product of ||J_s|| over s <= k, s != t (leave-one-out; every ||J_s|| > 0 here:
     # phi' > 0 and W_rec has full rank almost surely)
     loo = jnp.cumprod(nJ) * jnp.cumsum(1.0 / nJ)
