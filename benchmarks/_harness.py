@@ -18,6 +18,8 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
+from lstm_jax.io import atomic_write
+
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
 
@@ -40,6 +42,11 @@ def device_info() -> dict:
         import torch
 
         torch_info = {"torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
+        if torch.cuda.is_available():
+            torch_info.update(torch_device=torch.cuda.get_device_name(0),
+                              torch_cudnn_version=torch.backends.cudnn.version(),
+                              torch_cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+                              torch_matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32)
     except ImportError:
         torch_info = {}
     return {
@@ -51,10 +58,28 @@ def device_info() -> dict:
         "device_kind": dev.device_kind,
         "device_count": jax.device_count(),
         "jax_version": jax.__version__,
+        "jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
         "python": platform.python_version(),
         "machine": platform.machine(),
         "processor": platform.processor() or "unknown",
     }
+
+
+def torch_device():
+    """``(device, sync)`` for the torch peers: ``"cuda"`` with ``torch.cuda.synchronize`` when torch sees a GPU
+    (so a timed torch call ends when its kernels end, like ``jax.block_until_ready``), else ``"cpu"`` and a no-op."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.cuda.synchronize
+    return "cpu", lambda: None
+
+
+def device_words(info: dict) -> str:
+    """One line naming where the JAX side ran: the accelerator's kind, or the CPU model and core count."""
+    if info["platform"] == "cpu":
+        return f"{info['cpu_model']} ({info['cpu_cores']} cores)"
+    return f"{info['device_kind']} ({info['platform']}; host {info['cpu_model']}, {info['cpu_cores']} cores)"
 
 
 MIN_SAMPLE_S = 0.02  # a timed sample loops a fast call until it lasts at least this long
@@ -163,8 +188,8 @@ def write_results(name: str, rows: list[dict], meta: dict, markdown: str, out: p
     out.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = out / f"{name}-{meta['device']['platform']}-{stamp}"
-    base.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    base.with_suffix(".md").write_text(markdown + "\n")
+    atomic_write(base.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    atomic_write(base.with_suffix(".md"), f"device: {device_words(meta['device'])}\n\n{markdown}\n")
     return base.with_suffix(".json")
 
 

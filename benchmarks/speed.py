@@ -145,10 +145,9 @@ def _torch_calls(model, B, n, m, T, run_grad):
         import torch
     except ImportError:
         return {}, None
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    dev, sync = H.torch_device()
     net = _torch_module(model, n, m).to(dev)
     xs = torch.randn(T, B, m, device=dev)
-    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
 
     def fwd():
         with torch.no_grad():

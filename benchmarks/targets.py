@@ -63,13 +63,15 @@ def _block(f, *a):
     return lambda: jax.block_until_ready(f(*a))
 
 
-def _peer_calls(cell, params, fast, ref, B, n, m, T, with_ref=True):
-    """name -> blocking zero-argument call, forward (``*_fwd``) and value_and_grad of mean(h_T²) (``*_vg``):
-    ``fast_*`` the batch runner on time-major ``(T, B, m)``, ``run_<cell>_*`` the exact runner under
-    ``jax.vmap`` on batch-major input, ``torch_*`` ``torch.nn.LSTM``/``GRU`` when torch is installed.
-    ``fast(q, xs)`` and ``ref(q, xs)`` return ``(h_T, hs)``."""
+def _peer_calls(cell, params, fast, ref, B, n, m, T, with_ref=True, extra=()):
+    """``(calls, torch_note)``: name -> blocking zero-argument call, forward (``*_fwd``) and value_and_grad of
+    mean(h_T²) (``*_vg``): ``fast_*`` the batch runner on time-major ``(T, B, m)``, ``run_<cell>_*`` the exact
+    runner under ``jax.vmap`` on batch-major input, ``torch_*`` ``torch.nn.LSTM``/``GRU`` when torch is installed
+    and accepts the size (``torch_note`` says why not otherwise, else None); ``extra``: more ``(name, fn)``
+    time-major runners.  ``fast(q, xs)`` and ``ref(q, xs)`` return ``(h_T, hs)``."""
     xs = jax.random.normal(jax.random.PRNGKey(1), (T, B, m), jnp.float32)
-    runs = [("fast", fast, xs)] + ([(f"run_{cell}", ref, jnp.swapaxes(xs, 0, 1))] if with_ref else [])
+    runs = [("fast", fast, xs)] + [(name, f, xs) for name, f in extra] + (
+        [(f"run_{cell}", ref, jnp.swapaxes(xs, 0, 1))] if with_ref else [])
     calls = {}
     for name, run, x in runs:
         calls[f"{name}_fwd"] = _block(jax.jit(lambda q, x, run=run: run(q, x)[1]), params, x)
@@ -78,13 +80,16 @@ def _peer_calls(cell, params, fast, ref, B, n, m, T, with_ref=True):
     try:
         import torch
     except ImportError:
-        return calls
-    calls.update(_torch_calls(getattr(torch.nn, cell.upper()), B, n, m, T))
-    return calls
+        return calls, "torch is not installed"
+    tcalls, note = _torch_calls(getattr(torch.nn, cell.upper()), B, n, m, T)
+    calls.update(tcalls)
+    return calls, note
 
 
 def lstm_calls(B, n, m, T, with_run_lstm=True):
-    """:func:`_peer_calls` for the LSTM: ``run_lstm_batch`` / ``vmap(run_lstm)`` / ``torch.nn.LSTM``."""
+    """:func:`_peer_calls` for the LSTM: ``run_lstm_batch`` / ``vmap(run_lstm)`` / ``torch.nn.LSTM``; on a GPU also
+    ``run_lstm_batch(unroll=8)`` as ``fast_u8`` (no target: a scan step there costs kernel launches, which
+    unrolling amortises)."""
     S0 = lj.LSTMState(jnp.zeros((B, n)), jnp.zeros((B, n)))
     s0 = lj.zero_state(n)
 
@@ -96,34 +101,50 @@ def lstm_calls(B, n, m, T, with_run_lstm=True):
         final, traj = jax.vmap(lambda xx: lj.run_lstm(q, s0, xx))(x)
         return final.h, traj.h
 
-    return _peer_calls("lstm", lj.init_lstm(jax.random.PRNGKey(0), n, m), fast, ref, B, n, m, T, with_run_lstm)
+    def fast_u8(q, x):
+        final, hs = lj.run_lstm_batch(q, S0, x, unroll=min(8, T))
+        return final.h, hs
+
+    extra = (("fast_u8", fast_u8),) if jax.devices()[0].platform == "gpu" else ()
+    return _peer_calls("lstm", lj.init_lstm(jax.random.PRNGKey(0), n, m), fast, ref, B, n, m, T, with_run_lstm, extra)
 
 
 def _torch_calls(module, B, n, m, T):
-    """``torch_fwd`` / ``torch_vg`` for a ``torch.nn.LSTM`` / ``GRU`` on ``(T, B, m)``, loss mean(h_T²)."""
+    """``({torch_fwd, torch_vg}, note)`` for a ``torch.nn.LSTM`` / ``GRU`` on ``(T, B, m)``, loss mean(h_T²); on the
+    GPU when torch sees one (cuDNN), synchronised so each call ends when its kernels do.  Each call is tried
+    once here: where torch refuses the size (cuDNN answers CUDNN_STATUS_NOT_SUPPORTED for LSTM at T = 10^5 on
+    an H200), no calls and the first line of its error as the note."""
     import torch
 
+    dev, sync = H.torch_device()
     torch.manual_seed(0)
-    net, tx = module(m, n), torch.randn(T, B, m)
+    net, tx = module(m, n).to(dev), torch.randn(T, B, m, device=dev)
 
     def torch_fwd():
         with torch.no_grad():
-            return net(tx)[0]
+            out = net(tx)[0]
+        sync()
+        return out
 
     def torch_vg():
         net.zero_grad(set_to_none=True)
         loss = (net(tx)[0][-1] ** 2).mean()
         loss.backward()
+        sync()
         return loss
 
-    return {"torch_fwd": torch_fwd, "torch_vg": torch_vg}
+    try:
+        torch_fwd(), torch_vg()
+    except RuntimeError as e:
+        return {}, f"torch.nn.{module.__name__} ({dev}) refused B={B} n={n} T={T}: {str(e).splitlines()[0]}"
+    return {"torch_fwd": torch_fwd, "torch_vg": torch_vg}, None
 
 
 def gru_comparison(B, n, m, T, rounds):
     """No target: ``run_gru_batch`` against ``jax.vmap(run_gru)`` and ``torch.nn.GRU`` (forward, value_and_grad)."""
     h0 = jnp.zeros((B, n))
     ref = lambda q, x: jax.vmap(lambda xx: lj.run_gru(q, jnp.zeros(n), xx))(x)  # noqa: E731
-    calls = _peer_calls("gru", lj.init_gru(jax.random.PRNGKey(0), n, m), lambda q, x: lj.run_gru_batch(q, h0, x),
+    calls, note = _peer_calls("gru", lj.init_gru(jax.random.PRNGKey(0), n, m), lambda q, x: lj.run_gru_batch(q, h0, x),
                         ref, B, n, m, T)
     times = H.interleaved(calls, rounds)
     ms = {k: 1e3 * float(np.median(v)) for k, v in times.items()}
@@ -133,7 +154,7 @@ def gru_comparison(B, n, m, T, rounds):
              ("run_gru_batch ÷ torch.nn.GRU, value_and_grad", "fast_vg", "torch_vg"))
     ratios = {label: H.ratio_spread(times[a], times[b]) for label, a, b in pairs if a in times and b in times}
     print(f"GRU B={B} n={n} m={m} T={T}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items()), flush=True)
-    return {"B": B, "n": n, "m": m, "T": T, "times_s": times, "median_ms": ms, "ratios": ratios}
+    return {"B": B, "n": n, "m": m, "T": T, "times_s": times, "median_ms": ms, "ratios": ratios, "torch_note": note}
 
 
 def gru_table(info):
@@ -151,16 +172,19 @@ def speed_targets(sizes, rounds):
     rows, meas = [], []
     for label, B, n, m, T, with_ref in sizes:
         t0 = time.perf_counter()
-        calls = lstm_calls(B, n, m, T, with_ref)
+        calls, note = lstm_calls(B, n, m, T, with_ref)
         times = H.interleaved(calls, rounds)
         where = f"B={B} n={n} m={m} T={T}"
-        meas.append({"size": label, "B": B, "n": n, "m": m, "T": T, "times_s": times,
+        meas.append({"size": label, "B": B, "n": n, "m": m, "T": T, "times_s": times, "torch_note": note,
                      "median_ms": {k: 1e3 * float(np.median(v)) for k, v in times.items()}})
-        if "torch_fwd" in times:
-            rows.append(_row("LSTM forward <= 1.0x torch.nn.LSTM", where,
-                             H.ratio_spread(times["fast_fwd"], times["torch_fwd"]), 1.0, True))
-            rows.append(_row("LSTM value_and_grad <= 0.8x torch.nn.LSTM", where,
-                             H.ratio_spread(times["fast_vg"], times["torch_vg"]), 0.8, True))
+        for what, limit, suffix in (("forward", 1.0, "fwd"), ("value_and_grad", 0.8, "vg")):
+            target = f"LSTM {what} <= {limit:.1f}x torch.nn.LSTM"
+            if f"torch_{suffix}" in times:
+                rows.append(_row(target, where, H.ratio_spread(times[f"fast_{suffix}"], times[f"torch_{suffix}"]),
+                                 limit, True))
+            elif note:
+                rows.append({"target": target, "where": where, "ratio": None, "limit": limit, "below": True,
+                             "measured": "no peer", "verdict": "not measured", "what": note})
         print(f"{where}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in meas[-1]["median_ms"].items())
               + f"  [{time.perf_counter() - t0:.0f} s]", flush=True)
         del calls
@@ -169,7 +193,7 @@ def speed_targets(sizes, rounds):
 
 
 def long_lag_target(B, n, m, T, rounds):
-    calls = lstm_calls(B, n, m, T, True)
+    calls = lstm_calls(B, n, m, T, True)[0]
     calls = {k: calls[k] for k in ("fast_vg", "run_lstm_vg")}
     times = H.interleaved(calls, rounds)
     sp = H.ratio_spread(times["run_lstm_vg"], times["fast_vg"])
@@ -180,7 +204,7 @@ def long_lag_target(B, n, m, T, rounds):
 
 def attribution(B, n, m, T, rounds):
     """LSTM fast forward / value_and_grad GFLOP/s against the in-scan GEMM rate; the in-loop breakdown."""
-    calls = {k: v for k, v in lstm_calls(B, n, m, T, False).items()}
+    calls = {k: v for k, v in lstm_calls(B, n, m, T, False)[0].items() if not k.startswith("fast_u8")}
     g, g_args, g_flops = L.scan_gemm(B, n, T)
     e, e_args = L.scan_gates(B, n, T)
     ge, ge_args = L.scan_gemm_gates(B, n, T)
@@ -290,6 +314,14 @@ def table(rows):
                             [[r["target"], r["where"], r["measured"], r["verdict"], r["what"] or ""] for r in rows])
 
 
+def times_table(meas):
+    """Median ms of every peer at each size (the rows the ratios above come from)."""
+    peers = list(dict.fromkeys(k for r in meas for k in r["median_ms"]))
+    return H.markdown_table(["size (median ms)"] + peers,
+                            [[f"B={r['B']} n={r['n']} T={r['T']}"] + [f"{r['median_ms'][p]:.1f}" if p in r["median_ms"]
+                                                                     else "–" for p in peers] for r in meas])
+
+
 def breakdown_table(info):
     ms = info["median_ms"]
     names = [("fast_fwd", "LSTM forward (run_lstm_batch)"), ("fast_vg", "LSTM value_and_grad (run_lstm_batch)"),
@@ -337,7 +369,7 @@ def main(argv=None):
             "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
             "loss": "mean(h_T^2)", "verdicts": "met only if the whole min-max spread of the per-round ratios is on the right side"}
     load0 = os.getloadavg() if hasattr(os, "getloadavg") else None  # a busy machine skews torch's OpenMP badly
-    print(f"device: {meta['device']['cpu_model']} ({meta['device']['cpu_cores']} cores), jax {jax.__version__}", flush=True)
+    print(f"device: {H.device_words(meta['device'])}, jax {jax.__version__}", flush=True)
     rows, meas = speed_targets(QUICK_SIZES if q else SIZES, rounds)
     r, long_lag = long_lag_target(*(QUICK_LONG_LAG if q else LONG_LAG), rounds)
     rows += r
@@ -350,7 +382,7 @@ def main(argv=None):
     meta.update(sizes=meas, long_lag=long_lag, attribution=info, lyapunov=lyap, gru=gru,
                 load_average_start_end=[load0, os.getloadavg() if hasattr(os, "getloadavg") else None])
     load = meta["load_average_start_end"]
-    md = table(rows) + "\n\n" + breakdown_table(info) + "\n\n" + gru_table(gru) + (
+    md = table(rows) + "\n\n" + times_table(meas) + "\n\n" + breakdown_table(info) + "\n\n" + gru_table(gru) + (
         f"\n\nmachine load average (1, 5, 15 min) at start {tuple(round(v, 1) for v in load[0])}, at end "
         f"{tuple(round(v, 1) for v in load[1])} on {meta['device']['cpu_cores']} cores" if load[0] and load[1] else "")
     H.report(args, "targets", rows, meta, md)
