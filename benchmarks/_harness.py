@@ -18,7 +18,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from lstm_jax.io import atomic_write
+from lstm_jax.io import AtomicOutputs
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -76,10 +76,12 @@ def torch_device():
 
 
 def device_words(info: dict) -> str:
-    """One line naming where the JAX side ran: the accelerator's kind, or the CPU model and core count."""
+    """One line naming where the JAX side ran (the accelerator's kind, or the CPU model and core count) and where
+    the torch peers ran when that is a GPU."""
+    torch_gpu = f"; torch on {info['torch_device']}" if info.get("torch_device") else ""
     if info["platform"] == "cpu":
-        return f"{info['cpu_model']} ({info['cpu_cores']} cores)"
-    return f"{info['device_kind']} ({info['platform']}; host {info['cpu_model']}, {info['cpu_cores']} cores)"
+        return f"{info['cpu_model']} ({info['cpu_cores']} cores){torch_gpu}"
+    return f"{info['device_kind']} ({info['platform']}; host {info['cpu_model']}, {info['cpu_cores']} cores){torch_gpu}"
 
 
 MIN_SAMPLE_S = 0.02  # a timed sample loops a fast call until it lasts at least this long
@@ -188,8 +190,9 @@ def write_results(name: str, rows: list[dict], meta: dict, markdown: str, out: p
     out.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = out / f"{name}-{meta['device']['platform']}-{stamp}"
-    atomic_write(base.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    atomic_write(base.with_suffix(".md"), f"device: {device_words(meta['device'])}\n\n{markdown}\n")
+    with AtomicOutputs() as files:  # both or neither
+        files.write(base.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+        files.write(base.with_suffix(".md"), f"device: {device_words(meta['device'])}\n\n{markdown}\n")
     return base.with_suffix(".json")
 
 

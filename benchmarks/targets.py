@@ -133,10 +133,11 @@ def _torch_calls(module, B, n, m, T):
         sync()
         return loss
 
-    try:
+    try:  # this also serves as the warm-up's first call
         torch_fwd(), torch_vg()
-    except RuntimeError as e:
-        return {}, f"torch.nn.{module.__name__} ({dev}) refused B={B} n={n} T={T}: {str(e).splitlines()[0]}"
+    except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one too: the note names the type
+        first = (str(e).splitlines() or [""])[0]
+        return {}, f"torch.nn.{module.__name__} ({dev}) refused B={B} n={n} T={T}: {type(e).__name__}: {first}"
     return {"torch_fwd": torch_fwd, "torch_vg": torch_vg}, None
 
 
@@ -158,9 +159,10 @@ def gru_comparison(B, n, m, T, rounds):
 
 
 def gru_table(info):
+    note = [["torch.nn.GRU", info["torch_note"]]] if info.get("torch_note") else []
     return H.markdown_table([f"GRU, no target (B={info['B']}, n={info['n']}, m={info['m']}, T={info['T']})",
                              "median (min–max over rounds)"],
-                            [[k, H.fmt_spread(v)] for k, v in info["ratios"].items()])
+                            [[k, H.fmt_spread(v)] for k, v in info["ratios"].items()] + note)
 
 
 def _row(target, where, sp, limit, below, unit="x", what=None):
