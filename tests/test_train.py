@@ -311,6 +311,11 @@ def test_generated_findings_state_the_forget_gate_ablation_and_the_targets_per_T
     rnn_only = [dict(_fake_run("rnn-tanh", 100, 0, False, 2_000_000, (1, 1), (0, 0)), final_lyapunov=None)]
     assert "Target at T = 100 (every seed solved, ≥ 5 seeds, mean below the 1997 74k): not met (no LSTM run" in \
         " ".join(findings(rnn_only + [dict(r, model="rnn-floss") for r in rnn_only]))  # no λ₁ recorded: no crash
+    assert ("Of those, also passing the 1997 test in every seed (≤ 3 of 2560 test errors): lstm-chrono; per-seed "
+            "test errors: lstm-chrono 1, 1, 1.") in text
+    one_bad = [dict(r, test_errors=4 if r["seed"] == 1 else 0) for r in chrono]  # stopping rule fired, test failed
+    assert ("Of those, also passing the 1997 test in every seed (≤ 3 of 2560 test errors): none; per-seed test "
+            "errors: lstm-chrono 0, 4, 0.") in " ".join(findings(one_bad))
     slow = [_fake_run("lstm-chrono", 100, s, True, 80_000, (1, 1), (0.3, 0.5)) for s in range(5)]  # 80k > 74k
     assert "Target at T = 100 (every seed solved, ≥ 5 seeds, mean below the 1997 74k): not met yet: lstm-chrono 5/5" in \
         " ".join(findings(slow))
