@@ -70,6 +70,19 @@ def _proj(xs, W_x, b):
     return (xs.reshape(T * B, m) @ W_x + b).reshape(T, B, -1)
 
 
+def _after_loop(state0, states, xs, rows_h, rows_x, W_x):
+    r"""The gradients a recurrence's custom VJP forms **after** its backward loop, each one GEMM over all ``T·B``
+    rows: :math:`\bar W_h = S_{prev}^\top \bar U`, :math:`\bar W_x = X^\top \bar V`, :math:`\bar X = \bar V W_x^\top`.
+
+    ``states (T, B, n)`` the outputs (``S_prev`` = ``state0`` then ``states[:-1]``); ``rows_h (T·B, k)``, ``rows_x
+    (T·B, k)`` the cotangents of the recurrent and the input product (the same array for the LSTM and the RNN);
+    ``W_x (m, k)`` the input weights in row layout.  Returns ``(dW_h (n, k), dW_x (m, k), dxs (T, B, m))``.
+    """
+    T, B, n = states.shape
+    s_prev = previous_states(state0, states).reshape(T * B, n)
+    return s_prev.T @ rows_h, xs.reshape(T * B, -1).T @ rows_x, (rows_x @ W_x.T).reshape(xs.shape)
+
+
 # --------------------------------------------------------------------------- LSTM core
 
 
@@ -131,14 +144,9 @@ def _lstm_core_bwd(cfg, res, cts):
         return (dz @ W_h_t, f_t * dc), dz
 
     (dh0, dc0), dZ = jax.lax.scan(step, (jnp.zeros_like(dh_T), dc_T), (dhs, a, e, f), reverse=True, unroll=cfg[1])
-    T, B, _ = dZ.shape
-    rows = dZ.reshape(T * B, 4 * n)
-    h_prev = previous_states(h0, hs).reshape(T * B, n)
-    dW_h = h_prev.T @ rows
-    dW_x = xs.reshape(T * B, -1).T @ rows
-    db = rows.sum(axis=0)
-    dxs = (rows @ W_x.T).reshape(xs.shape)
-    return dW_h, dW_x, db, dh0, dc0, dxs
+    rows = dZ.reshape(-1, 4 * n)
+    dW_h, dW_x, dxs = _after_loop(h0, hs, xs, rows, rows, W_x)
+    return dW_h, dW_x, rows.sum(axis=0), dh0, dc0, dxs
 
 
 _lstm_core.defvjp(_lstm_core_fwd, _lstm_core_bwd)
@@ -234,11 +242,9 @@ def _rnn_core_bwd(activation, res, cts):
         return dz @ W_rec, dz
 
     dc0, dZ = jax.lax.scan(step, jnp.zeros_like(dc_T), (dcs, d), reverse=True)
-    T, B, n = dZ.shape
-    rows = dZ.reshape(T * B, n)
-    c_prev = previous_states(c0, cs).reshape(T * B, n)
-    return (c_prev.T @ rows, xs.reshape(T * B, -1).T @ rows, rows.sum(axis=0), dc0,
-            (rows @ W_in_t.T).reshape(xs.shape))
+    rows = dZ.reshape(-1, dZ.shape[-1])
+    dW_rec_t, dW_in_t, dxs = _after_loop(c0, cs, xs, rows, rows, W_in_t)
+    return dW_rec_t, dW_in_t, rows.sum(axis=0), dc0, dxs
 
 
 _rnn_core.defvjp(_rnn_core_fwd, _rnn_core_bwd)
@@ -323,13 +329,12 @@ def _gru_core_bwd(res, cts):
         return dh * k_t[4] + dU @ W_h_t, (dU, da_n)
 
     dh0, (dU, da_n) = jax.lax.scan(step, jnp.zeros_like(dh_T), (dhs, k), reverse=True)
-    T, B, n3 = dU.shape
-    n = n3 // 3
-    rows_U = dU.reshape(T * B, n3)
-    rows_V = jnp.concatenate([rows_U[:, :2 * n], da_n.reshape(T * B, n)], axis=-1)  # cotangent of x @ W_x
-    h_prev = previous_states(h0, hs).reshape(T * B, n)
+    n = dU.shape[-1] // 3
+    rows_U = dU.reshape(-1, 3 * n)
+    rows_V = jnp.concatenate([rows_U[:, :2 * n], da_n.reshape(-1, n)], axis=-1)  # cotangent of x @ W_x
     db = jnp.stack([rows_V[:, :n].sum(0), rows_V[:, n:2 * n].sum(0), rows_V[:, 2 * n:].sum(0), rows_U[:, 2 * n:].sum(0)])
-    return (h_prev.T @ rows_U, xs.reshape(T * B, -1).T @ rows_V, db, dh0, (rows_V @ W_x.T).reshape(xs.shape))
+    dW_h, dW_x, dxs = _after_loop(h0, hs, xs, rows_U, rows_V, W_x)
+    return dW_h, dW_x, db, dh0, dxs
 
 
 _gru_core.defvjp(_gru_core_fwd, _gru_core_bwd)

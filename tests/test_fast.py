@@ -62,18 +62,24 @@ def test_run_lstm_batch_values_and_gradients_equal_the_reference_scan_float64(ho
     assert _max_diff(g_fast, g_ref) <= 1e-12 * max(1.0, _scale(g_ref))
 
 
+def _float32_gradient_error(loss, run, ref, p64, state64, xs64):
+    """``(max |g32 - g64|, scale of g64)``: ``jax.grad`` of ``loss(run)`` on float32 copies of the arguments
+    against ``loss(ref)`` in float64.  float32 arithmetic also on GPUs, whose default float32 matmul is TF32
+    (10-bit mantissa; on an H200 the LSTM test below gave 1.6e-4 of the gradient scale under that default, over
+    its bound; README "Precision on GPU")."""
+    f32 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float32), tree)  # noqa: E731
+    with jax.default_matmul_precision("float32"):
+        g32 = jax.grad(loss(run), argnums=(0, 1, 2))(f32(p64), f32(state64), f32(xs64))
+    g64 = jax.grad(loss(ref), argnums=(0, 1, 2))(p64, state64, xs64)
+    return _max_diff(jax.tree.map(lambda a: a.astype(jnp.float64), g32), g64), _scale(g64)
+
+
 def test_run_lstm_batch_float32_gradient_error_is_stated_bound():
     xs, h0, c0 = _inputs(jnp.float64)
     p64 = lj.init_lstm(jax.random.PRNGKey(1), N, M, dtype=jnp.float64)
-    p32 = jax.tree.map(lambda a: a.astype(jnp.float32), p64)
-    s64, s32 = lj.LSTMState(h0, c0), lj.LSTMState(h0.astype(jnp.float32), c0.astype(jnp.float32))
-    # float32 arithmetic, also on GPUs, whose default float32 matmul is TF32 (10-bit mantissa): on an H200 the
-    # default gave 1.6e-4 of the gradient scale here, over this bound; README "Precision on GPU"
-    with jax.default_matmul_precision("float32"):
-        g32 = jax.grad(_lstm_loss(lj.run_lstm_batch), argnums=(0, 1, 2))(p32, s32, xs.astype(jnp.float32))
-    g64 = jax.grad(_lstm_loss(_lstm_ref), argnums=(0, 1, 2))(p64, s64, xs)
+    err, scale = _float32_gradient_error(_lstm_loss, lj.run_lstm_batch, _lstm_ref, p64, lj.LSTMState(h0, c0), xs)
     # float32 rounding accumulated over T = 30 steps of GEMMs of width <= 4n: bound 1e-4 of the gradient scale
-    assert _max_diff(jax.tree.map(lambda a: a.astype(jnp.float64), g32), g64) <= 1e-4 * _scale(g64)
+    assert err <= 1e-4 * scale
 
 
 def test_run_lstm_batch_batch_major_layout_is_the_transposed_time_major_result():
@@ -110,13 +116,9 @@ def test_run_gru_batch_values_and_gradients_equal_the_reference_scan_float64(bia
 def test_run_gru_batch_float32_gradient_error_is_within_the_stated_bound():
     xs, h0, _ = _inputs(jnp.float64)
     p64 = lj.init_gru(jax.random.PRNGKey(8), N, M, dtype=jnp.float64)
-    p32 = jax.tree.map(lambda a: a.astype(jnp.float32), p64)
-    with jax.default_matmul_precision("float32"):  # not TF32 on GPUs (see the LSTM test above)
-        g32 = jax.grad(_gru_loss(lj.run_gru_batch), argnums=(0, 1, 2))(p32, h0.astype(jnp.float32),
-                                                                       xs.astype(jnp.float32))
-    g64 = jax.grad(_gru_loss(_gru_ref), argnums=(0, 1, 2))(p64, h0, xs)
+    err, scale = _float32_gradient_error(_gru_loss, lj.run_gru_batch, _gru_ref, p64, h0, xs)
     # the LSTM runner's bound: float32 rounding over T = 30 steps of GEMMs of width <= 3n, 1e-4 of the gradient scale
-    assert _max_diff(jax.tree.map(lambda a: a.astype(jnp.float64), g32), g64) <= 1e-4 * _scale(g64)
+    assert err <= 1e-4 * scale
 
 
 @pytest.mark.parametrize("kwargs, exc, fragment", [
