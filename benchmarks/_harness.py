@@ -75,6 +75,41 @@ def torch_device():
     return "cpu", lambda: None
 
 
+def torch_rnn_calls(net, B: int, m: int, T: int, grad: bool = True) -> tuple[dict, str | None]:
+    """``(calls, note)`` for a ``torch.nn.LSTM`` / ``GRU`` / ``RNN`` module ``net`` on ``randn(T, B, m)``:
+    ``calls["forward"]`` (no grad) and, with ``grad``, ``calls["grad"]`` (backward of mean(h_T²)), each blocking
+    (on the GPU when torch sees one — cuDNN — and synchronised so a call ends when its kernels do).  Each call is
+    tried once here: where torch refuses the size (cuDNN answers CUDNN_STATUS_NOT_SUPPORTED for the LSTM at
+    T = 10^5 on an H200), ``({}, note)`` with the exception's type and first line; else ``note`` is None."""
+    import torch
+
+    dev, sync = torch_device()
+    net = net.to(dev)
+    xs = torch.randn(T, B, m, generator=torch.Generator().manual_seed(1)).to(dev)
+
+    def forward():
+        with torch.no_grad():
+            out = net(xs)[0]
+        sync()
+        return out
+
+    def value_and_grad():
+        net.zero_grad(set_to_none=True)
+        loss = (net(xs)[0][-1] ** 2).mean()
+        loss.backward()
+        sync()
+        return loss
+
+    calls = {"forward": forward, **({"grad": value_and_grad} if grad else {})}
+    try:
+        for call in calls.values():
+            call()
+    except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one too: the note names the type
+        first = (str(e).splitlines() or [""])[0]
+        return {}, f"torch.nn.{type(net).__name__} ({dev}) refused B={B} T={T}: {type(e).__name__}: {first}"
+    return calls, None
+
+
 def device_words(info: dict) -> str:
     """One line naming where the JAX side ran (the accelerator's kind, or the CPU model and core count) and where
     the torch peers ran when that is a GPU."""

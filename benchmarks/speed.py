@@ -140,32 +140,18 @@ def _torch_module(model, n, m):
 
 
 def _torch_calls(model, B, n, m, T, run_grad):
-    """``(calls, info)``: blocking torch forward / gradient calls on time-major (T, B, m) inputs, or ``({}, None)``."""
+    """``(calls, info)``: blocking torch forward / gradient calls (:func:`_harness.torch_rnn_calls`) keyed
+    ``("torch", "forward" | "grad")``, or ``({}, None)`` without torch; ``info["refused"]`` says why torch did
+    not run a size it refused (no calls then)."""
     try:
         import torch
     except ImportError:
         return {}, None
-    dev, sync = H.torch_device()
-    net = _torch_module(model, n, m).to(dev)
-    xs = torch.randn(T, B, m, device=dev)
-
-    def fwd():
-        with torch.no_grad():
-            out = net(xs)[0]
-        sync()
-        return out
-
-    def grad():
-        net.zero_grad(set_to_none=True)
-        loss = (net(xs)[0][-1] ** 2).mean()
-        loss.backward()
-        sync()
-        return loss
-
-    calls = {("torch", "forward"): fwd}
-    if run_grad:
-        calls[("torch", "grad")] = grad
-    return calls, {"threads": torch.get_num_threads(), "version": torch.__version__, "device": dev}
+    tcalls, note = H.torch_rnn_calls(_torch_module(model, n, m), B, m, T, grad=run_grad)
+    info = {"threads": torch.get_num_threads(), "version": torch.__version__, "device": H.torch_device()[0]}
+    if note:
+        info["refused"] = note
+    return {("torch", what): call for what, call in tcalls.items()}, info
 
 
 def _gemm(B, n, m, T, repeats):

@@ -110,35 +110,12 @@ def lstm_calls(B, n, m, T, with_run_lstm=True):
 
 
 def _torch_calls(module, B, n, m, T):
-    """``({torch_fwd, torch_vg}, note)`` for a ``torch.nn.LSTM`` / ``GRU`` on ``(T, B, m)``, loss mean(h_T²); on the
-    GPU when torch sees one (cuDNN), synchronised so each call ends when its kernels do.  Each call is tried
-    once here: where torch refuses the size (cuDNN answers CUDNN_STATUS_NOT_SUPPORTED for LSTM at T = 10^5 on
-    an H200), no calls and the first line of its error as the note."""
+    """``({torch_fwd, torch_vg}, note)``: :func:`_harness.torch_rnn_calls` for ``torch.nn.LSTM`` / ``GRU``."""
     import torch
 
-    dev, sync = H.torch_device()
     torch.manual_seed(0)
-    net, tx = module(m, n).to(dev), torch.randn(T, B, m, device=dev)
-
-    def torch_fwd():
-        with torch.no_grad():
-            out = net(tx)[0]
-        sync()
-        return out
-
-    def torch_vg():
-        net.zero_grad(set_to_none=True)
-        loss = (net(tx)[0][-1] ** 2).mean()
-        loss.backward()
-        sync()
-        return loss
-
-    try:  # this also serves as the warm-up's first call
-        torch_fwd(), torch_vg()
-    except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one too: the note names the type
-        first = (str(e).splitlines() or [""])[0]
-        return {}, f"torch.nn.{module.__name__} ({dev}) refused B={B} n={n} T={T}: {type(e).__name__}: {first}"
-    return {"torch_fwd": torch_fwd, "torch_vg": torch_vg}, None
+    calls, note = H.torch_rnn_calls(module(m, n), B, m, T)
+    return ({"torch_fwd": calls["forward"], "torch_vg": calls["grad"]} if calls else {}), note
 
 
 def gru_comparison(B, n, m, T, rounds):

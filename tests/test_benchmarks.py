@@ -97,11 +97,14 @@ def test_rational_float32_tanh_is_within_5_ulp_and_its_sigmoid_loses_relative_ac
 def test_a_size_torch_refuses_is_reported_with_torch_s_error_not_timed():
     # a real refusal: torch.nn.LSTM raises on an empty sequence (on the GPU, cuDNN refuses T = 10^5 the same way)
     torch = pytest.importorskip("torch")
+    from benchmarks import _harness as H
     from benchmarks import targets as tg
 
-    calls, note = tg._torch_calls(torch.nn.LSTM, 2, 4, 3, 0)
+    calls, note = H.torch_rnn_calls(torch.nn.LSTM(3, 4), 2, 3, 0)
     assert calls == {}
-    assert note.startswith("torch.nn.LSTM (") and "refused B=2 n=4 T=0: RuntimeError: " in note
+    assert note.startswith("torch.nn.LSTM (") and "refused B=2 T=0: RuntimeError: " in note
     assert "sequence length" in note
-    calls, note = tg._torch_calls(torch.nn.LSTM, 2, 4, 3, 5)
-    assert note is None and set(calls) == {"torch_fwd", "torch_vg"}
+    calls, note = H.torch_rnn_calls(torch.nn.GRU(3, 4), 2, 3, 5, grad=False)
+    assert note is None and set(calls) == {"forward"}
+    calls, note = tg._torch_calls(torch.nn.LSTM, 2, 4, 3, 5)  # the targets' peer: both calls, under its names
+    assert note is None and set(calls) == {"torch_fwd", "torch_vg"} and float(calls["torch_vg"]().detach()) > 0
