@@ -7,6 +7,7 @@
     python -m benchmarks                  # full sizes (about an hour on 2 CPU cores); benchmarks/results/
     python -m benchmarks --only speed,memory
     python -m benchmarks --summarize      # the targets from the newest results already in benchmarks/results/
+    python -m benchmarks --readme         # README.md's targets tables from every committed targets-*.json
 
 ``lstm-jax bench ...`` runs the same from a source checkout. Each script runs in its own process (fresh JAX
 runtime, its own peak memory), prints its table and writes ``<name>-<platform>-<UTC time>.json/.md``.
@@ -81,6 +82,61 @@ def targets(results: dict) -> list[dict]:
     return out
 
 
+README = HERE.parent / "README.md"
+README_MARKER = "bench-targets"
+
+
+def across_runs(verdicts: list[str]) -> str:
+    """One target's verdict over repeated runs: ``met`` / ``not met`` only if every run says so."""
+    if all(v == "met" for v in verdicts):
+        return "met"
+    if all(v == "not measured" for v in verdicts):
+        return "not measured"
+    met, inconclusive = sum(v == "met" for v in verdicts), sum(v == "inconclusive" for v in verdicts)
+    if met == 0:
+        return "**not met**" + (f" (inconclusive in {inconclusive} of {len(verdicts)})" if inconclusive else "")
+    return f"**not confirmed** (met in {met} of {len(verdicts)})"
+
+
+def readme_block(results_dir: pathlib.Path = H.RESULTS) -> str:
+    """The README's targets tables: per platform, every committed ``targets-<platform>-*.json`` run side by side
+    (median ratio with its min–max over interleaved rounds, and that run's verdict) and the verdict across runs."""
+    parts = []
+    for platform in ("cpu", "gpu", "tpu"):
+        files = sorted(results_dir.glob(f"targets-{platform}-*.json"))
+        if not files:
+            continue
+        runs = [json.loads(f.read_text()) for f in files]
+        devices = sorted({H.device_words(r["meta"]["device"]) for r in runs})
+        keys = list(dict.fromkeys((row["target"], row["where"]) for r in runs for row in r["rows"]))
+        rows = []
+        for target, where in keys:
+            cells = [next((row for row in r["rows"] if (row["target"], row["where"]) == (target, where)), None)
+                     for r in runs]
+            rows.append([target, where] + [f"{c['measured']} {c['verdict']}" if c else "–" for c in cells]
+                        + [across_runs([c["verdict"] for c in cells if c])])
+        stamps = [f.stem.rsplit("-", 1)[1] for f in files]
+        parts += [f"**{platform.upper()}** ({'; '.join(devices)}; {len(files)} runs of `benchmarks/targets.py`, "
+                  f"files `benchmarks/results/targets-{platform}-<run>.json`):", "",
+                  H.markdown_table(["target", "where"] + [f"run {s}" for s in stamps] + ["across runs"], rows), ""]
+    return "\n".join(parts).rstrip("\n")
+
+
+def splice_readme(text: str, block: str) -> str:
+    """``text`` with the block between ``<!-- bench-targets:start -->`` and ``<!-- bench-targets:end -->`` replaced."""
+    start, end = f"<!-- {README_MARKER}:start -->", f"<!-- {README_MARKER}:end -->"
+    pat = re.compile(rf"{re.escape(start)}\n.*?{re.escape(end)}", re.S)
+    if not pat.search(text):
+        raise ValueError(f"README.md: no {start} … {end} block")
+    return pat.sub(lambda _: f"{start}\n{block}\n{end}", text, count=1)
+
+
+def _usage_error(message: str) -> int:
+    """One line on stderr, exit status 2 (bad arguments)."""
+    print(f"python -m benchmarks: error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,11 +146,28 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="results directory (default: benchmarks/results, or results/quick with --quick)")
     ap.add_argument("--summarize", action="store_true",
                     help="run nothing: evaluate the targets from the newest targets/jacobians/memory JSON in the results directory")
+    ap.add_argument("--readme", action="store_true",
+                    help="run nothing: rewrite README.md's targets tables from every committed targets-*.json")
     args = ap.parse_args(argv)
+    if args.readme:
+        others = [f for f, v in (("--quick", args.quick), ("--targets", args.targets), ("--out", args.out),
+                                 ("--summarize", args.summarize), ("--only", args.only != ap.get_default("only")))
+                  if v]
+        if others:
+            return _usage_error(f"--readme runs nothing and reads benchmarks/results/; it takes no {', '.join(others)}")
+        from lstm_jax.io import atomic_write
+
+        try:
+            atomic_write(README, splice_readme(README.read_text(encoding="utf-8"), readme_block()))
+        except (OSError, ValueError) as e:  # no README, no marker block, not writable: one line, exit 3
+            print(f"error: --readme: {e}", file=sys.stderr)
+            return 3
+        print(f"wrote {README}")
+        return 0
     names = ["targets"] if args.targets else [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in names if s not in SCRIPTS]
     if unknown:
-        ap.error(f"--only: unknown benchmark(s) {unknown}; choose from {list(SCRIPTS)}")
+        return _usage_error(f"--only: unknown benchmark(s) {unknown}; choose from {list(SCRIPTS)}")
     out = pathlib.Path(args.out) if args.out else H.RESULTS / "quick" if args.quick else H.RESULTS
     results, failed, files_used = {}, [], {}
     if args.summarize:

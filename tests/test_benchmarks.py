@@ -108,3 +108,34 @@ def test_a_size_torch_refuses_is_reported_with_torch_s_error_not_timed():
     assert note is None and set(calls) == {"forward"}
     calls, note = tg._torch_calls(torch.nn.LSTM, 2, 4, 3, 5)  # the targets' peer: both calls, under its names
     assert note is None and set(calls) == {"torch_fwd", "torch_vg"} and float(calls["torch_vg"]().detach()) > 0
+
+
+def test_readme_targets_tables_are_generated_from_every_committed_targets_run():
+    from benchmarks.__main__ import README, readme_block, splice_readme
+
+    text = README.read_text(encoding="utf-8")
+    assert splice_readme(text, readme_block()) == text, "run: python -m benchmarks --readme"
+    for f in (ROOT / "benchmarks" / "results").glob("targets-*.json"):  # every committed run has its column
+        assert f"run {f.stem.rsplit('-', 1)[1]}" in text
+
+
+def test_a_target_counts_as_met_across_runs_only_if_every_run_met_it():
+    from benchmarks.__main__ import across_runs
+
+    assert across_runs(["met", "met"]) == "met"
+    assert across_runs(["met", "inconclusive", "met"]) == "**not confirmed** (met in 2 of 3)"
+    assert across_runs(["met", "not met"]) == "**not confirmed** (met in 1 of 2)"
+    assert across_runs(["not met", "inconclusive"]) == "**not met** (inconclusive in 1 of 2)"
+    assert across_runs(["not met", "not met"]) == "**not met**"
+    assert across_runs(["not measured", "not measured"]) == "not measured"
+
+
+def test_readme_mode_names_a_conflicting_option_and_a_missing_block_in_one_line():
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "--readme", "--quick"], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 2 and "--readme runs nothing" in out.stderr and "--quick" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    from benchmarks.__main__ import splice_readme
+
+    with pytest.raises(ValueError, match="no <!-- bench-targets:start -->"):
+        splice_readme("# a README without the block\n", "table")
