@@ -43,6 +43,8 @@ def _verify(args: argparse.Namespace) -> int:
     if args.list:
         print("\n".join(claim_ids()))
         return 0
+    if not 0 <= args.seed <= SEED_MAX:
+        raise ValueError(f"--seed must be in 0..2**63-1, got {args.seed}")
     check_only(args.only)  # ValueError -> exit 2, before any work
     outputs = {name: check_writable_file(path, f"--{name}")  # OSError -> exit 3, before any work
                for name, path in (("json", args.json), ("markdown", args.markdown)) if path}
@@ -102,6 +104,18 @@ def _diagnose(args: argparse.Namespace) -> int:
     return run(args)
 
 
+SEED_MAX = 2**63 - 1
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lstm-jax")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree without an install
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lstm-jax",
@@ -109,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "against autodiff in float64 (verify), measure gradient flow (flow), run the long-range training "
         "experiments (train), and run the benchmark suite of a source checkout (bench).",
     )
+    parser.add_argument("--version", action="version", version=f"lstm-jax {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser(
         "verify",
@@ -184,16 +199,61 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Exit codes of every subcommand (the error policy, README "Errors and exit codes").
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM, so that ``finally`` blocks and ``with`` exits run (staged output
+    files are removed) exactly as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _output_folders(args: argparse.Namespace) -> list[pathlib.Path]:
+    folders = [pathlib.Path(getattr(args, "out")) if getattr(args, "out", None) else None]
+    folders += [pathlib.Path(p).parent for p in (getattr(args, "json", None), getattr(args, "markdown", None)) if p]
+    return [f for f in folders if f is not None and f.is_dir()]
+
+
+def _after_interrupt(args: argparse.Namespace, started: float) -> str:
+    """Finish or remove what an interrupted run left in its output folders; say what is true afterwards."""
+    from .io import complete_outputs
+
+    completed, removed = [], 0
+    for folder in _output_folders(args):
+        for sub in [folder, *(p for p in folder.iterdir() if p.is_dir())]:
+            try:
+                if complete_outputs(sub):
+                    completed.append(str(sub))
+            except (OSError, ValueError):
+                return f"interrupted while publishing into {str(sub)!r}; its outputs may be incomplete: rerun"
+            for stray in sub.glob(".*.tmp*"):
+                try:
+                    if stray.stat().st_mtime >= started - 1:
+                        stray.unlink()
+                        removed += 1
+                except OSError:
+                    return f"interrupted; a temporary file {str(stray)!r} could not be removed"
+    what = [f"completed the interrupted output set in {', '.join(completed)}"] if completed else []
+    what += [f"removed {removed} temporary file(s)"] if removed else []
+    return "interrupted; " + ("; ".join(what) + "; " if what else "") + "no partial output was left"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Parse, dispatch, and map errors to one line on stderr and an exit code.
 
     Subcommands validate their arguments before any work and raise ``ValueError``/``TypeError``
-    for bad input (exit 2, like argparse's own usage errors) and ``OSError`` for files that cannot
-    be read or written (exit 3); they return 1 when a check fails and 0 otherwise.  No traceback
-    is printed for these; any other exception is a bug and keeps its traceback.
+    for bad input — a bad option, an input file of the wrong kind, format, size or content — (exit 2,
+    like argparse's own usage errors) and ``OSError`` for files that cannot be read or written (exit 3);
+    they return 1 when a check fails and 0 otherwise.  Ctrl-C and SIGTERM remove the staged output files
+    (or finish a set whose commit point was passed) and say so (exit 130 / 143).  No traceback is printed
+    for these; any other exception is a bug and keeps its traceback.
     """
+    import signal
+    import time
+
     parser = build_parser()
     try:
         args, rest = parser.parse_known_args(argv)
@@ -206,6 +266,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    started = time.time()
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = None
     try:
         return args.func(args)
     except (ValueError, TypeError) as exc:
@@ -214,9 +279,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except OSError as exc:
         print(f"lstm-jax {args.command}: I/O error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_IO
-    except KeyboardInterrupt:
-        print(f"lstm-jax {args.command}: interrupted; no partial output was left", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"lstm-jax {args.command}: {_after_interrupt(args, started)}", file=sys.stderr)
+        return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _one_line(exc: BaseException) -> str:

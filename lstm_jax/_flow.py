@@ -141,17 +141,19 @@ class Lyapunov(NamedTuple):
 
 
 def _orthonormal_q0(q0, d: int, k: int, dtype) -> jax.Array:
-    q0 = check_array(q0, "q0", (d, k)).astype(dtype)
-    Q, R = jnp.linalg.qr(q0)
-    r = jnp.abs(jnp.diagonal(R))
-    if not isinstance(q0, jax.core.Tracer):
-        scale = float(jnp.max(jnp.abs(q0)))
+    q0 = check_array(q0, "q0", (d, k))
+    if not isinstance(q0, jax.core.Tracer):  # a concrete q0 (also one closed over under jit): check in NumPy
+        a = np.asarray(q0).astype(np.dtype(dtype))
+        finite = bool(np.all(np.isfinite(a)))
+        scale = float(np.max(np.abs(a))) if finite else 0.0
+        r_min = float(np.min(np.abs(np.diagonal(np.linalg.qr(a)[1])))) if finite else float("nan")
         tol = d * float(jnp.finfo(dtype).eps) * max(scale, float(jnp.finfo(dtype).tiny))
-        if not np.all(np.isfinite(np.asarray(q0))) or scale == 0 or float(jnp.min(r)) <= tol * np.sqrt(d):
+        if not finite or scale == 0 or r_min <= tol * np.sqrt(d):
             raise ValueError(
                 f"q0 (shape {q0.shape}) must have {k} linearly independent finite columns (ideally orthonormal); "
-                f"got a rank-deficient or non-finite matrix (smallest |R_ii| of its QR: {float(jnp.min(r)):.3g})"
+                f"got a rank-deficient or non-finite matrix (smallest |R_ii| of its QR: {r_min:.3g})"
             )
+    Q, R = jnp.linalg.qr(q0.astype(dtype))
     sign = jnp.where(jnp.diagonal(R) < 0, -1.0, 1.0).astype(dtype)
     return Q * sign[None, :]  # first column = q0[:, 0] / |q0[:, 0]|
 
@@ -166,8 +168,8 @@ def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] =
       q0: ``(d, k)`` initial directions (default the first ``k`` columns of the identity).
         They are orthonormalised by QR first (span and the direction of the first column are
         kept, so ``log_growth`` follows ``q0[:, 0] / |q0[:, 0]|``); linearly dependent, zero or
-        non-finite columns are a ``ValueError`` (checked on concrete arrays; under ``jit`` the
-        check is skipped).
+        non-finite columns are a ``ValueError`` (checked whenever ``q0`` is concrete, also when it
+        is closed over by a jitted function; skipped only when ``q0`` itself is traced).
       transient: the first ``transient`` steps re-orthonormalise ``Q`` (so it
         turns towards the leading directions) but are left out of the
         exponents: :math:`\lambda_i = \frac{1}{T - \text{transient}}\sum_{t > \text{transient}}\log|(R_t)_{ii}|`.

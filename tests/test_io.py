@@ -225,7 +225,7 @@ def test_lstm_jax_npz_round_trip_and_declared_shapes(tmp_path):
     with pytest.raises(ValueError, match="not a readable .npz archive"):
         lio.load(tmp_path / "cut.npz")
     np.savez(tmp_path / "obj.npz", a=np.array([{"x": 1}], dtype=object))
-    with pytest.raises(ValueError, match="pickled object arrays, which lstm_jax never loads"):
+    with pytest.raises(ValueError, match=r"pickled object array\), which lstm_jax never loads"):
         lio.load_model(tmp_path / "obj.npz")
     np.savez(tmp_path / "other.npz", weights=np.zeros(3))
     with pytest.raises(ValueError, match="no __lstm_jax__ header"):
@@ -254,6 +254,7 @@ def test_the_params_npz_of_lstm_jax_train_loads(model_kind, tmp_path):
             np.testing.assert_array_equal(value, raw[f"['cell'].{field}"])
     if model_kind != "lstm":
         (out / "log.json").unlink()  # without the config the activation of a plain RNN is unknown
+        (out / "manifest.json").unlink()  # (a params.npz copied out of its output set alone)
         with pytest.raises(ValueError, match="pass kind='rnn-sigmoid' or kind='rnn-tanh'"):
             lio.load_model(out / "params.npz")
         assert lio.load_model(out / "params.npz", kind="rnn-sigmoid").kind == "rnn-sigmoid"
@@ -290,10 +291,10 @@ def test_wrong_objects_say_what_was_found_and_what_is_accepted(source, error, me
 def test_wrong_arguments_and_paths(tmp_path):
     with pytest.raises(FileNotFoundError, match="source: no such file"):
         lio.load_model(tmp_path / "nope.pt")
-    with pytest.raises(IsADirectoryError, match="is a folder"):
+    with pytest.raises(ValueError, match="is a folder; expected a regular file"):
         lio.load_model(tmp_path)
     (tmp_path / "cut.pt").write_bytes(b"PK\x03\x04" + b"\x00" * 40)
-    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(ValueError, match=r"zip archive that cannot be opened \(truncated or corrupt\)"):
         lio.load_model(tmp_path / "cut.pt")
     with pytest.raises(ValueError, match="kind must be one of"):
         lio.load_model(torch.nn.GRU(M, N), kind="lstm-peephole")

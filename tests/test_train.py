@@ -224,7 +224,7 @@ def test_train_cli_single_run_writes_log_and_params_together(tmp_path):
     out = tmp_path / "one"
     assert _cli.main(["train", "--T", "10", "--n", "4", "--budget", "640", "--model", "lstm-1997",
                       "--out", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["log.json", "params.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["log.json", "manifest.json", "params.npz"]
     log = json.loads((out / "log.json").read_text())  # strict JSON (no NaN tokens)
     assert log["config"]["T"] == 10 and log["config"]["model"] == "lstm-1997" and log["sequences_seen"] == 640
     like = init_model(jax.random.PRNGKey(0), ModelSpec("lstm-1997", "adding-1997", 10, 4))

@@ -59,9 +59,9 @@ DataDrivenInvestor (Medium).
 A reader must check ``"schema"``; a change of any field's meaning increments it.
 """
 
-from ._core import Diagnosis, LayerDiagnosis, diagnose
+from ._core import Diagnosis, LayerDiagnosis, diagnose, estimate_bytes
 from ._report import write_report
 
 SCHEMA_VERSION = 1
 
-__all__ = ["diagnose", "Diagnosis", "LayerDiagnosis", "write_report", "SCHEMA_VERSION"]
+__all__ = ["diagnose", "estimate_bytes", "Diagnosis", "LayerDiagnosis", "write_report", "SCHEMA_VERSION"]

@@ -14,63 +14,71 @@ from typing import Callable
 import numpy as np
 
 
+#: bounds of the integer options: beyond them XLA aborts the process (int32 sizes) long before memory runs out.
+MAX_T, MAX_BATCH, MAX_K, SEED_MAX = 1_000_000, 100_000, 4096, 2**63 - 1
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="model file: an lstm-jax train params.npz (and, with "
-                   "lstm_jax.io.load_model, PyTorch .pt/.pth, Flax msgpack, lstm_jax .npz)")
+    p.add_argument("model", metavar="MODEL", help="model file: a PyTorch state_dict/checkpoint (.pt/.pth), an lstm_jax "
+                   ".npz (lstm_jax.io.save, or the params.npz of lstm-jax train), Flax variables (.msgpack); the "
+                   "format is read from the file's first bytes")
     p.add_argument("--layer", metavar="NAME", help="which recurrent module of the file, when it holds several")
+    p.add_argument("--kind", choices=["lstm", "gru", "rnn-tanh", "rnn-sigmoid"],
+                   help="the model kind; needed for a plain-RNN state_dict, whose nonlinearity the file does not record")
     p.add_argument("--data", metavar="FILE.npy", help="inputs of shape (B, T, m) or (T, m); default: Gaussian")
     p.add_argument("--lengths", metavar="FILE.npy", help="valid lengths (B,) of right-padded --data sequences")
-    p.add_argument("--T", type=int, help="length of the generated Gaussian sequences (default 200)")
-    p.add_argument("--batch", type=int, help="number of generated Gaussian sequences (default 16)")
-    p.add_argument("--seed", type=int, default=0, help="PRNG seed of the inputs, start directions, fresh model (default 0)")
+    p.add_argument("--T", type=int, help=f"length of the generated Gaussian sequences, 2..{MAX_T:,} (default 200)")
+    p.add_argument("--batch", type=int, help=f"number of generated Gaussian sequences, 1..{MAX_BATCH:,} (default 16)")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed of the inputs, start directions, fresh model, "
+                   "0..2**63-1 (default 0)")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"], help="default float64")
     p.add_argument("--k", type=int, help="number of Lyapunov exponents (default min(8, state size))")
     p.add_argument("--transient", type=int, help="steps discarded before the exponents are averaged "
                    "(default min(100, shortest length / 4))")
-    p.add_argument("--out", default="diagnose-out", help="output folder (default diagnose-out)")
+    p.add_argument("--out", default="diagnose-out", help="output folder (default diagnose-out; created only when "
+                   "the report is written)")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pickled full modules "
                    "(unpickling runs code from the file: only for files you trust)")
     p.add_argument("--no-baseline", action="store_true", help="skip the freshly initialised comparison model")
 
 
-def _positive(name: str, value, minimum: int = 1):
-    if value is not None and value < minimum:
-        raise ValueError(f"--{name} must be >= {minimum}, got {value}")
-
-
-def _load_npy(path: str, name: str) -> np.ndarray:
-    p = pathlib.Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"--{name}: {path!r} does not exist or is not a file")
-    try:
-        return np.load(p, allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"--{name} {path!r} is not a plain .npy array ({exc})") from None
+def _bounded(name: str, value, lo: int, hi: int):
+    if value is not None and not lo <= value <= hi:
+        raise ValueError(f"--{name} must be in {lo}..{hi:,}, got {value}")
 
 
 def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
-    import jax
+    from lstm_jax.io import check_writable_dir
+    from lstm_jax.io._sniff import check_input_file, read_npy
 
-    from lstm_jax.io import check_writable_dir, load_model
-
-    from . import diagnose, write_report
-
-    # 1. plain options, then the output folder, then the files: all before any computation.
-    _positive("T", args.T, 2)
-    _positive("batch", args.batch)
-    _positive("k", args.k)
-    _positive("transient", args.transient, 0)
+    # 1. plain options, the output folder, the input files' kinds: all before any model is read.
+    _bounded("T", args.T, 2, MAX_T)
+    _bounded("batch", args.batch, 1, MAX_BATCH)
+    _bounded("k", args.k, 1, MAX_K)
+    _bounded("transient", args.transient, 0, MAX_T)
+    _bounded("seed", args.seed, 0, SEED_MAX)
     if args.data is not None and (args.T is not None or args.batch is not None):
         raise ValueError("--T and --batch size generated inputs; with --data the file gives (B, T, m)")
     if args.lengths is not None and args.data is None:
         raise ValueError("--lengths needs --data (generated inputs all have length --T)")
     out = check_writable_dir(args.out, "--out")
+    check_input_file(args.model, "MODEL")
+    for name in ("data", "lengths"):
+        if getattr(args, name) is not None:
+            check_input_file(getattr(args, name), f"--{name}")
+
+    import jax
+
+    from lstm_jax.io import load_model
+
+    from . import diagnose, estimate_bytes, write_report
+
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)  # an entry point's job, never the library's
-    model = load_model(args.model, layer=args.layer, allow_pickle=args.allow_pickle, argument="MODEL")
+    model = load_model(args.model, layer=args.layer, allow_pickle=args.allow_pickle, kind=args.kind, argument="MODEL")
     lengths = None
     if args.data is not None:
-        xs = _load_npy(args.data, "data")
+        xs = read_npy(args.data, "--data")
         if xs.ndim not in (2, 3) or xs.shape[-1] != model.m:
             raise ValueError(f"--data has shape {xs.shape}; expected (B, T, {model.m}) or (T, {model.m}) "
                              f"for this model's input size m = {model.m}")
@@ -78,16 +86,24 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
             raise ValueError(f"--data has dtype {xs.dtype}; expected floating point")
         source = f"{pathlib.Path(args.data).name}"
         if args.lengths is not None:
-            lengths = _load_npy(args.lengths, "lengths")
+            lengths = read_npy(args.lengths, "--lengths")
             B = xs.shape[0] if xs.ndim == 3 else 1
             if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer):
                 raise ValueError(f"--lengths has shape {lengths.shape} and dtype {lengths.dtype}; expected ({B},) "
                                  "integers, one per sequence of --data")
             source += f" with lengths from {pathlib.Path(args.lengths).name}"
+        B, T = (xs.shape[0] if xs.ndim == 3 else 1), xs.shape[-2]
     else:
         T, B = args.T or 200, args.batch or 16
-        xs = np.asarray(jax.random.normal(jax.random.PRNGKey(args.seed), (B, T, model.m), args.dtype))
         source = f"Gaussian N(0, 1) inputs, seed {args.seed}"
+    # 2. the memory estimate, before any input is generated or any program compiled (exit 2).
+    from lstm_jax._validation import check_fits_memory
+
+    check_fits_memory(estimate_bytes(model, B, T, args.dtype),
+                      f"diagnose of {B} sequence(s) x T = {T} ({args.dtype}, n = {model.n}, "
+                      f"{len(model.layers)} recurrence(s)) would")
+    if args.data is None:
+        xs = np.asarray(jax.random.normal(jax.random.PRNGKey(args.seed), (B, T, model.m), args.dtype))
     key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 1)
     diagnosis = diagnose(model, xs, seq_lengths=lengths, k=args.k, transient=args.transient, key=key,
                          dtype=args.dtype, baseline=not args.no_baseline, inputs_source=source)

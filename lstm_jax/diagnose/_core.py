@@ -453,6 +453,24 @@ def _fresh_model(model: RecurrentModel, key, dtype) -> RecurrentModel:
     return model._replace(layers=tuple(layers), source=f"fresh initialisation of {model.source}")
 
 
+def estimate_bytes(model: RecurrentModel, B: int, T: int, dtype="float64") -> int:
+    """Peak host memory of :func:`diagnose` in bytes, estimated before anything is allocated.
+
+    The terms: the inputs and each depth's outputs, ``(B, T, m)`` and ``(B, T, directions * n)`` (two copies
+    each: the array and its cast); one chunk of sequences (:func:`_chunk_plan`) holding ``JAC_COPIES``
+    ``(T, d, d)`` step Jacobians per sequence, counted twice for XLA's temporaries, and ``(T, n)`` gate
+    activations (four per gate kind); plus 1 GiB for Python, JAX/XLA and matplotlib.  The baseline runs
+    after the model, so it does not add to the peak.  Used by ``lstm-jax diagnose`` to refuse a run up front
+    (exit 2) instead of an allocation failure inside XLA.
+    """
+    isz = jnp.dtype(dtype).itemsize
+    d = max(kind_of(layer.kind).state_size(model.n) for layer in model.layers)
+    (_, size) = _chunk_plan(model, B, T, dtype)
+    io = 2 * B * T * (model.m + 2 * model.directions * model.n) * isz
+    chunk = size * T * (2 * JAC_COPIES * d * d + 16 * model.n) * isz
+    return int(io + chunk + 2**30)
+
+
 def _chunk_plan(model, B, T, dtype):
     d = max(kind_of(layer.kind).state_size(model.n) for layer in model.layers)
     per_seq = JAC_COPIES * T * d * d * jnp.dtype(dtype).itemsize

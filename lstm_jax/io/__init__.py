@@ -7,10 +7,19 @@ Front door of the ``lstm_jax.io`` wing; it uses only the public names of :mod:`l
   lstm_jax's own ``.npz`` files (:func:`save` / :func:`load`), into a :class:`RecurrentModel`.
 * ``from_*`` / ``to_*``: one cell's weights between lstm_jax and Flax, Equinox, PyTorch.
 * :func:`atomic_write`, :class:`AtomicOutputs`, :func:`check_writable_dir`, :func:`check_writable_file`,
-  :func:`strict_json`: output files that appear whole or not at all.
+  :func:`strict_json`, :func:`check_output_set`, :func:`complete_outputs`: output files
+  that appear whole or not at all, output sets with a manifest that is all or nothing under a kill.
 """
 
-from ._files import AtomicOutputs, atomic_write, check_writable_dir, check_writable_file, strict_json
+from ._files import (
+    AtomicOutputs,
+    atomic_write,
+    check_output_set,
+    check_writable_dir,
+    check_writable_file,
+    complete_outputs,
+    strict_json,
+)
 from ._interop import (
     from_equinox,
     from_flax_linen,
@@ -30,6 +39,8 @@ __all__ = [
     "atomic_write",
     "check_writable_dir",
     "check_writable_file",
+    "check_output_set",
+    "complete_outputs",
     "strict_json",
     # models
     "RecurrentLayer",

@@ -125,27 +125,43 @@ def _rnn_from_split(w_ih, w_hh, b_i, b_h) -> RNNParams:
 def from_torch_arrays(w_ih, w_hh, b_ih=None, b_hh=None, *, kind: str | None = None) -> tuple[str, Any]:
     """One torch layer/direction (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``) → ``(kind, params)``.
 
-    The kind follows from the rows of ``weight_ih``: ``4n`` LSTM, ``3n`` GRU, ``n`` plain RNN (``"rnn-tanh"``
-    unless ``kind="rnn-sigmoid"``); a ``kind`` that contradicts the shapes is an error.
+    The kind follows from the rows of ``weight_hh``: ``4n`` LSTM, ``3n`` GRU, ``n`` plain RNN; a plain RNN's
+    weights do not record its nonlinearity (torch's ``nn.RNN`` may be tanh or relu), so ``kind``
+    (``"rnn-tanh"`` or ``"rnn-sigmoid"``) is required for one; a ``kind`` that contradicts the shapes is an
+    error.  Every shape is checked (``weight_ih (G n, m)``, ``weight_hh (G n, n)``, biases ``(G n,)``, ``n, m >= 1``)
+    with a message naming the tensor, its shape and the expected one.
     """
     w_ih, w_hh = _arr(w_ih), _arr(w_hh)
     if w_hh.ndim != 2 or w_ih.ndim != 2:
         raise ValueError(f"weight_ih / weight_hh must be matrices, got shapes {w_ih.shape} / {w_hh.shape}")
     n = w_hh.shape[1]
+    if n < 1 or w_ih.shape[1] < 1:
+        raise ValueError(f"weight_hh has shape {w_hh.shape} and weight_ih {w_ih.shape}: hidden size n and input "
+                         f"size m must be >= 1")
     found = _GATES_PER_KIND.get(w_hh.shape[0] // n if w_hh.shape[0] % n == 0 else 0)
     if found is None:
         raise ValueError(f"weight_hh has shape {w_hh.shape}: expected (4n, n) LSTM, (3n, n) GRU or (n, n) RNN")
+    rows = w_hh.shape[0]
+    if w_ih.shape[0] != rows:
+        raise ValueError(f"weight_ih has shape {w_ih.shape}; expected ({rows}, m) to match weight_hh {w_hh.shape}")
     if kind is not None and not (kind == found or (found == "rnn" and kind.startswith("rnn-"))):
         raise ValueError(f"kind={kind!r} but the weights have the shapes of a {found.upper()} "
                          f"(weight_hh {w_hh.shape} with n = {n})")
+    if found == "rnn" and kind is None:
+        raise ValueError(f"weight_hh has shape {w_hh.shape}: a plain RNN, whose weights do not record its "
+                         f"nonlinearity (torch.nn.RNN may be tanh or relu): pass kind='rnn-tanh' (CLI: --kind "
+                         f"rnn-tanh) for a tanh RNN; ReLU RNNs are not supported")
     b_ih = None if b_ih is None else _arr(b_ih)
     b_hh = None if b_hh is None else _arr(b_hh)
+    for label, b in (("bias_ih", b_ih), ("bias_hh", b_hh)):
+        if b is not None and b.shape != (rows,):
+            raise ValueError(f"{label} has shape {b.shape}; expected ({rows},) for weight_hh {w_hh.shape}")
     if found == "lstm":
         bias = None if b_ih is None and b_hh is None else sum(b for b in (b_ih, b_hh) if b is not None)
         return "lstm", _from_split(w_ih, w_hh, bias, n)
     if found == "gru":
         return "gru", _gru_from_split(w_ih, w_hh, b_ih, b_hh, n)
-    return (kind or "rnn-tanh"), _rnn_from_split(w_ih, w_hh, b_ih, b_hh)
+    return kind, _rnn_from_split(w_ih, w_hh, b_ih, b_hh)
 
 
 def _torch_recurrent_kind(module: Any) -> str:

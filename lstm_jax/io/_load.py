@@ -9,6 +9,7 @@ r"""Load a recurrent model from whatever a user has: a live module, a ``state_di
   also nested in a checkpoint dict (e.g. ``{"model": state_dict, "optimizer": ...}``);
 * a ``.pt`` / ``.pth`` file: ``torch.load(weights_only=True)`` by default; a file that pickles a whole
   module loads only with ``allow_pickle=True`` (unpickling runs code from the file: trusted files only);
+  a plain RNN ``state_dict`` needs ``kind`` (its nonlinearity is not in the file; ReLU RNNs are refused);
 * Flax variables of ``linen``/``nnx`` ``LSTMCell``/``OptimizedLSTMCell``/``GRUCell`` anywhere in a
   dict tree (``{'params': ...}``, ``nnx.state(model)``, ``nnx.to_pure_dict(...)``), an ``nnx.Module``
   containing cells, or the same dicts serialised by ``flax.serialization`` (msgpack ``bytes`` or file);
@@ -19,6 +20,13 @@ r"""Load a recurrent model from whatever a user has: a live module, a ``state_di
   RNN's activation is read from the ``log.json`` that ``lstm-jax train`` writes beside it, or given as ``kind``);
 * an :class:`~lstm_jax.LSTMParams` / :class:`~lstm_jax.GRUParams` (or :class:`~lstm_jax.RNNParams` with
   ``kind``), or a :class:`RecurrentModel` (returned as is).
+
+**Files are checked before they are read** (``lstm_jax/io/_sniff.py``): a regular file (never a folder,
+FIFO or device), of bounded size, its format taken from its first bytes rather than its name (a
+TorchScript, Keras, HDF5, ONNX or safetensors file is named as such and refused with the list of
+accepted formats), every declared array size summed against a stated limit before any array is
+built.  Weights are checked like inputs: NaN/inf weights and tensors of the wrong shape are refused
+naming the tensor; a ``state_dict`` that lacks a tensor torch itself would require is refused.
 
 Several recurrent modules/cells in one source: ``layer=NAME`` picks one; the error lists the names.
 Flax and Equinox cells are single recurrences (1 layer, 1 direction): those libraries stack them in
@@ -51,7 +59,7 @@ import numpy as np
 import lstm_jax as lj
 from lstm_jax import GRUParams, LSTMParams, RNNParams
 
-from ._files import atomic_write
+from ._files import MANIFEST, atomic_write, check_output_set
 from ._interop import (
     _flax_gate_fns,
     _flax_gru,
@@ -63,6 +71,16 @@ from ._interop import (
     from_torch_arrays,
 )
 from ._model import RecurrentLayer, RecurrentModel
+from ._sniff import (
+    MAX_DEPTH,
+    check_input_file,
+    check_tensor_sizes,
+    check_zip_declared_size,
+    describe,
+    read_npz,
+    sniff,
+    unsupported_error,
+)
 
 FORMAT, VERSION, HEADER = "lstm_jax.model", 1, "__lstm_jax__"
 _PARAMS = {"lstm": LSTMParams, "gru": GRUParams, "rnn-tanh": RNNParams, "rnn-sigmoid": RNNParams}
@@ -96,6 +114,7 @@ def _model(records: list, source: str, kind: Optional[str] = None) -> RecurrentM
     for depth, reverse, knd, params in records:
         name = f"layer{depth}.{'reverse' if reverse else 'forward'}"
         params, n, m = lj.check_recurrent_params(knd, params, f"{source} {name}")
+        _check_finite_weights(params, f"{source} {name}")
         if n0 is None:
             n0, m0 = n, m
         if n != n0:
@@ -111,6 +130,18 @@ def _model(records: list, source: str, kind: Optional[str] = None) -> RecurrentM
     return RecurrentModel(tuple(layers), k0, n0, m0, len(depths), directions, source)
 
 
+def _check_finite_weights(params, where: str) -> None:
+    """Refuse NaN/inf weights, naming the parameter: no diagnosis of such a model means anything."""
+    for field, value in params._asdict().items():
+        if value is None:
+            continue
+        a = np.asarray(value)
+        bad = ~np.isfinite(a)
+        if bad.any():
+            raise ValueError(f"{where}: parameter {field} {a.shape} holds {int(np.isnan(a).sum())} NaN and "
+                             f"{int(np.isinf(a).sum())} inf values; a model with non-finite weights is not read")
+
+
 def _torch_records(group: dict, kind: Optional[str], where: str) -> list:
     """``group``: ``(what, k, reverse) -> array`` of one torch recurrent module → records."""
     if any(what == "weight_hr" for what, _, _ in group):
@@ -119,8 +150,13 @@ def _torch_records(group: dict, kind: Optional[str], where: str) -> list:
     records = []
     for k, rev in cells:
         get = lambda what: group.get((what, k, rev))  # noqa: E731
+        suffix = f"_l{k}{'_reverse' if rev else ''}"
         if get("weight_ih") is None or get("weight_hh") is None:
-            raise ValueError(f"{where}: layer {k}{' reverse' if rev else ''} lacks weight_ih or weight_hh")
+            raise ValueError(f"{where}: layer {k}{' reverse' if rev else ''} lacks weight_ih{suffix} or weight_hh{suffix}")
+        if (get("bias_ih") is None) != (get("bias_hh") is None):
+            have, lack = ("bias_ih", "bias_hh") if get("bias_hh") is None else ("bias_hh", "bias_ih")
+            raise ValueError(f"{where}: has {have}{suffix} but no {lack}{suffix}; a torch recurrent module with "
+                             f"bias=True has both (bias=False neither), and torch refuses such a state_dict too")
         knd, params = from_torch_arrays(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), kind=kind)
         records.append((k, rev, knd, params))
     return records
@@ -155,7 +191,9 @@ def _join(path: str, key: Any) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def _walk_mapping(tree: Mapping, path: str, found: _Found, kind, origin: str) -> None:
+def _walk_mapping(tree: Mapping, path: str, found: _Found, kind, origin: str, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"the source nests dicts deeper than {MAX_DEPTH} levels (at {path[:80]!r}...); not a checkpoint")
     if _is_instance_of(tree, "flax.nnx", "State") and hasattr(sys.modules["flax.nnx"], "to_pure_dict"):
         tree = sys.modules["flax.nnx"].to_pure_dict(tree)  # Variables -> arrays
     fk = flax_cell_kind(tree)
@@ -169,7 +207,7 @@ def _walk_mapping(tree: Mapping, path: str, found: _Found, kind, origin: str) ->
         if isinstance(value, (LSTMParams, GRUParams, RNNParams)):
             _add_params(_join(path, key), value, found, kind, origin)
         elif isinstance(value, Mapping):
-            _walk_mapping(value, _join(path, key), found, kind, origin)
+            _walk_mapping(value, _join(path, key), found, kind, origin, depth + 1)
         else:
             flat[str(key)] = value
     for prefix, group in _torch_groups(flat).items():
@@ -287,6 +325,8 @@ def _msgpack(data: bytes, what: str) -> Mapping:
         raise ModuleNotFoundError(f"reading msgpack ({what}) needs flax: pip install flax") from e
     try:
         tree = serialization.msgpack_restore(data)
+    except RecursionError:
+        raise ValueError(f"{what} nests msgpack maps too deeply to be Flax variables") from None
     except Exception as e:  # noqa: BLE001 - msgpack raises many types for garbage
         raise ValueError(f"{what} is not a flax.serialization msgpack file ({type(e).__name__}: {e})") from None
     if not isinstance(tree, Mapping):
@@ -294,7 +334,7 @@ def _msgpack(data: bytes, what: str) -> Mapping:
     return tree
 
 
-def _torch_load(path: pathlib.Path, allow_pickle: bool):
+def _torch_load(path: pathlib.Path, allow_pickle: bool, argument: str):
     try:
         import torch
     except ImportError as e:
@@ -302,71 +342,66 @@ def _torch_load(path: pathlib.Path, allow_pickle: bool):
     import pickle
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+        obj = torch.load(path, map_location="cpu", weights_only=not allow_pickle, mmap=sniff(path) == "torch-zip")
     except pickle.UnpicklingError as e:
         if allow_pickle:
-            raise ValueError(f"{path}: not a readable PyTorch checkpoint ({e})") from None
+            raise ValueError(f"{argument}: {path} is not a readable PyTorch checkpoint ({_first_line(e)})") from None
         raise ValueError(
-            f"{path} holds pickled Python objects (e.g. a whole module saved with torch.save(model)), which are "
-            f"not loaded by default because unpickling runs code from the file. If you trust it, pass "
+            f"{argument}: {path} holds pickled Python objects (e.g. a whole module saved with torch.save(model)), "
+            f"which are not loaded by default because unpickling runs code from the file. If you trust it, pass "
             f"allow_pickle=True (CLI: --allow-pickle); or save model.state_dict() instead"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+    except (AttributeError, ImportError) as e:  # the pickled class is not importable here
+        raise ValueError(
+            f"{argument}: {path} pickles an object whose class cannot be imported here ({_first_line(e)}); a whole "
+            f"module loads only where its class is importable. Save model.state_dict() with torch.save and pass "
+            f"that file instead") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, IndexError, ValueError) as e:
         if isinstance(e, (FileNotFoundError, PermissionError)):
             raise
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt: {str(e).splitlines()[0]})") from None
+        raise ValueError(f"{argument}: {path} is not a readable PyTorch checkpoint (truncated or corrupt: "
+                         f"{type(e).__name__}: {_first_line(e)})") from None
+    check_tensor_sizes(obj, f"{argument} {str(path)!r}")
+    return obj
 
 
-def _read_npz(path: pathlib.Path) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise ValueError("a single .npy array, not an .npz archive")
-            return {k: z[k] for k in z.files}
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        raise
-    except ValueError as e:
-        if "allow_pickle" in str(e):
-            raise ValueError(f"{path}: the archive holds pickled object arrays, which lstm_jax never loads "
-                             f"(they can run code); expected plain numeric arrays") from None
-        raise ValueError(f"{path}: not a readable .npz archive ({e})") from None
-    except (zipfile.BadZipFile, EOFError, zlib.error, OSError, KeyError) as e:
-        raise ValueError(f"{path}: not a readable .npz archive (truncated or corrupt: {type(e).__name__}: {e})") from None
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
 
 
 def _collect_file(path: pathlib.Path, found: _Found, kind, argument: str, allow_pickle: bool) -> None:
-    if not path.exists():
-        raise FileNotFoundError(f"{argument}: no such file {str(path)!r}")
-    if path.is_dir():
-        raise IsADirectoryError(f"{argument}: {str(path)!r} is a folder; expected a model file (.pt, .pth, .npz, .msgpack)")
+    path = check_input_file(path, argument)
     origin = f" from {path.name}"
-    suffix = path.suffix.lower()
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    if suffix == ".npz" or (suffix not in (".pt", ".pth", ".bin", ".ckpt") and head == b"PK\x03\x04" and _npz_like(path)):
-        _collect_npz(path, found, kind)
-    elif suffix in (".pt", ".pth", ".bin", ".ckpt") or head == b"PK\x03\x04":
-        obj = _torch_load(path, allow_pickle)
+    fmt = sniff(path)
+    if fmt == "npz":
+        _check_set(path)
+        _collect_npz(path, found, kind, argument)
+    elif fmt in ("torch-zip", "pickle"):
+        if fmt == "torch-zip":
+            check_zip_declared_size(path, argument)
+        obj = _torch_load(path, allow_pickle, argument)
         if obj is None or not (_is_instance_of(obj, "torch", "nn.Module") or isinstance(obj, Mapping)):
-            raise ValueError(f"{path} holds {_describe(obj)}; expected a state_dict, a checkpoint dict or an nn.Module")
+            raise ValueError(f"{argument}: {path} holds {_describe(obj)}; expected a state_dict, a checkpoint dict "
+                             f"or an nn.Module")
         _collect(obj, found, kind, origin, argument, allow_pickle)
-    else:
+    elif fmt == "msgpack":
         _walk_mapping(_msgpack(path.read_bytes(), str(path)), "", found, kind, origin)
+    else:
+        raise unsupported_error(path, argument, fmt)
 
 
-def _npz_like(path: pathlib.Path) -> bool:
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any(name.endswith(".npy") for name in z.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+def _check_set(path: pathlib.Path) -> None:
+    """A file published in an output set (``manifest.json`` beside it) must be the one published."""
+    if (path.parent / MANIFEST).is_file() or (path.parent / f".{MANIFEST}.pending").is_file():
+        check_output_set(path.parent)  # ValueError for a mixed or edited set
 
 
 _FIELDS = {f: kind for kind, cls in (("lstm", LSTMParams), ("gru", GRUParams), ("rnn", RNNParams)) for f in cls._fields}
 
 
-def _collect_npz(path: pathlib.Path, found: _Found, kind) -> None:
-    arrays = _read_npz(path)
+def _collect_npz(path: pathlib.Path, found: _Found, kind, argument: str) -> None:
+    arrays = read_npz(path, argument)
     if HEADER in arrays:
         model = _from_own_npz(path, arrays)
         if kind is not None and kind != model.kind:
@@ -417,17 +452,49 @@ def _train_rnn_kind(path: pathlib.Path) -> Optional[str]:
 # --------------------------------------------------------------------------- lstm_jax's own format
 
 
-def _from_own_npz(path, arrays: dict) -> RecurrentModel:
-    try:
-        header = json.loads(bytes(arrays.pop(HEADER).astype(np.uint8)).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: unreadable {HEADER} header ({e})") from None
+#: the most layers an lstm_jax model file may declare.
+MAX_LAYERS = 1024
+
+
+def _header_error(path, what: str) -> ValueError:
+    return ValueError(f"{path}: the {HEADER} header {what}; expected the lstm_jax.io.save format (lstm_jax.io module "
+                      f"docstring)")
+
+
+def _check_header(path, header) -> dict:
+    """Validate the JSON header of an lstm_jax ``.npz`` against its schema before anything is built from it."""
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ValueError(f"{path}: header format is {header.get('format') if isinstance(header, dict) else header!r}, "
                          f"expected {FORMAT!r}")
     if header.get("version") != VERSION:
         raise ValueError(f"{path}: format version {header.get('version')!r}; this lstm_jax reads version {VERSION}")
-    declared = header.get("arrays", {})
+    missing = [k for k in ("kind", "n", "m", "num_layers", "directions", "arrays") if k not in header]
+    if missing:
+        raise _header_error(path, f"lacks {missing}")
+    if header["kind"] not in _PARAMS:
+        raise ValueError(f"{path}: kind {header['kind']!r} is not one of {tuple(_PARAMS)}")
+    for key, hi in (("n", 10**6), ("m", 10**6), ("num_layers", MAX_LAYERS), ("directions", 2)):
+        v = header[key]
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+            raise _header_error(path, f"gives {key} = {v!r}; expected an integer in 1..{hi}")
+    declared = header["arrays"]
+    if not isinstance(declared, dict):
+        raise _header_error(path, f"gives arrays as a {type(declared).__name__}; expected a dict name -> {{shape, dtype}}")
+    for name, spec in declared.items():
+        shape = spec.get("shape") if isinstance(spec, dict) else None
+        if (not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+                or not isinstance(spec.get("dtype"), str)):
+            raise _header_error(path, f"declares array {name!r} as {spec!r}; expected {{'shape': [ints >= 0], 'dtype': str}}")
+    return header
+
+
+def _from_own_npz(path, arrays: dict) -> RecurrentModel:
+    try:
+        header = json.loads(bytes(arrays.pop(HEADER).astype(np.uint8)).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"{path}: unreadable {HEADER} header ({type(e).__name__}: {e})") from None
+    header = _check_header(path, header)
+    declared = header["arrays"]
     missing = sorted(set(declared) - set(arrays))
     extra = sorted(set(arrays) - set(declared))
     if missing or extra:
@@ -437,14 +504,21 @@ def _from_own_npz(path, arrays: dict) -> RecurrentModel:
         if list(a.shape) != list(spec["shape"]) or str(a.dtype) != spec["dtype"]:
             raise ValueError(f"{path}: array {name!r} has shape {a.shape} dtype {a.dtype}, but the file declares "
                              f"shape {tuple(spec['shape'])} dtype {spec['dtype']}")
-    kind = header.get("kind")
-    if kind not in _PARAMS:
-        raise ValueError(f"{path}: kind {kind!r} is not one of {tuple(_PARAMS)}")
+    kind = header["kind"]
     cls = _PARAMS[kind]
+    layer_names = {f"layer{d}.{'reverse' if r else 'forward'}" for d in range(header["num_layers"])
+                   for r in range(header["directions"])}
+    stray = sorted({name.rpartition(".")[0] for name in arrays} - layer_names)
+    if stray:
+        raise ValueError(f"{path}: arrays of {stray} do not belong to the {header['num_layers']} layer(s) x "
+                         f"{header['directions']} direction(s) the header declares")
     records = []
-    for depth in range(int(header["num_layers"])):
-        for rev in range(int(header["directions"])):
+    for depth in range(header["num_layers"]):
+        for rev in range(header["directions"]):
             pre = f"layer{depth}.{'reverse' if rev else 'forward'}."
+            if not any(name.startswith(pre) for name in arrays):
+                raise ValueError(f"{path}: the header declares {header['num_layers']} layer(s) x {header['directions']} "
+                                 f"direction(s) but the file has no arrays for {pre[:-1]}")
             params = cls(**{f: (jax.numpy.asarray(arrays[pre + f]) if pre + f in arrays else None) for f in cls._fields})
             records.append((depth, bool(rev), kind, params))
     model = _model(records, str(header.get("source") or f"lstm_jax file {path.name}"))
@@ -486,11 +560,11 @@ def load(path: str | os.PathLike) -> RecurrentModel:
       OSError: the file is missing or unreadable.  ValueError: not an lstm_jax model file, corrupt or
       truncated, or an array that disagrees with the header.
     """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"path: no such file {str(path)!r}") if not path.exists() else IsADirectoryError(
-            f"path: {str(path)!r} is a folder; expected an .npz file written by lstm_jax.io.save")
-    arrays = _read_npz(path)
+    path = check_input_file(path, "path")
+    fmt = sniff(path)
+    if fmt not in ("npz", "zip", "broken-zip"):
+        raise ValueError(f"path: {str(path)!r} is {describe(fmt)}; expected an .npz file written by lstm_jax.io.save")
+    arrays = read_npz(path, "path")
     if HEADER not in arrays:
         raise ValueError(f"{path}: no {HEADER} header: not a file written by lstm_jax.io.save "
                          f"(for other checkpoints use lstm_jax.io.load_model)")
@@ -544,6 +618,9 @@ def load_model(
                              f"(CLI: --layer NAME)")
         return found.items[names[0]]()
     if layer not in found.items:
+        if names == [""]:
+            raise ValueError(f"layer={layer!r} given, but {argument} holds a single recurrence, which has no name; "
+                             f"drop layer (CLI: --layer)")
         raise ValueError(f"layer={layer!r} is not a recurrent module of {argument}; it holds {shown}")
     return found.items[layer]()
 
