@@ -225,7 +225,7 @@ def write_results(name: str, rows: list[dict], meta: dict, markdown: str, out: p
     out.mkdir(parents=True, exist_ok=True)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     base = out / f"{name}-{meta['device']['platform']}-{stamp}"
-    with AtomicOutputs() as files:  # both or neither
+    with AtomicOutputs(manifest=None) as files:  # both or neither (new names: no earlier set to mix with)
         files.write(base.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
         files.write(base.with_suffix(".md"), f"device: {device_words(meta['device'])}\n\n{markdown}\n")
     return base.with_suffix(".json")

@@ -141,9 +141,10 @@ class Lyapunov(NamedTuple):
 
 
 def _orthonormal_q0(q0, d: int, k: int, dtype) -> jax.Array:
+    raw = q0  # before check_array, which may stage a constant under jit
     q0 = check_array(q0, "q0", (d, k))
-    if not isinstance(q0, jax.core.Tracer):  # a concrete q0 (also one closed over under jit): check in NumPy
-        a = np.asarray(q0).astype(np.dtype(dtype))
+    if not isinstance(raw, jax.core.Tracer):  # a concrete q0 (also one closed over under jit): checked in NumPy
+        a = np.asarray(raw).astype(np.dtype(dtype))
         finite = bool(np.all(np.isfinite(a)))
         scale = float(np.max(np.abs(a))) if finite else 0.0
         r_min = float(np.min(np.abs(np.diagonal(np.linalg.qr(a)[1])))) if finite else float("nan")

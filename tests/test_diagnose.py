@@ -227,7 +227,7 @@ def test_cli_writes_report_json_and_figures(report_dir, checkpoint):
     assert all(lo <= md <= hi for lo, md, hi in zip(ld["flow"]["q10"], ld["flow"]["median"], ld["flow"]["q90"]))
     assert ld["baseline"]["lyapunov"]["k"] == 3
     files = {p.name for p in report_dir.iterdir()}
-    assert files == {"report.html", "diagnosis.json", *doc["figures"]["layer0.forward"]}
+    assert files == {"report.html", "diagnosis.json", "manifest.json", *doc["figures"]["layer0.forward"]}
     assert len(doc["figures"]["layer0.forward"]) == 4
     # the model read is the checkpoint's: its forget-gate bias is torch's two biases' f rows (i, f, g, o order)
     import torch
@@ -300,10 +300,10 @@ def _bad_cases(tmp, ckpt):
         (["diagnose", str(tmp / "missing.npz")], 3, reader if reader is None else "does not exist"),
         (["diagnose", str(tmp / "model.txt")], 2, reader if reader is None else "reads only lstm_jax .npz"),
         (["diagnose", ckpt, "--data", str(tmp / "wrong_m.npy")], 2, "input size m = 2"),
-        (["diagnose", ckpt, "--data", str(tmp / "obj.npy")], 2, "not a plain .npy"),
+        (["diagnose", ckpt, "--data", str(tmp / "obj.npy")], 2, "holds Python objects (a pickled object array)"),
         (["diagnose", ckpt, "--data", str(tmp / "ok.npy"), "--lengths", str(tmp / "lens.npy")], 2, "seq_lengths"),
         (["diagnose", ckpt, "--lengths", str(tmp / "lens.npy")], 2, "--lengths needs --data"),
-        (["diagnose", ckpt, "--T", "1"], 2, "--T must be >= 2"),
+        (["diagnose", ckpt, "--T", "1"], 2, "--T must be in 2..1,000,000, got 1"),
         (["diagnose", ckpt, "--T", "20", "--k", "50"], 2, "k must be an integer in 1..12"),
         (["diagnose", ckpt, "--T", "20", "--transient", "19"], 2, "transient must be"),
         (["diagnose", ckpt, "--layer", "lstm"], 2, reader if reader is None else "--layer 'lstm'"),
@@ -335,7 +335,7 @@ def test_write_report_publishes_nothing_when_a_figure_fails(tmp_path, monkeypatc
     monkeypatch.setattr(_report, "_html", broken)
     with pytest.raises(RuntimeError):
         write_report(d, out)
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # not even an empty folder is left
     monkeypatch.undo()
     write_report(d, out)
     assert {"report.html", "diagnosis.json"} <= {q.name for q in out.iterdir()}

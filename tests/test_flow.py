@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import lstm_jax as lj
+import lstm_jax.io as lio
 from _reference import check_close
 
 F64 = jnp.float64
@@ -108,7 +109,9 @@ def test_flow_cli_writes_json_and_three_figures(tmp_path):
     report = json.loads((tmp_path / "flow.json").read_text(), parse_constant=no_nan)
     assert report["non_finite_replaced_by_null"] > 0  # the lag map's upper triangle (u >= t) is NaN by definition
     assert report["models"]["lstm-forget-bias1"]["lag_map_steps"] == 30  # the whole sequence, not a silent cut
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["flow.json", "flow_vs_lag.png", "lag_map.png", "terms.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flow.json", "flow_vs_lag.png", "lag_map.png", "manifest.json",
+                                                          "terms.png"]
+    assert sorted(lio.check_output_set(tmp_path)["files"]) == ["flow.json", "flow_vs_lag.png", "lag_map.png", "terms.png"]
     assert set(report["models"]) == {"rnn-sigmoid", "rnn-tanh", "lstm-forget-bias0", "lstm-forget-bias1",
                                      "lstm-forget-bias3"}
     lstm = report["models"]["lstm-forget-bias1"]

@@ -227,6 +227,7 @@ def read_npy(path: Any, argument: str) -> np.ndarray:
         if offset + nbytes > p.stat().st_size:
             raise ValueError(f"{argument}: {str(p)!r} declares shape {shape} {dtype} ({nbytes} bytes) but holds only "
                              f"{p.stat().st_size - offset}: truncated")
+        fh.seek(0)
         return np.lib.format.read_array(fh, allow_pickle=False)
 
 
