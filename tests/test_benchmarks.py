@@ -139,3 +139,13 @@ def test_readme_mode_names_a_conflicting_option_and_a_missing_block_in_one_line(
 
     with pytest.raises(ValueError, match="no <!-- bench-targets:start -->"):
         splice_readme("# a README without the block\n", "table")
+
+
+def test_compiler_comparison_is_generated_from_its_committed_runs():
+    """benchmarks/results/compiler/README.md: the targets under jax 0.10.1 and 0.10.2, regenerated from the runs."""
+    from benchmarks.compiler import DIR, table
+
+    runs = sorted(DIR.glob("targets-*.json"))
+    versions = {json.loads(f.read_text())["meta"]["device"]["jax_version"] for f in runs}
+    assert versions == {"0.10.1", "0.10.2"} and len(runs) >= 4
+    assert (DIR / "README.md").read_text(encoding="utf-8") == table(), "run: python -m benchmarks.compiler"

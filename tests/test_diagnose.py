@@ -93,8 +93,8 @@ def test_agreement_rule_flags_a_disagreement_beyond_two_combined_standard_errors
     from lstm_jax.diagnose._core import _agreement
 
     lyap = {"exponents": [-0.080], "stderr": [0.002]}
-    far = _agreement({"rate": -0.050, "rate_stderr": 0.002}, lyap, 200, 50)
-    near = _agreement({"rate": -0.0745, "rate_stderr": 0.002}, lyap, 200, 50)  # 0.0055 < 2 * 0.00283
+    far = _agreement({"rate": -0.050, "rate_stderr": 0.002}, lyap, 200, 50, EPS64)
+    near = _agreement({"rate": -0.0745, "rate_stderr": 0.002}, lyap, 200, 50, EPS64)  # 0.0055 < 2 * 0.00283
     assert far["agree"] is False and near["agree"] is True
     assert all(w in far["sentence"] for w in ("finite time", "non-normal transient growth", "start directions"))
     assert far["difference"] == pytest.approx(0.030) and far["combined_stderr"] == pytest.approx(0.002 * 2 ** 0.5)
@@ -121,6 +121,60 @@ def test_diagnose_recovers_the_exact_rates_of_a_linearised_tanh_rnn(linear_rnn_d
     assert ld.flow["half_life"] == pytest.approx(math.log(2) / -math.log(0.9), rel=1e-8)
     np.testing.assert_allclose(ld.lyapunov["exponents"], np.log([0.9, 0.9, 0.5, 0.5]), atol=1e-9)
     assert "halve every 6.58 steps" in ld.flow["sentence"]
+
+
+# --------------------------------------------------------------------------- sentences that say what the numbers establish
+
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+def _orthogonal_rnn_diagnosis(B=3, T=120):
+    """tanh RNN, W_rec = blockdiag(R(0.7), R(-1.3)) (orthogonal), zero inputs and bias: the state stays at 0,
+    J_t = W_rec, so every product has spectral norm exactly 1 — and all B sequences are identical."""
+    W = np.zeros((4, 4))
+    W[:2, :2], W[2:, 2:] = _rotation(0.7), _rotation(-1.3)
+    p = lstm_jax.RNNParams(jnp.asarray(W, F64), jnp.ones((4, 2), F64), None)
+    return diagnose(_single("rnn-tanh", p, 4, 2), np.zeros((B, T, 2)), key=jax.random.PRNGKey(0), k=2,
+                    transient=20, progress=False, baseline=False).layers[0]
+
+
+def test_a_norm_preserving_rnn_reads_no_measurable_decay_or_growth():
+    ld = _orthogonal_rnn_diagnosis()
+    assert abs(ld.flow["rate"]) < 1e-14 and ld.flow["measurable"] is False
+    assert ld.flow["half_life"] is None and ld.flow["doubling_time"] is None
+    assert "no measurable decay or growth over lags 20–120" in ld.flow["sentence"]
+    assert "explode" not in ld.flow["sentence"] and "double" not in ld.flow["sentence"]
+
+
+def test_identical_sequences_agree_when_the_difference_is_rounding():
+    ld = _orthogonal_rnn_diagnosis()
+    assert ld.flow["rate_stderr"] == 0.0  # identical sequences: no spread at all
+    assert ld.agreement["agree"] is True
+    assert "which is rounding" in ld.agreement["sentence"] and "Why this can happen" not in ld.agreement["sentence"]
+
+
+def test_growth_is_quantified_and_never_called_explosion():
+    """The 1997 cell (f = 1 exactly: W_f = 0, b_f = 1e4), n = 8, T = 100, Gaussian inputs: its norms grow."""
+    p = lstm_jax.init_lstm(jax.random.PRNGKey(3), 8, 4, dtype=F64)
+    p = p._replace(W_f=jnp.zeros_like(p.W_f), b_f=jnp.full(8, 1e4, F64))
+    xs = np.asarray(jax.random.normal(jax.random.PRNGKey(4), (8, 100, 4), F64))
+    ld = diagnose(_single("lstm", p, 8, 4), xs, key=jax.random.PRNGKey(0), progress=False, baseline=False).layers[0]
+    f = ld.flow
+    assert f["measurable"] and f["rate"] > 0 and f["doubling_time"] == pytest.approx(math.log(2) / f["rate"])
+    lo, hi = f["doubling_time_interval"]
+    assert lo < f["doubling_time"] < hi
+    assert f["factor_over_fit"] == pytest.approx(math.exp(f["rate"] * (f["fit_lags"][1] - f["fit_lags"][0])))
+    s = f["sentence"]
+    assert "double every" in s and f"×{f['factor_over_fit']:.3g} over those" in s and "explode" not in s
+
+
+def test_a_half_life_longer_than_the_fitted_lags_is_flagged_as_an_extrapolation():
+    p = lstm_jax.RNNParams(jnp.asarray(0.995 * np.eye(2), F64), jnp.ones((2, 1), F64), None)
+    ld = diagnose(_single("rnn-tanh", p, 2, 1), np.zeros((2, 60, 1)), key=jax.random.PRNGKey(0), k=1,
+                  transient=10, progress=False, baseline=False).layers[0]
+    assert ld.flow["half_life"] == pytest.approx(math.log(2) / -math.log(0.995), rel=1e-8)  # 138 steps > 50 lags
+    assert ld.flow["extrapolated"] is True
+    assert "longer than the 50 fitted lags, so an extrapolation" in ld.flow["sentence"]
 
 
 # --------------------------------------------------------------------------- a random LSTM at long T

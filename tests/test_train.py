@@ -75,6 +75,45 @@ def test_lstm_1997_has_f_identically_one_and_no_gradient_reaches_its_forget_para
     assert total - trainable == 8 * (8 + 2) + 8  # W_f and b_f excluded
 
 
+def test_the_tested_parameters_are_those_that_scored_the_last_training_batch():
+    """No update after the stopping rule (or the budget) ends a run: the parameters scored on the test set are
+    the ones the last training batch was scored with, one Adam step before the optimiser's final state."""
+    from lstm_jax.experiments._train import count_test_errors, make_chunk
+
+    spec = ModelSpec("lstm-bf1", "adding-1997", 10, 4)
+    settings = TrainSettings(batch=8, budget=320, check_every=20, diagnostics=False)
+    r = train_run(spec, 0, settings)
+    k_init, k_data, _ = jax.random.split(jax.random.PRNGKey(0), 3)
+    opt, chunk = make_chunk(spec, settings)
+    p = init_model(k_init, spec)
+    state = opt.init(p)
+    p, state, _, _, _ = chunk(p, state, k_data, 0)
+    after, _, errs, _, scored = chunk(p, state, k_data, 20)
+    leaves = lambda t: jax.tree_util.tree_leaves(t)  # noqa: E731
+    assert all(np.array_equal(a, b) for a, b in zip(leaves(r.params), leaves(scored)))
+    assert not all(np.array_equal(a, b) for a, b in zip(leaves(r.params), leaves(after)))
+    # the scored parameters reproduce the errors the window recorded for the last batch
+    from lstm_jax.experiments._tasks import check_task
+
+    last = check_task(spec.task)[0](jax.random.fold_in(k_data, 39), 8, spec.T)
+    np.testing.assert_allclose(loss_terms(scored, last, spec)[1], errs[-1], rtol=1e-6)
+    assert len(r.test_errors_last_checks) == 2 and r.test_errors_last_checks[-1] == r.test_errors
+    assert r.test_errors == count_test_errors(scored, spec)
+
+
+def test_forget_bias_models_start_with_their_bias_and_stay_out_of_the_main_sweep():
+    from lstm_jax.experiments._models import FORGET_BIAS_MODELS, LSTM_MODELS
+    from lstm_jax.experiments._sweep import sweep_plan
+
+    for m in FORGET_BIAS_MODELS:
+        p = init_model(jax.random.PRNGKey(0), ModelSpec(m, "adding-1997", 100, 4))
+        np.testing.assert_array_equal(p["cell"].b_f, float(m[len("lstm-bf"):]))
+        assert m in MODELS and m not in LSTM_MODELS
+    assert not {m for m, _, _ in sweep_plan([])} & set(FORGET_BIAS_MODELS)
+    plan = sweep_plan([], Ts=[100], models=("lstm-bf0", "lstm-bf1") + FORGET_BIAS_MODELS, seeds=10)
+    assert len(plan) == 60 and {m for m, _, _ in plan} == {"lstm-bf0", "lstm-bf1", *FORGET_BIAS_MODELS}
+
+
 @pytest.mark.parametrize("model", ["lstm-1997", "lstm-frozen-forget", "lstm-1997-ib"])
 def test_frozen_forget_parameters_do_not_move_under_adam_while_the_rest_does(model):
     spec = ModelSpec(model, "adding-1997", 10, 4)
@@ -253,7 +292,7 @@ def test_sweep_saves_each_run_and_a_rerun_skips_finished_runs(tmp_path):
 
 def test_model_ids_are_fixed():
     assert MODELS == ("rnn-tanh", "rnn-sigmoid", "rnn-floss", "lstm-bf0", "lstm-bf1", "lstm-chrono", "lstm-1997",
-                      "lstm-frozen-forget", "lstm-1997-ib")
+                      "lstm-frozen-forget", "lstm-1997-ib", "lstm-bf2", "lstm-bf3", "lstm-bf4", "lstm-bf6")
 
 
 def test_the_forget_gate_ablation_differs_from_chrono_only_in_the_forget_gate():

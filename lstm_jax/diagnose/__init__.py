@@ -37,7 +37,12 @@ DataDrivenInvestor (Medium).
                                                         # median and 10/90 % quantiles over sequences
                  "rate", "rate_stderr",                 # finite-time growth rate per step (natural
                                                         # log) and its standard error over sequences
-                 "half_life" | null, "doubling_time" | null,   # ln 2 / |rate| steps
+                 "rate_interval": [lo, hi],              # rate ± 2 stderr, at least ± 1e3 eps max(|rate|, 1)
+                 "measurable": bool,                     # the interval excludes 0
+                 "half_life" | null, "doubling_time" | null,   # ln 2 / |rate| steps, only when measurable
+                 "half_life_interval" | null, "doubling_time_interval" | null,  # from rate_interval
+                 "extrapolated": bool,                   # half-life / doubling time longer than the fit
+                 "factor_over_fit": exp(rate * (to - from)),
                  "fit_lags": [from, to], "per_sequence_rate": [...], "sentence": str},
         "lyapunov": {"exponents": [k, descending], "stderr": [k], "k", "transient",
                      "start_directions", "per_sequence_leading": [B]},

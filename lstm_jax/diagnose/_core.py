@@ -55,7 +55,13 @@ HIST_BINS = 40
 SAT_LOW, SAT_HIGH, SAT_SHARE = 0.1, 0.9, 0.9
 MEMORY_BUDGET = 512 * 2**20  # bytes of step Jacobians held at once (sequences are vmapped in chunks)
 JAC_COPIES = 2  # (T, d, d) arrays per sequence: the Jacobians and their padded (identity) version
-DISAGREE_SIGMAS = 2.0
+DISAGREE_SIGMAS = 2.0  # standard errors: a rate within them of 0 (or two rates of each other) is not resolved
+ROUNDING_FLOOR = 1e3  # times eps * max(|rate|, 1): differences below it are rounding, whatever the stderr says
+
+
+def _floor(eps: float, *rates: float) -> float:
+    """The smallest rate (difference) that is more than rounding: ``1e3 * eps * max(|r|, 1)``."""
+    return ROUNDING_FLOOR * eps * max([1.0] + [abs(r) for r in rates if math.isfinite(r)])
 
 
 class LayerDiagnosis(NamedTuple):
@@ -209,7 +215,7 @@ def _mean_se(v: np.ndarray):
     return mean, se
 
 
-def _flow_summary(logn: np.ndarray, lengths: np.ndarray, stride: int, transient: int) -> dict:
+def _flow_summary(logn: np.ndarray, lengths: np.ndarray, stride: int, transient: int, eps: float) -> dict:
     B, G = logn.shape
     lags = stride * np.arange(1, G + 1)
     keep = np.any(np.isfinite(logn), axis=0)
@@ -221,12 +227,25 @@ def _flow_summary(logn: np.ndarray, lengths: np.ndarray, stride: int, transient:
             rates[b] = np.polyfit(lags[sel], logn[b, sel], 1)[0]
     rate, se = _mean_se(rates)
     med, q10, q90 = _nan_stats(logn[:, keep] / math.log(10))
-    half = math.log(2) / -rate if rate < 0 else None
-    double = math.log(2) / rate if rate > 0 else None
+    half_width = max(DISAGREE_SIGMAS * se if math.isfinite(se) else 0.0, _floor(eps, rate))
+    lo_r, hi_r = rate - half_width, rate + half_width
+    measurable = math.isfinite(rate) and (hi_r < 0 or lo_r > 0)
+    ln2 = math.log(2)
+    half = ln2 / -rate if measurable and rate < 0 else None
+    double = ln2 / rate if measurable and rate > 0 else None
+    # the interval of ln2/|r| from the rate's interval (open-ended where the interval reaches 0)
+    half_iv = [ln2 / -lo_r, ln2 / -hi_r] if half is not None else None
+    double_iv = [ln2 / hi_r, ln2 / lo_r] if double is not None else None
+    fit = [fit_from, int(lengths.max())]
+    window = fit[1] - fit[0]
+    extrapolated = any(v is not None and v > window for v in (half, double))
     return {"norm": "spectral norm of the joint-state Jacobian ds_T/ds_(T-lag), log10",
             "lags": lags[keep].tolist(), "median": med.tolist(), "q10": q10.tolist(), "q90": q90.tolist(),
-            "rate": rate, "rate_stderr": se, "half_life": half, "doubling_time": double,
-            "fit_lags": [fit_from, int(lengths.max())], "per_sequence_rate": rates.tolist()}
+            "rate": rate, "rate_stderr": se, "rate_interval": [lo_r, hi_r], "measurable": bool(measurable),
+            "half_life": half, "half_life_interval": half_iv, "doubling_time": double,
+            "doubling_time_interval": double_iv, "extrapolated": bool(extrapolated),
+            "factor_over_fit": math.exp(rate * window) if math.isfinite(rate) else math.nan,
+            "fit_lags": fit, "per_sequence_rate": rates.tolist()}
 
 
 def _lyapunov_summary(exps: np.ndarray, k: int, transient: int) -> dict:
@@ -236,11 +255,16 @@ def _lyapunov_summary(exps: np.ndarray, k: int, transient: int) -> dict:
             "per_sequence_leading": exps[:, 0].tolist()}
 
 
-def _agreement(flow: dict, lyap: dict, T: int, transient: int) -> dict:
+def _agreement(flow: dict, lyap: dict, T: int, transient: int, eps: float) -> dict:
     r, se_r = flow["rate"], flow["rate_stderr"]
     l1, se_l = lyap["exponents"][0], lyap["stderr"][0]
     diff = r - l1
     combined = math.hypot(se_r, se_l) if math.isfinite(se_r) and math.isfinite(se_l) else math.nan
+    if math.isfinite(diff) and abs(diff) <= _floor(eps, r, l1):
+        return {"agree": True, "difference": diff, "combined_stderr": combined,
+                "sentence": f"The finite-time growth rate of the norms ({r:+.4g} per step) and the leading Lyapunov "
+                            f"exponent ({l1:+.4g}) differ by {diff:+.2g}, which is rounding (below "
+                            f"{_floor(eps, r, l1):.2g}): they agree."}
     if not math.isfinite(combined):
         return {"agree": None, "difference": diff, "combined_stderr": combined,
                 "sentence": "With a single sequence there is no standard error, so the finite-time rate "
@@ -267,16 +291,29 @@ def _agreement(flow: dict, lyap: dict, T: int, transient: int) -> dict:
 
 
 def _flow_sentence(name: str, flow: dict, T: int) -> str:
+    """What the fitted rate establishes, and no more: "no measurable decay or growth" when its interval
+    (``DISAGREE_SIGMAS`` standard errors, at least the rounding floor) contains 0; otherwise the half-life or
+    doubling time with its interval and the factor over the fitted lags; an extrapolation beyond them is said."""
     r, se = flow["rate"], flow["rate_stderr"]
     err = f" ± {se:.2g}" if math.isfinite(se) else ""
     lo, hi = flow["fit_lags"]
+    if not math.isfinite(r):
+        return f"The growth rate of gradients through {name} could not be fitted (too few lags)."
+    fit = f"growth rate {r:+.4g}{err} per step, fitted over lags {lo}–{hi}"
+    if not flow["measurable"]:
+        a, b = flow["rate_interval"]
+        return (f"Gradients flowing back through {name} show no measurable decay or growth over lags {lo}–{hi} "
+                f"({fit}; the interval [{a:+.2g}, {b:+.2g}] contains 0).")
     if flow["half_life"] is not None:
-        return (f"Gradients flowing back through {name} halve every {flow['half_life']:.3g} steps "
-                f"(growth rate {r:+.4g}{err} per step, fitted over lags {lo}–{hi}).")
-    if flow["doubling_time"] is not None:
-        return (f"Gradients flowing back through {name} double every {flow['doubling_time']:.3g} steps "
-                f"(growth rate {r:+.4g}{err} per step, fitted over lags {lo}–{hi}): they explode.")
-    return f"The growth rate of gradients through {name} could not be fitted (too few lags)."
+        iv, what, t = flow["half_life_interval"], "halve", flow["half_life"]
+    else:
+        iv, what, t = flow["doubling_time_interval"], "double", flow["doubling_time"]
+    amount = f"×{flow['factor_over_fit']:.3g} over those {hi - lo} lags"
+    ivs = f"interval {iv[0]:.3g}–{iv[1]:.3g}"
+    extra = (f" — longer than the {hi - lo} fitted lags, so an extrapolation of the fitted rate"
+             if flow["extrapolated"] else "")
+    return (f"Gradients flowing back through {name} {what} every {t:.3g} steps ({ivs}){extra} "
+            f"({fit}: {amount}).")
 
 
 def _terms_summary(raw: Optional[dict], times: np.ndarray) -> Optional[dict]:
@@ -505,11 +542,12 @@ def _run_model(model, x, lengths, key, k, transient, chunks, bar):
             raw.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[: e - s], r))
             bar.update(1)
         logn, exps, gates, terms = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *raw)
-        flow = _flow_summary(np.asarray(logn, float), lengths, stride, transient)
+        eps = float(jnp.finfo(x.dtype).eps)
+        flow = _flow_summary(np.asarray(logn, float), lengths, stride, transient, eps)
         flow["sentence"] = _flow_sentence(layer.name, flow, T)
         lyap = _lyapunov_summary(np.asarray(exps, float), k, transient)
         out.append({"m": int(xin.shape[-1]), "flow": flow, "lyapunov": lyap,
-                    "agreement": _agreement(flow, lyap, T, transient),
+                    "agreement": _agreement(flow, lyap, T, transient, eps),
                     "terms": _terms_summary(terms, times), "gates": _gates_summary(gates, lengths, kind.memory_gate, T)})
         y = _layer_outputs(params, xin, lens, kind=kind.name, n=model.n)
         depth_outputs.append(_reverse_valid(y, lens) if layer.reverse else y)

@@ -178,7 +178,8 @@ def train_command(args: argparse.Namespace, argv_text: str | None = None) -> int
     trainable, total = parameter_count(r.params, spec.model)
     log = {"config": {**spec._asdict(), **settings._asdict(), "seed": v["seed"]}, "solved": r.solved,
            "sequences": r.sequences if r.solved else None, "sequences_seen": r.sequences,
-           "test_errors": r.test_errors, "parameters": {"trainable": trainable, "total": total},
+           "test_errors": r.test_errors, "test_errors_last_checks": list(r.test_errors_last_checks),
+           "parameters": {"trainable": trainable, "total": total},
            "seconds": r.seconds, "curves": r.curves}
     with AtomicOutputs() as files:
         files.write(out / "log.json", strict_json(log))

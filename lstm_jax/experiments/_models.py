@@ -18,6 +18,8 @@ Model ids (:data:`MODELS`; the same hidden size ``n`` for all):
                        by differentiable QR (:func:`lstm_jax.lyapunov`), pushing them toward 0
 ``lstm-bf0``           LSTM, forget bias 0
 ``lstm-bf1``           LSTM, forget bias 1 (Gers et al. 2000)
+``lstm-bf2`` … ``6``   LSTM, forget bias 2, 3, 4, 6 (:math:`f_0 = \sigma(b_f)` = 0.88, 0.95, 0.98, 0.998): the
+                       forget-bias threshold sweep (:data:`FORGET_BIAS_MODELS`, ``sweep_plan(threshold=True)``)
 ``lstm-chrono``        chrono initialisation (Tallec & Ollivier 2018): :math:`b_f = \log u`,
                        :math:`u \sim U(1, T_{max} - 1)`, :math:`b_i = -b_f` (:math:`T_{max} = T`)
 ``lstm-1997``          no forget gate (H&S 1997): :math:`W_f = 0`, :math:`b_f = 10^4` frozen, so
@@ -68,11 +70,14 @@ from .. import (
 )
 from ._tasks import check_task
 
+#: the LSTMs whose only difference is the initial forget bias b_f (f_0 = σ(b_f)): where does "closed" begin?
+FORGET_BIAS_MODELS = ("lstm-bf2", "lstm-bf3", "lstm-bf4", "lstm-bf6")
 MODELS = ("rnn-tanh", "rnn-sigmoid", "rnn-floss", "lstm-bf0", "lstm-bf1", "lstm-chrono", "lstm-1997",
-          "lstm-frozen-forget", "lstm-1997-ib")
+          "lstm-frozen-forget", "lstm-1997-ib") + FORGET_BIAS_MODELS
 #: models whose forget gate is not trained (``W_f, b_f`` excluded from updates)
 NO_FORGET_TRAINING = ("lstm-1997", "lstm-frozen-forget", "lstm-1997-ib")
-LSTM_MODELS = tuple(m for m in MODELS if m.startswith("lstm"))
+#: the LSTM variants of the main sweep (the forget-bias models run in their own sweep folder)
+LSTM_MODELS = tuple(m for m in MODELS if m.startswith("lstm") and m not in FORGET_BIAS_MODELS)
 RNN_MODELS = tuple(m for m in MODELS if m.startswith("rnn"))
 #: the frozen pre-activation of the 1997 cell's "forget gate": sigma(1e4) == 1.0 exactly
 NO_FORGET_BIAS = 1.0e4
@@ -107,7 +112,8 @@ def init_model(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
     k_cell, k_out, k_chrono = jax.random.split(key, 3)
     n = spec.n
     if is_lstm(spec.model):
-        bf = {"lstm-bf0": 0.0, "lstm-bf1": 1.0, "lstm-frozen-forget": 1.0, "lstm": spec.forget_bias}.get(spec.model, 0.0)
+        bf = {"lstm-bf0": 0.0, "lstm-bf1": 1.0, "lstm-frozen-forget": 1.0, "lstm": spec.forget_bias,
+              **{m: float(m[len("lstm-bf"):]) for m in FORGET_BIAS_MODELS}}.get(spec.model, 0.0)
         cell = init_lstm(k_cell, n, m, forget_bias=bf, dtype=dtype)
         if spec.model in ("lstm-chrono", "lstm-1997-ib"):
             b_f = jnp.log(jax.random.uniform(k_chrono, (n,), dtype, minval=1.0, maxval=max(spec.T - 1, 2)))

@@ -30,11 +30,12 @@ import jax
 import numpy as np
 
 from ..io import AtomicOutputs, atomic_write, strict_json
-from ._models import LSTM_MODELS, RNN_MODELS, ModelSpec, half_life, init_model, parameter_count
+from ._models import FORGET_BIAS_MODELS, LSTM_MODELS, RNN_MODELS, ModelSpec, half_life, init_model, parameter_count
 from ._tasks import ERROR_THRESHOLD, STOP_MEAN_ERROR, STOP_WINDOW, TEST_SIZE
 from ._train import TEST_KEY, TrainSettings, train_run
 
 TASK = "adding-1997"
+REPORT_MODELS = RNN_MODELS + LSTM_MODELS + FORGET_BIAS_MODELS
 HS1997 = {  # H&S 1997 Table 7 (LSTM without forget gate, 10 runs each): mean sequences, test errors of 2560
     100: {"mean_sequences": 74_000, "test_errors": 1},
     500: {"mean_sequences": 209_000, "test_errors": 0},
@@ -80,6 +81,9 @@ def sweep_plan(runs_done: list[dict], *, Ts: Optional[Iterable[int]] = None, mod
     stages = [[(lstm_order, 100, SEEDS_LSTM), (RNN_MODELS, 10, SEEDS_RNN)],
               [(RNN_MODELS, 25, SEEDS_RNN), (RNN_MODELS, 50, SEEDS_RNN), (RNN_MODELS, 100, SEEDS_RNN)],
               [(LSTM_MODELS, 500, SEEDS_LSTM)], [(most_promising(runs_done), 1000, SEEDS_T1000)]]
+    if models is not None and set(models) & set(FORGET_BIAS_MODELS):
+        # the forget-bias threshold (its own folder): only when asked for by name, never in the main sweep
+        stages.insert(1, [(FORGET_BIAS_MODELS, 100, SEEDS_LSTM), (FORGET_BIAS_MODELS, 500, SEEDS_LSTM)])
     plan = []
     for stage in stages:
         # seed-major within a stage: every (model, T) cell gets seed 0 before any gets seed 1
@@ -97,7 +101,9 @@ def run_record(spec: ModelSpec, seed: int, settings: TrainSettings, r) -> dict:
     lyap = pts[-1].get("lyapunov") if pts else None
     return {"task": spec.task, "model": spec.model, "T": spec.T, "seed": seed, "solved": r.solved,
             "sequences": r.sequences if r.solved else None, "sequences_seen": r.sequences,
-            "test_errors": r.test_errors, "n": spec.n, "parameters": {"trainable": trainable, "total": total},
+            "test_errors": r.test_errors, "test_errors_last_checks": list(r.test_errors_last_checks),
+            "tested": "parameters that scored the last training batch (no update after the stopping rule)",
+            "n": spec.n, "parameters": {"trainable": trainable, "total": total},
             "final_lyapunov": lyap, "final_half_life_steps": half_life(lyap),
             "seconds": round(r.seconds, 1), "settings": settings._asdict(), "curves": r.curves}
 
@@ -198,7 +204,7 @@ def figure(runs: list[dict], T: int):
     sequences (log axis); a dotted vertical line marks the moment the stopping rule fired."""
     from matplotlib.figure import Figure
 
-    models = [m for m in (RNN_MODELS + LSTM_MODELS) if any(r["model"] == m and r["T"] == T for r in runs)]
+    models = [m for m in REPORT_MODELS if any(r["model"] == m and r["T"] == T for r in runs)]
     fig = Figure(figsize=(max(7.0, 2.6 * len(models) + 1), 2.0 * len(_METRICS) + 0.6))
     axes = fig.subplots(len(_METRICS), len(models), squeeze=False, sharex="col")
     colors = ("C0", "C1", "C2", "C3", "C4", "C5")
@@ -253,7 +259,7 @@ def meta_document(n: int, settings: TrainSettings, command: str) -> dict:
 
     dev = jax.devices()[0]
     counts = {}
-    for m in RNN_MODELS + LSTM_MODELS:
+    for m in REPORT_MODELS:
         p = init_model(jax.random.PRNGKey(0), ModelSpec(m, TASK, 100, n))
         counts[m] = dict(zip(("trainable", "total"), parameter_count(p, m)))
     return {"task": TASK, "n": n, "settings": settings._asdict(),

@@ -8,7 +8,14 @@ the most recent 2000 training sequences (each scored by the parameters *before* 
 as in online training), and stops at success or when the budget of training sequences is spent.  At
 log-spaced moments (and at the end) it records a :func:`flow_snapshot`.  Finally it counts the test
 errors (``|error| > 0.04``) on :data:`TEST_SIZE` = 2560 test sequences drawn from the fixed key
-``PRNGKey(TEST_KEY)``.
+``PRNGKey(TEST_KEY)``, scoring **the parameters that scored the last training batch of the window that
+passed** — no update after the rule fired — and, for the spread, the same for the last :data:`LAST_CHECKS`
+checks (``test_errors_last_checks``).
+
+The stopping rule as it binds (:func:`~lstm_jax.experiments.stopping_rule`, H&S 1997's two clauses: mean
+squared error of the most recent 2000 training sequences below 0.01 *and* all of them within |error| <= 0.04):
+the first clause is implied by the second (all |e| <= 0.04 gives a mean squared error <= 0.0016), so the
+rule that decides is "2000 consecutive training sequences right".
 
 Keys: ``PRNGKey(seed)`` splits into (init, data, diagnostics); the test set key does not depend on the seed.
 """
@@ -45,33 +52,41 @@ class TrainSettings(NamedTuple):
 
 
 class RunResult(NamedTuple):
-    params: dict
+    params: dict  # the parameters scored on the test set (see train_run)
     solved: bool
     sequences: int  # training sequences seen (at the stop or when the budget ran out)
     test_errors: Optional[int]
     curves: dict
     seconds: float
+    #: test errors of the parameters that scored the last training batch at each of the last
+    #: LAST_CHECKS checks (oldest first; the last entry is ``test_errors``)
+    test_errors_last_checks: tuple = ()
+
+
+#: how many of the last stopping-rule checks get their parameters scored on the test set
+LAST_CHECKS = 3
 
 
 @functools.lru_cache(maxsize=64)
 def make_chunk(spec: ModelSpec, settings: TrainSettings):
     """``(optimizer, chunk)`` with ``chunk(params, opt_state, data_key, step0) -> (params, opt_state,
-    abs_errors (K, B), losses (K,))``: ``K = check_every`` optimiser steps in one ``jax.jit``-ed ``lax.scan``
+    abs_errors (K, B), losses (K,), scored)``: ``K = check_every`` optimiser steps; ``scored`` are the parameters
+    that scored the chunk's last batch (those before its last update) in one ``jax.jit``-ed ``lax.scan``
     (cached per model and settings, so seeds of one cell compile once)."""
     gen = check_task(spec.task)[0]
     opt = make_optimizer(spec.model, init_model(jax.random.PRNGKey(0), spec), settings.lr, settings.clip)
 
     def one(carry, i):
-        params, state, key = carry
+        params, state, key, _ = carry
         batch = gen(jax.random.fold_in(key, i), settings.batch, spec.T)
         (loss, abs_err), grads = jax.value_and_grad(loss_terms, has_aux=True)(params, batch, spec)
         updates, state = opt.update(grads, state, params)
-        return (optax.apply_updates(params, updates), state, key), (abs_err, loss)
+        return (optax.apply_updates(params, updates), state, key, params), (abs_err, loss)
 
     def chunk(params, state, key, step0):
-        (params, state, _), (errs, losses) = jax.lax.scan(
-            one, (params, state, key), step0 + jnp.arange(settings.check_every))
-        return params, state, errs, losses
+        (params, state, _, scored), (errs, losses) = jax.lax.scan(
+            one, (params, state, key, params), step0 + jnp.arange(settings.check_every))
+        return params, state, errs, losses, scored
 
     return opt, jax.jit(chunk)
 
@@ -113,6 +128,7 @@ def train_run(spec: ModelSpec, seed: int, settings: TrainSettings = TrainSetting
     if diag:
         dbatch, t1 = diagnostic_batch(k_diag, spec.T)
     window = deque(maxlen=STOP_WINDOW)
+    last_scored: deque = deque(maxlen=LAST_CHECKS)
     curves: list[dict] = []
 
     def snapshot(seqs):
@@ -131,7 +147,8 @@ def train_run(spec: ModelSpec, seed: int, settings: TrainSettings = TrainSetting
         if seqs >= next_snap:
             snapshot(seqs)
             next_snap = max(per_chunk, next_snap * settings.snapshot_growth)
-        params, state, errs, _ = chunk(params, state, k_data, step)
+        params, state, errs, _, scored = chunk(params, state, k_data, step)
+        last_scored.append(scored)
         step += settings.check_every
         seqs += per_chunk
         window.extend(np.asarray(errs, np.float64).reshape(-1).tolist())
@@ -140,7 +157,8 @@ def train_run(spec: ModelSpec, seed: int, settings: TrainSettings = TrainSetting
         if stopping_rule(np.asarray(window)):
             solved = True
             break
+    params = last_scored[-1] if last_scored else params  # no update after the rule fired (or the budget ran out)
     snapshot(seqs)
     curves[-1]["final"] = True
-    errors = count_test_errors(params, spec)
-    return RunResult(params, solved, seqs, errors, {"points": curves}, time.perf_counter() - t0)
+    last = tuple(count_test_errors(p, spec) for p in last_scored) or (count_test_errors(params, spec),)
+    return RunResult(params, solved, seqs, last[-1], {"points": curves}, time.perf_counter() - t0, last)
