@@ -499,6 +499,10 @@ def estimate_bytes(model: RecurrentModel, B: int, T: int, dtype="float64") -> in
     activations (four per gate kind); plus 1 GiB for Python, JAX/XLA and matplotlib.  The baseline runs
     after the model, so it does not add to the peak.  Used by ``lstm-jax diagnose`` to refuse a run up front
     (exit 2) instead of an allocation failure inside XLA.
+
+    Measured (2-layer LSTM n = 64, 16 x 400, float64, with baseline; estimate 2.0 GiB): peak resident memory
+    1.44 GiB in three runs, but 4.1 GiB in one run inside the full test suite, not explained — so this is a
+    guard against runs far beyond the machine, not a bound on the peak.
     """
     isz = jnp.dtype(dtype).itemsize
     d = max(kind_of(layer.kind).state_size(model.n) for layer in model.layers)

@@ -38,7 +38,7 @@ def _one_seed(key: jax.Array, spec: ModelSpec, settings: TrainSettings, dbatch, 
     params = init_model(jax.random.fold_in(key, 0), spec)
     opt, chunk = make_chunk(spec, settings)
     before = flow_snapshot(params, dbatch, t1, spec.model, full=False)
-    params, _, errs, _ = chunk(params, opt.init(params), jax.random.fold_in(key, 1), 0)
+    params, _, errs, _, _ = chunk(params, opt.init(params), jax.random.fold_in(key, 1), 0)
     after = flow_snapshot(params, dbatch, t1, spec.model, full=False)
     tail = np.asarray(errs[-max(1, 2000 // settings.batch):], np.float64)
     return {"f_lag_start": before["f_lag"], "f_lag_end": after["f_lag"],
