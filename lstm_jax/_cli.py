@@ -43,6 +43,8 @@ def _verify(args: argparse.Namespace) -> int:
     if args.list:
         print("\n".join(claim_ids()))
         return 0
+    from ._validation import SEED_MAX
+
     if not 0 <= args.seed <= SEED_MAX:
         raise ValueError(f"--seed must be in 0..2**63-1, got {args.seed}")
     check_only(args.only)  # ValueError -> exit 2, before any work
@@ -102,9 +104,6 @@ def _diagnose(args: argparse.Namespace) -> int:
     from .diagnose._cli import run
 
     return run(args)
-
-
-SEED_MAX = 2**63 - 1
 
 
 def _version() -> str:

@@ -26,12 +26,11 @@ from ._jacobians import lstm_step_jacobians, lstm_terms_along, rnn_step_jacobian
 from ._lstm import init_lstm, zero_state
 from ._plotting import subplots
 from ._rnn import init_rnn
-from ._validation import _available_bytes, check_int
+from ._validation import SEED_MAX, _available_bytes, check_int
 
 F64 = jnp.float64
 FORGET_BIASES = (0.0, 1.0, 3.0)
 LAG_MAP_MAX = 300  # the lag map costs O(T^2 d^3): it covers the first min(T, LAG_MAP_MAX) steps
-SEED_MAX = 2**63 - 1
 #: readable names of the models (JSON keys stay the short ids)
 LABELS = {
     "rnn-sigmoid": "RNN, σ (article's model)",

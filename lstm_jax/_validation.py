@@ -196,6 +196,10 @@ def check_unroll(unroll: Any, T: int, name: str = "unroll") -> int:
     return check_int(unroll, name, lo=1, hi=T, accepts=accepts)
 
 
+#: the largest PRNG seed any entry point accepts (jax.random.PRNGKey takes a signed 64-bit integer)
+SEED_MAX = 2**63 - 1
+
+
 def _available_bytes() -> Optional[int]:
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -15,7 +15,7 @@ import numpy as np
 
 
 #: bounds of the integer options: beyond them XLA aborts the process (int32 sizes) long before memory runs out.
-MAX_T, MAX_BATCH, MAX_K, SEED_MAX = 1_000_000, 100_000, 4096, 2**63 - 1
+MAX_T, MAX_BATCH, MAX_K = 1_000_000, 100_000, 4096
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,8 +48,8 @@ def _bounded(name: str, value, lo: int, hi: int):
 
 
 def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
-    from lstm_jax.io import check_writable_dir
-    from lstm_jax.io._sniff import check_input_file, read_npy
+    from lstm_jax._validation import SEED_MAX
+    from lstm_jax.io import check_input_file, check_writable_dir, read_npy
 
     # 1. plain options, the output folder, the input files' kinds: all before any model is read.
     _bounded("T", args.T, 2, MAX_T)

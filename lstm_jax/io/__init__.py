@@ -5,6 +5,8 @@ Front door of the ``lstm_jax.io`` wing; it uses only the public names of :mod:`l
 * :func:`load_model` reads a (stacked, bidirectional) LSTM / GRU / RNN from PyTorch modules,
   ``state_dict``\\ s and ``.pt`` files, Flax variables and msgpack files, Equinox and nnx modules, and
   lstm_jax's own ``.npz`` files (:func:`save` / :func:`load`), into a :class:`RecurrentModel`.
+* :func:`check_input_file`, :func:`sniff`, :func:`read_npy`: a user's file checked (regular file, size, format
+  from its first bytes, declared array sizes) before anything in it is read.
 * ``from_*`` / ``to_*``: one cell's weights between lstm_jax and Flax, Equinox, PyTorch.
 * :func:`atomic_write`, :class:`AtomicOutputs`, :func:`check_writable_dir`, :func:`check_writable_file`,
   :func:`strict_json`, :func:`check_output_set`, :func:`complete_outputs`: output files
@@ -33,6 +35,7 @@ from ._interop import (
 )
 from ._load import from_torch, from_torch_layers, load, load_model, save
 from ._model import RecurrentLayer, RecurrentModel
+from ._sniff import check_input_file, read_npy, sniff
 
 __all__ = [
     "AtomicOutputs",
@@ -48,6 +51,9 @@ __all__ = [
     "load_model",
     "save",
     "load",
+    "check_input_file",
+    "read_npy",
+    "sniff",
     # one cell's weights
     "from_torch",
     "from_torch_layers",
