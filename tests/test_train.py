@@ -385,3 +385,15 @@ def test_the_runner_timing_compares_the_training_objective_with_the_same_objecti
     t = time_value_and_grad(4, 4, 20, reps=1)
     assert (t["B"], t["n"], t["T"], t["padded_T"]) == (4, 4, 20, 22)
     assert min(t["median_ms"], t["baseline_median_ms"], t["fast_median_ms"]) > 0
+
+
+def test_a_report_never_states_settings_other_than_those_its_runs_were_trained_with(tmp_path):
+    from lstm_jax.experiments._sweep import write_report
+
+    (tmp_path / "runs").mkdir()
+    rec = {"settings": TrainSettings(budget=1_000_000)._asdict()}
+    (tmp_path / "runs" / "adding-1997_lstm-bf2_T100_s0.json").write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match=r"trained with \{'budget': \['1000000'\]\}, but this command would report "
+                                         r"\{'budget': 2000000\}"):
+        write_report(tmp_path, 16, TrainSettings(), "lstm-jax train --sweep --report-only")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs"]

@@ -443,6 +443,12 @@ def write_report(out: pathlib.Path, n: int, settings: TrainSettings, command: st
     """Regenerate ``results.json``, ``README.md`` and ``flow_T<T>.png`` from ``out/runs/*.json`` (together)."""
     out = pathlib.Path(out)
     runs = load_runs(out / "runs")
+    stated = json.loads(strict_json(settings._asdict()))
+    differ = sorted({k for r in runs for k, v in r["settings"].items() if stated.get(k) != v})
+    if differ:  # the report states one set of settings: it must be the one every run was trained with
+        seen = {k: sorted({json.dumps(r["settings"][k]) for r in runs}) for k in differ}
+        raise ValueError(f"the runs in {out / 'runs'} were trained with {seen}, but this command would report "
+                         f"{ {k: stated.get(k) for k in differ} }: pass the options the runs were made with")
     meta = meta_document(n, settings, command)
     vmap_path = out / "vmap_timing.json"
     vmap_timing = json.loads(vmap_path.read_text()) if vmap_path.is_file() else None
