@@ -207,13 +207,23 @@ class Terminated(KeyboardInterrupt):
 
 
 def _on_sigterm(signum, frame):
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
     raise Terminated()
 
 
-def _output_folders(args: argparse.Namespace) -> list[pathlib.Path]:
-    folders = [pathlib.Path(getattr(args, "out")) if getattr(args, "out", None) else None]
-    folders += [pathlib.Path(p).parent for p in (getattr(args, "json", None), getattr(args, "markdown", None)) if p]
-    return [f for f in folders if f is not None and f.is_dir()]
+def _output_folders(args: argparse.Namespace) -> list[tuple[pathlib.Path, str, bool]]:
+    """``(folder, glob of this run's temporary files, look into subfolders)`` for every output of ``args``."""
+    out = getattr(args, "out", None)
+    if out is None and args.command == "train":
+        from .experiments._command import SWEEP_OUT
+
+        out = SWEEP_OUT if getattr(args, "sweep", False) else "train-out"
+    found = [(pathlib.Path(out), ".*.tmp*", True)] if out else []
+    found += [(pathlib.Path(p).parent, f".{pathlib.Path(p).name}.*.tmp*", False)
+              for p in (getattr(args, "json", None), getattr(args, "markdown", None)) if p]
+    return [f for f in found if f[0].is_dir()]
 
 
 def _after_interrupt(args: argparse.Namespace, started: float) -> str:
@@ -221,14 +231,14 @@ def _after_interrupt(args: argparse.Namespace, started: float) -> str:
     from .io import complete_outputs
 
     completed, removed = [], 0
-    for folder in _output_folders(args):
-        for sub in [folder, *(p for p in folder.iterdir() if p.is_dir())]:
+    for folder, pattern, deep in _output_folders(args):
+        for sub in [folder, *(p for p in folder.iterdir() if p.is_dir() and deep)]:
             try:
                 if complete_outputs(sub):
                     completed.append(str(sub))
             except (OSError, ValueError):
                 return f"interrupted while publishing into {str(sub)!r}; its outputs may be incomplete: rerun"
-            for stray in sub.glob(".*.tmp*"):
+            for stray in sub.glob(pattern):
                 try:
                     if stray.stat().st_mtime >= started - 1:
                         stray.unlink()

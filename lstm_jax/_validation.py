@@ -201,6 +201,14 @@ SEED_MAX = 2**63 - 1
 
 
 def _available_bytes() -> Optional[int]:
+    """Memory available to a new allocation: Linux's MemAvailable (free + reclaimable page cache), else
+    the free pages (which undercount a machine whose page cache is full)."""
+    try:
+        for line in open("/proc/meminfo", encoding="ascii"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import re
 import signal
@@ -437,3 +438,54 @@ def test_sigterm_during_diagnose_removes_its_files_and_says_so(tmp_path):
     assert "lstm-jax diagnose: interrupted;" in err and "no partial output was left" in err
     assert "Traceback" not in err
     assert not out.exists() or not list(out.iterdir())
+
+
+def test_an_interrupt_just_after_the_commit_point_keeps_what_the_journal_needs(tmp_path, monkeypatch):
+    """Ctrl-C while the journal is being written (the first rename): the staged files stay, so the set completes."""
+    from lstm_jax.io import _files
+
+    _publish(tmp_path, 1)
+    real = _files._fsync_dir
+
+    def interrupted(folder):
+        if (folder / ".manifest.json.pending").exists():
+            raise KeyboardInterrupt
+        return real(folder)
+
+    monkeypatch.setattr(_files, "_fsync_dir", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _publish(tmp_path, 2)
+    monkeypatch.undo()
+    lio.check_output_set(tmp_path)
+    assert set(_contents(tmp_path).values()) == {"report.html v2\n", "diagnosis.json v2\n", "a.png v2\n"}
+
+
+def test_an_npy_header_declaring_gigabytes_is_refused_before_it_is_read(tmp_path):
+    f = tmp_path / "x.npy"
+    f.write_bytes(b"\x93NUMPY\x02\x00" + (2**31).to_bytes(4, "little") + b"{" + b" " * 1000)
+    with pytest.raises(ValueError, match=r"header declares 2147483648 bytes; at most 65536 are read"):
+        _sniff.read_npy(f, "--data")
+
+
+def test_corrupt_deflate_data_and_zero_size_dtypes_are_value_errors(tmp_path):
+    good = tmp_path / "good.npz"
+    np.savez_compressed(good, a=np.random.default_rng(0).normal(size=(64, 64)))
+    raw = bytearray(good.read_bytes())
+    raw[200:260] = bytes(60)  # inside the deflated member
+    (tmp_path / "bad.npz").write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="not a readable"):
+        _sniff.read_npz(tmp_path / "bad.npz", "MODEL")
+    with open(tmp_path / "v0.npy", "wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "|V0", "fortran_order": False, "shape": (10**12,)})
+    with pytest.raises(ValueError, match=r"has dtype \|V0; expected a numeric array"):
+        _sniff.read_npy(tmp_path / "v0.npy", "--data")
+
+
+def test_a_growth_beyond_float64_is_written_as_a_power_of_ten_not_an_overflow():
+    from lstm_jax.diagnose._core import _exp, _flow_sentence
+
+    flow = {"rate": 0.5, "rate_stderr": 0.01, "fit_lags": [1, 2001], "measurable": True, "half_life": None,
+            "doubling_time": math.log(2) / 0.5, "doubling_time_interval": [1.35, 1.42], "extrapolated": False,
+            "factor_over_fit": _exp(0.5 * 2000), "rate_interval": [0.48, 0.52]}
+    assert flow["factor_over_fit"] == math.inf
+    assert "×10^434.3 over those 2000 lags" in _flow_sentence("layer0.forward", flow, 2001)

@@ -215,6 +215,11 @@ def _mean_se(v: np.ndarray):
     return mean, se
 
 
+def _exp(x: float) -> float:
+    """``exp(x)``, ``inf`` past float64's range (a report never overflows), ``nan`` for ``nan``."""
+    return math.nan if not math.isfinite(x) else math.inf if x > 709 else math.exp(x)
+
+
 def _flow_summary(logn: np.ndarray, lengths: np.ndarray, stride: int, transient: int, eps: float) -> dict:
     B, G = logn.shape
     lags = stride * np.arange(1, G + 1)
@@ -244,7 +249,7 @@ def _flow_summary(logn: np.ndarray, lengths: np.ndarray, stride: int, transient:
             "rate": rate, "rate_stderr": se, "rate_interval": [lo_r, hi_r], "measurable": bool(measurable),
             "half_life": half, "half_life_interval": half_iv, "doubling_time": double,
             "doubling_time_interval": double_iv, "extrapolated": bool(extrapolated),
-            "factor_over_fit": math.exp(rate * window) if math.isfinite(rate) else math.nan,
+            "factor_over_fit": _exp(rate * window),
             "fit_lags": fit, "per_sequence_rate": rates.tolist()}
 
 
@@ -308,8 +313,9 @@ def _flow_sentence(name: str, flow: dict, T: int) -> str:
         iv, what, t = flow["half_life_interval"], "halve", flow["half_life"]
     else:
         iv, what, t = flow["doubling_time_interval"], "double", flow["doubling_time"]
-    amount = f"×{flow['factor_over_fit']:.3g} over those {hi - lo} lags"
-    ivs = f"interval {iv[0]:.3g}–{iv[1]:.3g}"
+    log10 = r * (hi - lo) / math.log(10)
+    amount = (f"×{flow['factor_over_fit']:.3g}" if abs(log10) < 50 else f"×10^{log10:.4g}") + f" over those {hi - lo} lags"
+    ivs = f"interval {iv[0]:.3g}–{iv[1]:.3g}" if math.isfinite(se) else "one sequence: no standard error, so no interval"
     extra = (f" — longer than the {hi - lo} fitted lags, so an extrapolation of the fitted rate"
              if flow["extrapolated"] else "")
     return (f"Gradients flowing back through {name} {what} every {t:.3g} steps ({ivs}){extra} "

@@ -228,8 +228,8 @@ class AtomicOutputs:
     beside its target.  Then, for each folder of the set, the new manifest — each file's name, size and
     SHA-256 — is written as the journal ``.manifest.json.pending`` (one atomic write: the commit point),
     the staged files are renamed into place, and the journal is renamed to ``manifest.json``.  A kill before
-    the commit point leaves the old set and its manifest untouched (plus stray hidden ``.*.tmp`` files,
-    removed by the next publication into that folder); a kill after it leaves the journal, and the next
+    the commit point leaves the old set and its manifest untouched (after a SIGKILL, stray hidden ``.*.tmp``
+    files may remain; they are safe to delete); a kill after it leaves the journal, and the next
     :class:`AtomicOutputs` into the folder, or :func:`complete_outputs` / :func:`check_output_set`, finishes
     the renames: the folder then holds exactly the new set.  ``manifest=None`` publishes without a manifest
     (the renames are then a sub-millisecond window in which a kill leaves a mix).
@@ -292,9 +292,9 @@ class AtomicOutputs:
                      for tmp, final in pairs}
             set_id = hashlib.sha256(json.dumps({k: v["sha256"] for k, v in sorted(files.items())}).encode()).hexdigest()
             journal = {"format": "lstm_jax.output_set", "version": 1, "set": set_id[:16], "files": files}
+            self._committed.add(folder)  # before the journal exists: an interrupt from here on keeps the staged files
             atomic_write(_pending(folder, self._manifest), json.dumps(journal, indent=1, sort_keys=True) + "\n")
             _fsync_dir(folder)
-            self._committed.add(folder)
             complete_outputs(folder, self._manifest)  # the renames; the same code finishes a killed publication
         self._staged.clear()
 
@@ -307,7 +307,8 @@ class AtomicOutputs:
 
     def _cleanup(self, failed: bool) -> None:
         for tmp, final in self._staged:
-            if final.parent not in self._committed:  # a committed journal needs its staged files to finish
+            journal = self._manifest is not None and _pending(final.parent, self._manifest).exists()
+            if final.parent not in self._committed or not journal:  # a journal on disk needs its staged files
                 tmp.unlink(missing_ok=True)
         self._staged.clear()
         self._committed.clear()

@@ -24,11 +24,14 @@ arrays — so a zero-stride tensor on a one-element storage counts at its full s
 
 from __future__ import annotations
 
+import lzma
 import os
 import pathlib
 import stat
 import struct
+import tokenize
 import zipfile
+import zlib
 from typing import Any, Optional
 
 import numpy as np
@@ -117,6 +120,7 @@ def check_input_file(path: Any, argument: str, *, max_bytes: int = MAX_FILE_BYTE
 
 
 def _zip_kind(path: pathlib.Path) -> str:
+    _check_zip_directory(path, f"{str(path)!r}")
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
@@ -170,15 +174,10 @@ def unsupported_error(path: Any, argument: str, kind: str) -> ValueError:
     return ValueError(f"{argument}: {str(path)!r} is {describe(kind)}; {UNSUPPORTED[kind]} (accepted: {ACCEPTED_FILES})")
 
 
-def _available_bytes() -> Optional[int]:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return None
-
-
 def array_budget() -> int:
     """Bytes of arrays one file may declare: ``min(MAX_ARRAY_BYTES, free memory / 2)``."""
+    from lstm_jax._validation import _available_bytes
+
     avail = _available_bytes()
     return MAX_ARRAY_BYTES if avail is None else min(MAX_ARRAY_BYTES, avail // 2)
 
@@ -188,18 +187,36 @@ def _refuse_size(what: str, nbytes: int, budget: int) -> ValueError:
                       f"(the smaller of {MAX_ARRAY_BYTES / 2**30:.0f} GiB and half the free memory)")
 
 
+#: the longest .npy header read (numpy's own headers are under 200 bytes; its reader allows 10,000 but
+#: reads the whole declared length, up to 4 GiB, before it checks)
+MAX_HEADER = 65_536
+#: the largest zip central directory read (10,000 members need well under 1 MiB)
+MAX_ZIP_DIRECTORY = 16 * 2**20
+
+
 def _npy_header(fh, what: str) -> tuple[tuple, np.dtype, bool]:
     try:
+        start = fh.tell()
+        magic = fh.read(8)
+        if len(magic) == 8 and magic[:6] == b"\x93NUMPY":
+            raw = fh.read(2 if magic[6] == 1 else 4)
+            length = int.from_bytes(raw, "little") if raw else 0
+            if length > MAX_HEADER:
+                raise ValueError(f"its header declares {length} bytes; at most {MAX_HEADER} are read")
+        fh.seek(start)
         version = np.lib.format.read_magic(fh)
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read(fh)  # parses the header's literal safely (no eval), checks its keys
-    except (ValueError, OSError, SyntaxError, EOFError) as exc:
-        raise ValueError(f"{what}: not a readable .npy array ({exc})") from None
+    except (ValueError, OSError, SyntaxError, EOFError, tokenize.TokenError, zlib.error, lzma.LZMAError,
+            RuntimeError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{what}: not a readable .npy array ({type(exc).__name__}: {exc})") from None
     if dtype.hasobject:
         raise ValueError(f"{what} holds Python objects (a pickled object array), which lstm_jax never loads "
                          f"(unpickling runs code); expected plain numeric arrays")
     if not all(isinstance(d, int) and d >= 0 for d in shape):
         raise ValueError(f"{what}: the header declares shape {shape!r}; expected non-negative integers")
+    if dtype.kind not in "biufc":
+        raise ValueError(f"{what} has dtype {dtype}; expected a numeric array (bool, integer, float, complex)")
     return tuple(shape), dtype, fortran
 
 
@@ -207,7 +224,22 @@ def _nbytes(shape: tuple, dtype: np.dtype) -> int:
     n = 1
     for d in shape:
         n *= int(d)
-    return n * dtype.itemsize
+    return n * max(dtype.itemsize, 1)
+
+
+def _check_zip_directory(path: pathlib.Path, what: str) -> None:
+    """Refuse a zip whose central directory (read from its end record, before ``zipfile`` parses it) is huge."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - 65_557))
+        tail = fh.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        return  # no end record: zipfile reports the archive as unreadable
+    entries, directory = struct.unpack("<HI", tail[at + 10:at + 16])
+    if entries != 0xFFFF and directory != 0xFFFFFFFF and (entries > 10_000 or directory > MAX_ZIP_DIRECTORY):
+        raise ValueError(f"{what} lists {entries} members in a {directory / 2**20:.1f} MiB directory; a model file has "
+                         f"at most 10,000 arrays")
 
 
 def read_npy(path: Any, argument: str) -> np.ndarray:
@@ -236,6 +268,7 @@ def read_npz(path: Any, argument: str) -> dict:
     :func:`array_budget` before any member is inflated.  No pickles."""
     p = pathlib.Path(path)
     what = f"{argument} {str(p)!r}"
+    _check_zip_directory(p, what)
     try:
         z = zipfile.ZipFile(p)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -259,7 +292,8 @@ def read_npz(path: Any, argument: str) -> dict:
             for info in specs:
                 with z.open(info) as fh:
                     out[info.filename[: -len(".npy")]] = np.lib.format.read_array(fh, allow_pickle=False)
-        except (zipfile.BadZipFile, EOFError, OSError, KeyError, NotImplementedError) as exc:
+        except (zipfile.BadZipFile, EOFError, OSError, KeyError, NotImplementedError, zlib.error, lzma.LZMAError,
+                RuntimeError, tokenize.TokenError) as exc:
             raise ValueError(f"{what}: not a readable .npz archive (truncated or corrupt: {type(exc).__name__}: "
                              f"{exc})") from None
         except ValueError as exc:
