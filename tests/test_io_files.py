@@ -489,3 +489,17 @@ def test_a_growth_beyond_float64_is_written_as_a_power_of_ten_not_an_overflow():
             "factor_over_fit": _exp(0.5 * 2000), "rate_interval": [0.48, 0.52]}
     assert flow["factor_over_fit"] == math.inf
     assert "×10^434.3 over those 2000 lags" in _flow_sentence("layer0.forward", flow, 2001)
+
+
+def test_formats_read_whole_are_bounded_by_their_file_size(tmp_path, monkeypatch):
+    """msgpack and legacy-pickle checkpoints are read into memory whole: their size is checked first."""
+    from lstm_jax.io import _load
+
+    monkeypatch.setattr(_load, "array_budget", lambda: 1000)
+    (tmp_path / "big.msgpack").write_bytes(b"\x81\xa1a" + bytes(5000))
+    with pytest.raises(ValueError, match=r"is read whole; at most 0\.00 GiB are read"):
+        lio.load_model(tmp_path / "big.msgpack")
+    torch.save(torch.nn.LSTM(M, 64).state_dict(), tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert _sniff.sniff(tmp_path / "legacy.pt") == "pickle"
+    with pytest.raises(ValueError, match="is read whole"):
+        lio.load_model(tmp_path / "legacy.pt")

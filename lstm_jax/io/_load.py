@@ -73,6 +73,7 @@ from ._interop import (
 from ._model import RecurrentLayer, RecurrentModel
 from ._sniff import (
     MAX_DEPTH,
+    array_budget,
     check_input_file,
     check_tensor_sizes,
     check_zip_declared_size,
@@ -380,15 +381,26 @@ def _collect_file(path: pathlib.Path, found: _Found, kind, argument: str, allow_
     elif fmt in ("torch-zip", "pickle"):
         if fmt == "torch-zip":
             check_zip_declared_size(path, argument)
+        else:  # a legacy pickle is read whole before its tensors can be sized
+            _check_read_whole(path, argument)
         obj = _torch_load(path, allow_pickle, argument)
         if obj is None or not (_is_instance_of(obj, "torch", "nn.Module") or isinstance(obj, Mapping)):
             raise ValueError(f"{argument}: {path} holds {_describe(obj)}; expected a state_dict, a checkpoint dict "
                              f"or an nn.Module")
         _collect(obj, found, kind, origin, argument, allow_pickle)
     elif fmt == "msgpack":
+        _check_read_whole(path, argument)
         _walk_mapping(_msgpack(path.read_bytes(), str(path)), "", found, kind, origin)
     else:
         raise unsupported_error(path, argument, fmt)
+
+
+def _check_read_whole(path: pathlib.Path, argument: str) -> None:
+    """A format read into memory whole (msgpack, legacy pickle) is bounded by the array budget by its file size."""
+    size, budget = path.stat().st_size, array_budget()
+    if size > budget:
+        raise ValueError(f"{argument}: {str(path)!r} has {size / 2**30:.2f} GiB and is read whole; at most "
+                         f"{budget / 2**30:.2f} GiB are read (the smaller of 2 GiB and half the free memory)")
 
 
 def _check_set(path: pathlib.Path) -> None:
