@@ -166,7 +166,10 @@ def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] =
     Args:
       jacs: ``(T, d, d)`` step Jacobians in time order (bfloat16/float16 promoted to float32).
       k: number of exponents, an int in ``1..d`` (default ``d``).
-      q0: ``(d, k)`` initial directions (default the first ``k`` columns of the identity).
+      q0: ``(d, k)`` initial directions (default the first ``k`` columns of the identity, which can
+        sit in the Jacobians' null space — e.g. when the first coordinates are units the step ignores —
+        and then report :math:`\log` of the floor for every step; prefer random directions from an
+        explicit key, as ``lstm-jax diagnose`` does: ``jax.random.normal(key, (d, k))``).
         They are orthonormalised by QR first (span and the direction of the first column are
         kept, so ``log_growth`` follows ``q0[:, 0] / |q0[:, 0]|``); linearly dependent, zero or
         non-finite columns are a ``ValueError`` (checked whenever ``q0`` is concrete, also when it
@@ -180,7 +183,10 @@ def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] =
       :class:`Lyapunov`.  The finite-``T`` exponents estimate the true ones; along random
       inputs their error shrinks like ``O(T^{-1/2})`` (a central-limit rate: the estimate is
       a time average of the fluctuating :math:`\log|(R_t)_{ii}|`); only for constant or
-      periodic Jacobians is it ``O(1/T)``.
+      periodic Jacobians is it ``O(1/T)``.  A step whose :math:`|(R_t)_{ii}|` falls below the
+      dtype's ``tiny`` contributes :math:`\log(\text{tiny})` (counted in the result's
+      ``floored``): such exponents are then neither the true exponents nor bounds on them — the
+      true value can be anything below, and the ordering of the floored ones means nothing.
     """
     jacs = _linalg_dtype(_check_jacs(jacs))
     T, d, _ = jacs.shape

@@ -197,12 +197,16 @@ def test_balancing_only_bounds_the_product(claims):
     assert x["random_directions_product_norm"] < 1e-3
 
 
-def test_forget_gate_open_keeps_identity_only_for_small_weights(claims):
-    rows = m(claims, "forget-gate")["by_weight_scale_and_forget_bias"]
+def test_an_open_forget_gate_keeps_the_product_alive_at_every_weight_scale_and_a_closed_one_kills_it(claims):
+    x = m(claims, "forget-gate")
+    rows = x["by_weight_scale_and_forget_bias"]
     tiny = [rows[f"scale0.001_bf{b:+g}"]["norm"] for b in (-4.0, -2.0, 0.0, 2.0, 4.0)]
     assert tiny == sorted(tiny)  # the product grows monotonically with the forget bias
-    assert rows["scale0.001_bf+8"]["dist_to_identity"] < 0.05
-    assert rows["scale3_bf+8"]["norm"] > 1  # open gate + large weights: it can explode
+    assert all(rows[f"scale{s:g}_bf+8"]["norm"] >= x["alive_norm"] for s in (0.001, 0.1, 3.0))  # alive: the claim
+    assert all(rows[f"scale{s:g}_bf-4"]["norm"] < 1e-6 for s in (0.001, 0.1, 3.0))  # killed
+    # the separate note: alive is not bounded, and ≈ I only for small weights
+    assert rows["scale0.001_bf+8"]["dist_to_identity"] < 0.05 and rows["scale3_bf+8"]["norm"] > 1
+    assert claims["forget-gate"]["verdict"] == "holds" and "can explode" in claims["forget-gate"]["statement"]
 
 
 def test_long_lag_share_orders_rnn_below_lstm_and_grows_with_forget_bias(claims):

@@ -194,7 +194,8 @@ def _sweep(args, v, out: pathlib.Path, argv_text: str) -> int:
 
     from tqdm import tqdm
 
-    from ._sweep import load_runs, run_sweep, sweep_plan, time_value_and_grad, time_vmapped_seeds, write_report
+    from ._report import report_folder, write_report
+    from ._sweep import load_runs, run_sweep, sweep_plan, time_value_and_grad, time_vmapped_seeds
 
     settings = _settings(v)
     if args.time_vmap:  # a measurement only: no training, then the report
@@ -224,7 +225,9 @@ def _sweep(args, v, out: pathlib.Path, argv_text: str) -> int:
                         and (out / "runs" / f"adding-1997_{x[0]}_T{x[1]}_s{x[2]}.json").is_file()])
             bar.update(done)
             run_sweep(out, plan, v["n"], settings, echo=tqdm.write, bar=bar, replan=plan_fn)
-    files = write_report(out, v["n"], settings, argv_text)
+    folder = report_folder(out)  # a study folder's report is its parent's
+    same = os.path.normpath(str(folder)) == os.path.normpath(SWEEP_OUT)
+    files = write_report(folder, "lstm-jax train --sweep --report-only" + ("" if same else f" --out {folder}"))
     print("wrote " + ", ".join(str(p) for p in files))
     return 0
 

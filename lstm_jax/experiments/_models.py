@@ -19,7 +19,7 @@ Model ids (:data:`MODELS`; the same hidden size ``n`` for all):
 ``lstm-bf0``           LSTM, forget bias 0
 ``lstm-bf1``           LSTM, forget bias 1 (Gers et al. 2000)
 ``lstm-bf2`` … ``6``   LSTM, forget bias 2, 3, 4, 6 (:math:`f_0 = \sigma(b_f)` = 0.88, 0.95, 0.98, 0.998): the
-                       forget-bias threshold sweep (:data:`FORGET_BIAS_MODELS`, ``sweep_plan(threshold=True)``)
+                       forget-bias threshold sweep (:data:`FORGET_BIAS_MODELS`; planned only when named in ``--models``)
 ``lstm-chrono``        chrono initialisation (Tallec & Ollivier 2018): :math:`b_f = \log u`,
                        :math:`u \sim U(1, T_{max} - 1)`, :math:`b_i = -b_f` (:math:`T_{max} = T`)
 ``lstm-1997``          no forget gate (H&S 1997): :math:`W_f = 0`, :math:`b_f = 10^4` frozen, so
@@ -27,6 +27,12 @@ Model ids (:data:`MODELS`; the same hidden size ``n`` for all):
                        :math:`\sigma'(10^4) = 0`; ``W_f, b_f`` are excluded from updates
 ``lstm-frozen-forget``  LSTM with forget bias 1 whose forget-gate parameters ``W_f, b_f`` are excluded
                        from updates (trained everything else)
+``constant``           the control: no cell and no input, one trained output bias
+                       :math:`\hat y = b_{out}` (the best constant under the training loss), trained
+                       on the same seed's data stream with the same optimiser; a run whose test
+                       predictions match it has collapsed to a constant (``docs/long-lag/``)
+``torch-lstm-bf1``,    ``lstm-bf1`` / ``lstm-chrono`` trained by PyTorch (``torch.nn.LSTM``) from the same
+``torch-lstm-chrono``  initial parameters on the same batches (:mod:`lstm_jax.experiments._torch_replica`)
 ``lstm-1997-ib``       the ablation of ``lstm-chrono``'s forget gate: the ``lstm-1997`` cell (no forget
                        gate, :math:`f \equiv 1`) with chrono's *input*-gate bias :math:`b_i = -\log u`,
                        :math:`u \sim U(1, T - 1)` (same key, so the same numbers as ``lstm-chrono``'s
@@ -72,8 +78,12 @@ from ._tasks import check_task
 
 #: the LSTMs whose only difference is the initial forget bias b_f (f_0 = σ(b_f)): where does "closed" begin?
 FORGET_BIAS_MODELS = ("lstm-bf2", "lstm-bf3", "lstm-bf4", "lstm-bf6")
+#: the control of every (task, T, seed): one trained output bias, no cell, no input
+CONSTANT = "constant"
+#: ``lstm-bf1`` and ``lstm-chrono`` trained by PyTorch on the same batches (:mod:`._torch_replica`)
+TORCH_MODELS = ("torch-lstm-bf1", "torch-lstm-chrono")
 MODELS = ("rnn-tanh", "rnn-sigmoid", "rnn-floss", "lstm-bf0", "lstm-bf1", "lstm-chrono", "lstm-1997",
-          "lstm-frozen-forget", "lstm-1997-ib") + FORGET_BIAS_MODELS
+          "lstm-frozen-forget", "lstm-1997-ib") + FORGET_BIAS_MODELS + (CONSTANT,) + TORCH_MODELS
 #: models whose forget gate is not trained (``W_f, b_f`` excluded from updates)
 NO_FORGET_TRAINING = ("lstm-1997", "lstm-frozen-forget", "lstm-1997-ib")
 #: the LSTM variants of the main sweep (the forget-bias models run in their own sweep folder)
@@ -106,9 +116,12 @@ def is_lstm(model: str) -> bool:
 
 
 def init_model(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
-    """``{"cell": LSTMParams | RNNParams, "W_out": (out, n), "b_out": (out,)}`` from an explicit key (all ``dtype``)."""
+    """``{"cell": LSTMParams | RNNParams, "W_out": (out, n), "b_out": (out,)}`` from an explicit key (all ``dtype``);
+    ``{"b_out": zeros (out,)}`` for the :data:`CONSTANT` control (the other models' ``b_out`` start too)."""
     check_model(spec.model)
     _, m, out, _, _ = check_task(spec.task)
+    if spec.model == CONSTANT:
+        return {"b_out": jnp.zeros((out,), dtype)}
     k_cell, k_out, k_chrono = jax.random.split(key, 3)
     n = spec.n
     if is_lstm(spec.model):
@@ -128,6 +141,8 @@ def init_model(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
 
 def trainable_mask(params: dict, model: str) -> dict:
     """Pytree of labels ``"train"`` / ``"frozen"``: ``W_f, b_f`` frozen for :data:`NO_FORGET_TRAINING`."""
+    if model == CONSTANT:
+        return {"b_out": "train"}
     frozen = ("W_f", "b_f") if model in NO_FORGET_TRAINING else ()
     cell = params["cell"]
     cell_labels = type(cell)(*["frozen" if f in frozen else "train" for f in cell._fields])
@@ -187,7 +202,10 @@ def final_states_batch(params: dict, xs: jax.Array, lengths: jax.Array, model: s
 
 
 def predict(params: dict, batch, model: str, final=final_states) -> jax.Array:
-    """``(B, out)`` readout of the final states (``final``: :func:`final_states` or :func:`final_states_batch`)."""
+    """``(B, out)`` readout of the final states (``final``: :func:`final_states` or :func:`final_states_batch`);
+    ``b_out`` for every sequence for the :data:`CONSTANT` control."""
+    if model == CONSTANT:
+        return jnp.broadcast_to(params["b_out"], (batch.y.shape[0],) + params["b_out"].shape)
     return final(params, batch.xs, batch.lengths, model) @ params["W_out"].T + params["b_out"]
 
 

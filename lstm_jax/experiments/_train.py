@@ -33,7 +33,8 @@ import numpy as np
 import optax
 
 from ._flow_during import diagnostic_batch, flow_snapshot
-from ._models import ModelSpec, init_model, loss_terms, make_optimizer
+from ._models import CONSTANT, ModelSpec, init_model, loss_terms, make_optimizer, predict
+from ._torch_replica import TORCH_MODELS, base_model, torch_chunk
 from ._tasks import ERROR_THRESHOLD, STOP_WINDOW, TEST_SIZE, check_task, stopping_rule
 
 TEST_KEY = 1997
@@ -61,6 +62,9 @@ class RunResult(NamedTuple):
     #: test errors of the parameters that scored the last training batch at each of the last
     #: LAST_CHECKS checks (oldest first; the last entry is ``test_errors``)
     test_errors_last_checks: tuple = ()
+    #: standard deviation of the tested parameters' predictions over the test set (regression tasks; else
+    #: None): about 0 for a model that collapsed to a constant (the targets' own is 1/sqrt(24) = 0.204)
+    test_prediction_std: Optional[float] = None
 
 
 #: how many of the last stopping-rule checks get their parameters scored on the test set
@@ -95,20 +99,28 @@ def make_chunk(spec: ModelSpec, settings: TrainSettings):
 def _scorer(spec: ModelSpec):
     # the test error is the task's error: rnn-floss is scored without its penalty (it only changes the loss)
     plain = spec._replace(model="rnn-tanh") if spec.model == "rnn-floss" else spec
-    return jax.jit(lambda p, b: loss_terms(p, b, plain)[1])
+    return jax.jit(lambda p, b: (loss_terms(p, b, plain)[1], predict(p, b, plain.model)[:, 0]))
+
+
+def test_scores(params: dict, spec: ModelSpec, size: int = TEST_SIZE, chunk: int = 256) -> tuple[int, Optional[float]]:
+    """``(errors, prediction_std)`` on the test set (fixed key ``PRNGKey(TEST_KEY)``, independent of the seed):
+    the number of sequences with ``|error| > 0.04`` (a wrong class for temporal order) and, for regression
+    tasks, the standard deviation of the predictions (None otherwise); scored in chunks of ``chunk``."""
+    gen, _, _, _, regression = check_task(spec.task)
+    batch = gen(jax.random.PRNGKey(TEST_KEY), size, spec.T)
+    f = _scorer(spec)
+    wrong, preds = 0, []
+    for s in range(0, size, chunk):
+        b = jax.tree_util.tree_map(lambda a: a[s:s + chunk], batch)
+        err, pred = f(params, b)
+        wrong += int(jnp.sum(err > ERROR_THRESHOLD))
+        preds.append(np.asarray(pred, np.float64))
+    return wrong, float(np.std(np.concatenate(preds))) if regression else None
 
 
 def count_test_errors(params: dict, spec: ModelSpec, size: int = TEST_SIZE, chunk: int = 256) -> int:
-    """Number of test sequences (fixed key ``PRNGKey(TEST_KEY)``, independent of the seed) with
-    ``|error| > 0.04`` (a wrong class for temporal order), scored in chunks of ``chunk`` sequences."""
-    gen = check_task(spec.task)[0]
-    batch = gen(jax.random.PRNGKey(TEST_KEY), size, spec.T)
-    f = _scorer(spec)
-    wrong = 0
-    for s in range(0, size, chunk):
-        b = jax.tree_util.tree_map(lambda a: a[s:s + chunk], batch)
-        wrong += int(jnp.sum(f(params, b) > ERROR_THRESHOLD))
-    return wrong
+    """The error count of :func:`test_scores`."""
+    return test_scores(params, spec, size, chunk)[0]
 
 
 def train_run(spec: ModelSpec, seed: int, settings: TrainSettings = TrainSettings(),
@@ -121,10 +133,14 @@ def train_run(spec: ModelSpec, seed: int, settings: TrainSettings = TrainSetting
     """
     check_task(spec.task)
     k_init, k_data, k_diag = jax.random.split(jax.random.PRNGKey(seed), 3)
-    params = init_model(k_init, spec)
-    opt, chunk = make_chunk(spec, settings)
-    state = opt.init(params)
-    diag = settings.diagnostics and spec.task == "adding-1997"
+    jax_spec = spec._replace(model=base_model(spec.model))  # the JAX model a PyTorch replica copies
+    params = init_model(k_init, jax_spec)
+    if spec.model in TORCH_MODELS:
+        state, chunk = torch_chunk(spec, settings, params)
+    else:
+        opt, chunk = make_chunk(spec, settings)
+        state = opt.init(params)
+    diag = settings.diagnostics and spec.task == "adding-1997" and spec.model != CONSTANT
     if diag:
         dbatch, t1 = diagnostic_batch(k_diag, spec.T)
     window = deque(maxlen=STOP_WINDOW)
@@ -136,7 +152,7 @@ def train_run(spec: ModelSpec, seed: int, settings: TrainSettings = TrainSetting
         rec = {"sequences": seqs, "train_mse": float(np.mean(w**2)) if w.size else None,
                "train_right": float(np.mean(w <= ERROR_THRESHOLD)) if w.size else None}
         if diag:
-            rec.update(flow_snapshot(params, dbatch, t1, spec.model))
+            rec.update(flow_snapshot(params, dbatch, t1, jax_spec.model))
         curves.append(rec)
 
     t0 = time.perf_counter()
@@ -160,5 +176,7 @@ def train_run(spec: ModelSpec, seed: int, settings: TrainSettings = TrainSetting
     params = last_scored[-1] if last_scored else params  # no update after the rule fired (or the budget ran out)
     snapshot(seqs)
     curves[-1]["final"] = True
-    last = tuple(count_test_errors(p, spec) for p in last_scored) or (count_test_errors(params, spec),)
-    return RunResult(params, solved, seqs, last[-1], {"points": curves}, time.perf_counter() - t0, last)
+    earlier = tuple(count_test_errors(p, jax_spec) for p in list(last_scored)[:-1])
+    errors, spread = test_scores(params, jax_spec)
+    return RunResult(params, solved, seqs, errors, {"points": curves}, time.perf_counter() - t0,
+                     earlier + (errors,), spread)

@@ -298,7 +298,7 @@ RNN_CLAIMS = (
           "eq1-chain.md", _check_eq1),
     Claim("eq3-sum", "∂E/∂W = Σ_t ∂E_t/∂W", "(3)", Verdict.HOLDS, None, "eq3-sum.md", _check_eq3),
     Claim("rnn-vanishing", "∏ σ'(z)·W_rec → 0 for large k, due to tanh' < 1", "(1)+(2)", Verdict.CONDITIONAL,
-          "norm-condition-unstated", "rnn-vanishing-exploding.md", _check_vanishing),
+          "norm-condition-not-quantified", "rnn-vanishing-exploding.md", _check_vanishing),
     Claim("rnn-exploding", "the product can explode if W_rec is large enough", "(1)+(2)", Verdict.HOLDS, None,
           "rnn-vanishing-exploding.md", _check_exploding),
 )

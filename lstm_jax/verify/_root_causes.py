@@ -40,18 +40,16 @@ ROOT_CAUSES = {
         "typo", "appendix, ∂i_t/∂c_{t-1}",
         "σ'(W_c·)·W_c",
         "σ'(W_i·)·W_i, as the line's first expression and C_t have it"),
-    "norm-condition-unstated": RootCause(
+    "norm-condition-not-quantified": RootCause(
         "condition", "text after eq. 2",
-        "vanishing \"due to the derivative of the tanh … smaller than 1\" (the model uses σ)",
-        "vanishing is guaranteed when ‖W_rec‖_2 < 1/γ (γ = 1/4 for σ, 1 for tanh); φ' < 1 alone is not enough"),
+        "vanishing \"due to the derivative of the tanh … smaller than 1\" (the model uses σ); the converse is named "
+        "only qualitatively (weights \"large enough to overpower\" φ' explode)",
+        "vanishing is guaranteed when ‖W_rec‖_2 < 1/γ (γ = 1/4 for σ, 1 for tanh): the article's qualitative condition, "
+        "quantified; φ' < 1 alone is not enough"),
     "aligned-terms-assumed": RootCause(
         "condition", "the \"balancing\" example",
         "term sizes 0.1 + 0.7 + 0.1 + 0.1 ⇒ product ≈ 1",
         "sizes only bound the product by 1; ≈ 1 needs aligned (diagonal, positive) terms"),
-    "small-weights-assumed": RootCause(
-        "condition", "forget-gate discussion",
-        "the forget gate keeps the gradient alive",
-        "only while Σ_t ‖A_t + C_t + D_t‖ ≪ 1; with f_t ≈ 1 and larger weights the product can explode"),
     "open-forget-gate-assumed": RootCause(
         "condition", "eq. 3 discussion",
         "the LSTM's sum does not vanish, the RNN's does",
@@ -61,7 +59,7 @@ ROOT_CAUSES = {
         "condition", "forget-gate discussion (learning)",
         "a suitable update of the forget gate can always be found, so ∂E/∂W does not vanish",
         "training opens the forget gate only on units a gradient from the lag already reaches (short lags, or a "
-        "gate opened by initialisation, e.g. chrono); it does not create that gradient, and the same LSTM with "
-        "the forget gate removed (f ≡ 1, input gate biased shut as in Hochreiter & Schmidhuber 1997) learns the "
-        "same long lags (docs/long-lag/)"),
+        "gate opened by initialisation); on the 1997 adding problem at long lags an LSTM whose forget gate starts "
+        "too closed collapses to the constant predictor, and one whose carousel starts open with a shut input gate "
+        "solves with or without a trainable forget gate (docs/long-lag/: controls, intervals and tests)"),
 }
