@@ -38,7 +38,8 @@ def _verify(args: argparse.Namespace) -> int:
     # The claims are checked in float64; switching it on is this entry point's job,
     # never the library's on import.
     jax.config.update("jax_enable_x64", True)
-    from .verify import check_only, claim_ids, format_markdown, format_table, reports_to_json, run_claims, summary_line
+    from .verify import check_only, claim_ids, format_markdown, reports_to_json, run_claims, summary_line
+    from .verify._runner import format_progress_header, format_progress_line
 
     if args.list:
         print("\n".join(claim_ids()))
@@ -50,13 +51,17 @@ def _verify(args: argparse.Namespace) -> int:
     check_only(args.only)  # ValueError -> exit 2, before any work
     outputs = {name: check_writable_file(path, f"--{name}")  # OSError -> exit 3, before any work
                for name, path in (("json", args.json), ("markdown", args.markdown)) if path}
-    reports = run_claims(seed=args.seed, only=args.only)
     dev = jax.devices()[0]
-    print(f"lstm-jax verify: {len(reports)} claims, float64, seed {args.seed}, jax {jax.__version__}, "
+    n = len(set(args.only)) if args.only else len(claim_ids())
+    print(f"lstm-jax verify: {n} claims, float64, seed {args.seed}, jax {jax.__version__}, "
           f"device {dev.platform}: {dev.device_kind}\n")
-    print(format_table(reports))
+    print(format_progress_header(), flush=True)  # a line per claim as it finishes (the full table: --markdown)
+    reports = run_claims(seed=args.seed, only=args.only,
+                         progress=lambda i, total, r: print(format_progress_line(i, total, r), flush=True))
     bad = [r for r in reports if not r.ok]
     print(f"\n{len(reports) - len(bad)} of {len(reports)} checks behave as their proofs say. {summary_line(reports)}")
+    if "markdown" not in outputs:
+        print("The claims and their measured figures: --markdown PATH (the README's table); every number: --json PATH.")
     for r in bad:
         print(f"  {r.claim.id}: {r.status}", file=sys.stderr)
     if "json" in outputs:
@@ -174,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the benchmark suite of a source checkout (python -m benchmarks) and check the speed targets",
         description="Runs `python -m benchmarks` in the repository: speed vs Flax/Equinox/PyTorch, Jacobians vs "
         "autodiff, memory with/without checkpointing up to T = 10^6, scaling, sharding, parallel-in-time. "
-        "--quick: tiny sizes, about a minute. Further options are passed on: --targets (only the issue #14 speed "
+        "--quick: tiny sizes, about a minute. Further options are passed on: --targets (only the speed "
         "targets, interleaved peers with spread-based verdicts, about 5-10 minutes), --only speed,memory, ...",
     )
     b.add_argument("--quick", action="store_true", help="tiny sizes (about a minute); results under benchmarks/results/quick")

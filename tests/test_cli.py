@@ -18,9 +18,14 @@ def test_verify_subprocess_prints_table_and_writes_json_and_markdown(tmp_path):
     cmd = [sys.executable, "-m", "lstm_jax", "verify", "--only", *FAST, "--json", str(js), "--markdown", str(md)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    header = next(line for line in out.stdout.splitlines() if line.startswith("id "))
-    assert header.split() == ["id", "claim", "eq.", "verdict", "root", "cause", "measured", "status"]
-    assert "lstm-eq6-D" in out.stdout and "fails as published" in out.stdout
+    lines = out.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("claim "))
+    assert lines[header].split() == ["claim", "id", "verdict", "root", "cause", "time", "status"]
+    # one compact line per claim, in order, none wider than 100 characters (the full table is --markdown's)
+    rows = lines[header + 1: header + 1 + len(FAST)]
+    assert [r.split()[:2] for r in rows] == [[f"{i}/3", cid] for i, cid in enumerate(FAST, 1)]
+    assert "fails as published" in rows[2] and "sigma-for-tanh" in rows[2] and rows[2].endswith("ok")
+    assert max(map(len, [lines[header], *rows])) <= 100
     doc = json.loads(js.read_text())
     assert set(doc) >= {"claims", "jax_version", "device"}
     assert [c["id"] for c in doc["claims"]] == FAST

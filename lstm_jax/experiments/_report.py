@@ -574,7 +574,7 @@ def thousand_text(runs: list[dict]) -> str:
 
 def figure_names(studies: list[dict]) -> list[str]:
     main = next((s for s in studies if s["name"] == ""), None)
-    names = [f"flow_T{T}.png" for T in sorted({r["T"] for r in main["runs"]})] if main else []
+    names = [f"flow_T{T}.png" for T in sorted({r["T"] for r in main["runs"] if r["model"] in FLOW_MODELS})] if main else []
     return names + (["threshold.png"] if threshold_rows(studies) else [])
 
 

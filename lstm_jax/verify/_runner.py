@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 
@@ -28,9 +28,13 @@ def claim_ids(claims: Optional[Sequence[Claim]] = None) -> list[str]:
 
 
 def run_claims(
-    seed: int = 0, only: Optional[Sequence[str]] = None, claims: Optional[Sequence[Claim]] = None
+    seed: int = 0, only: Optional[Sequence[str]] = None, claims: Optional[Sequence[Claim]] = None,
+    progress: Optional[Callable[[int, int, Report], None]] = None,
 ) -> list[Report]:
     """Run the claims (all, or the ids in ``only``) in float64 and return their reports.
+
+    ``progress(i, total, report)`` (optional) is called as each claim finishes (``i`` from 1): the CLI
+    prints a line per claim while the rest still run.
 
     Draws and trajectories that several claims use are computed once per run (the run's
     :class:`~lstm_jax.verify.Context`).
@@ -56,14 +60,16 @@ def run_claims(
             finding = claim.check(ctx)
         except Exception as exc:  # a crashing check is reported, never hidden
             reports.append(Report(claim, None, f"error: {type(exc).__name__}: {exc}", time.perf_counter() - t0))
-            continue
-        if not finding.corrected_ok:
-            status = "corrected formula disagrees"
-        elif finding.verdict is not claim.expected:
-            status = f"unexpected verdict (proof says {claim.expected.value})"
         else:
-            status = "ok"
-        reports.append(Report(claim, finding, status, time.perf_counter() - t0))
+            if not finding.corrected_ok:
+                status = "corrected formula disagrees"
+            elif finding.verdict is not claim.expected:
+                status = f"unexpected verdict (proof says {claim.expected.value})"
+            else:
+                status = "ok"
+            reports.append(Report(claim, finding, status, time.perf_counter() - t0))
+        if progress is not None:
+            progress(len(reports), len(claims), reports[-1])
     return reports
 
 
@@ -145,6 +151,27 @@ def format_table(reports) -> str:
     line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
     sep = "  ".join("-" * w for w in widths)
     return "\n".join([line(rows[0]), sep, *map(line, rows[1:])])
+
+
+#: the terminal line per claim: (header, width) — the claim text and measured figure are in --markdown / --json
+_COMPACT = (("claim", 5), ("id", 21), ("verdict", 30), ("root cause", 22), ("time", 6), ("status", 0))
+
+
+def _clip(text: str, width: int) -> str:
+    return text if not width or len(text) <= width else text[: width - 1] + "…"
+
+
+def format_progress_header() -> str:
+    """The header of :func:`format_progress_line`'s lines (at most 100 characters wide)."""
+    return "  ".join(h.ljust(w) for h, w in _COMPACT).rstrip()
+
+
+def format_progress_line(i: int, total: int, report: Report) -> str:
+    """One compact line for a finished claim: ``i/total``, id, verdict, root cause, seconds, status."""
+    verdict = report.finding.verdict.value if report.finding is not None else "—"
+    root = ", ".join(_root_list(report.claim.root_cause)) or "—"
+    cells = (f"{i}/{total}", report.claim.id, verdict, root, f"{report.seconds:.1f} s", report.status)
+    return "  ".join(_clip(c, w).ljust(w) for c, (_, w) in zip(cells, _COMPACT)).rstrip()
 
 
 def _md(cells) -> str:
