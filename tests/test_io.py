@@ -89,6 +89,41 @@ def test_torch_module_state_dict_and_files_load_the_same_model(wrapper, tmp_path
                                _torch_outputs(wrapper.decoder, xs2), atol=ATOL)
 
 
+def test_safetensors_files_load_as_their_torch_state_dict_without_running_code(wrapper, tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in wrapper.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    st = lio.load_model(tmp_path / "model.safetensors", layer="encoder")
+    _same_params(lio.load_model(wrapper, layer="encoder"), st)  # bit for bit the module's weights
+    assert st.source == "torch state_dict 'encoder' from model.safetensors"
+    np.testing.assert_allclose(lj.run_stack(st.layers, jnp.asarray(XS)).outputs, _torch_outputs(wrapper.encoder), atol=ATOL)
+    # half precision (what silero and most hubs ship): promoted to float32, the same values
+    torch.manual_seed(1)
+    cell = torch.nn.LSTMCell(M, N)
+    for dtype in (torch.float16, torch.bfloat16):
+        half = {f"_model.decoder.rnn.{k}": v.to(dtype).contiguous() for k, v in cell.state_dict().items()}
+        save_file(half, str(tmp_path / "half.safetensors"))
+        got = lio.load_model(tmp_path / "half.safetensors")
+        assert got.layers[0].params.W_f.dtype == jnp.float32 and got.source.startswith("torch state_dict '_model.decoder.rnn'")
+        want = lio.load_model({k: v.float() for k, v in half.items()})
+        _same_params(want, got)
+
+
+def test_safetensors_refusals_name_the_tensor_or_the_size(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    save_file({"rnn.weight_ih_l0": torch.zeros(4 * N, M, dtype=torch.int32),
+               "rnn.weight_hh_l0": torch.zeros(4 * N, N)}, str(tmp_path / "int.safetensors"))
+    with pytest.raises(ValueError, match=r"tensor 'rnn.weight_ih_l0' has dtype I32; recurrent weights are floating"):
+        lio.load_model(tmp_path / "int.safetensors")
+    save_file({k: v.contiguous() for k, v in torch.nn.LSTM(M, N).state_dict().items()}, str(tmp_path / "ok.safetensors"))
+    from lstm_jax.io import _load
+
+    monkeypatch.setattr(_load, "array_budget", lambda: 100)  # bytes: the limit, before any tensor is read
+    with pytest.raises(ValueError, match=r"its recurrent tensors declares? 0.00 GiB of arrays; at most 0.00 GiB"):
+        lio.load_model(tmp_path / "ok.safetensors")
+
+
 def test_torch_rnn_and_cells(tmp_path):
     torch.manual_seed(1)
     rnn = torch.nn.RNN(M, N, num_layers=2)

@@ -181,13 +181,6 @@ def _onnx_file(path):
     return path
 
 
-def _safetensors_file(path):
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in torch.nn.LSTM(M, N).state_dict().items()}, str(path))
-    return path
-
-
 def _h5_file(path):
     with h5py.File(path, "w") as f:
         f["lstm/kernel"] = np.zeros((M, 4 * N))
@@ -202,7 +195,6 @@ def _torchscript_file(path):
 FORMATS = [
     ("model.keras", _keras_file, "is a Keras .keras archive; Keras models are not read"),
     ("model.onnx", _onnx_file, "is an ONNX model (protobuf); ONNX models are not read"),
-    ("model.safetensors", _safetensors_file, "is a safetensors file; safetensors files are not read"),
     ("model.h5", _h5_file, "is an HDF5 file (e.g. Keras .h5 / .weights.h5); HDF5 / Keras .h5 files are not read"),
     ("model.jit", _torchscript_file, "is a TorchScript archive (torch.jit.save / torch.jit.script / torch.jit.trace); "
                                      "TorchScript files are not read (loading one runs its code)"),

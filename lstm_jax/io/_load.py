@@ -13,6 +13,9 @@ r"""Load a recurrent model from whatever a user has: a live module, a ``state_di
 * Flax variables of ``linen``/``nnx`` ``LSTMCell``/``OptimizedLSTMCell``/``GRUCell`` anywhere in a
   dict tree (``{'params': ...}``, ``nnx.state(model)``, ``nnx.to_pure_dict(...)``), an ``nnx.Module``
   containing cells, or the same dicts serialised by ``flax.serialization`` (msgpack ``bytes`` or file);
+* a safetensors file whose names are a torch ``state_dict``'s (read by the ``safetensors`` package: a JSON
+  header plus raw bytes, no code runs; only the recurrent tensors are read, after their declared sizes are
+  checked; float16/bfloat16 weights are promoted to float32, bfloat16 through torch since NumPy has none);
 * an Equinox module containing ``eqx.nn.LSTMCell`` / ``GRUCell`` (from Python: an Equinox file needs
   its skeleton to deserialise, so build the skeleton, ``eqx.tree_deserialise_leaves``, and pass it);
 * lstm_jax's own ``.npz`` files (:func:`save`) and the ``params.npz`` that ``lstm-jax train`` writes
@@ -23,7 +26,7 @@ r"""Load a recurrent model from whatever a user has: a live module, a ``state_di
 
 **Files are checked before they are read** (``lstm_jax/io/_sniff.py``): a regular file (never a folder,
 FIFO or device), of bounded size, its format taken from its first bytes rather than its name (a
-TorchScript, Keras, HDF5, ONNX or safetensors file is named as such and refused with the list of
+TorchScript, Keras, HDF5 or ONNX file is named as such and refused with the list of
 accepted formats), every declared array size summed against a stated limit before any array is
 built.  Weights are checked like inputs: NaN/inf weights and tensors of the wrong shape are refused
 naming the tensor; a ``state_dict`` that lacks a tensor torch itself would require is refused.
@@ -73,6 +76,7 @@ from ._interop import (
 from ._model import RecurrentLayer, RecurrentModel
 from ._sniff import (
     MAX_DEPTH,
+    _refuse_size,
     array_budget,
     check_input_file,
     check_tensor_sizes,
@@ -391,8 +395,57 @@ def _collect_file(path: pathlib.Path, found: _Found, kind, argument: str, allow_
     elif fmt == "msgpack":
         _check_read_whole(path, argument)
         _walk_mapping(_msgpack(path.read_bytes(), str(path)), "", found, kind, origin)
+    elif fmt == "safetensors":
+        _walk_mapping(_safetensors(path, argument), "", found, kind, origin)
     else:
         raise unsupported_error(path, argument, fmt)
+
+
+#: bytes per element of the safetensors dtypes (the format's own names)
+_ST_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def _safetensors(path: pathlib.Path, argument: str) -> dict:
+    """The recurrent tensors of a safetensors file (names as a torch ``state_dict``), as float arrays.
+
+    Read with the ``safetensors`` package (no code runs: the format is a JSON header plus raw bytes).  Only the
+    tensors named like a torch recurrent module's (``weight_ih_l0`` …) are read, after their declared sizes are
+    checked against :func:`~lstm_jax.io._sniff.array_budget`.  float16 and bfloat16 weights are promoted to
+    float32 (NumPy has no bfloat16, so those are read through PyTorch when it is installed).
+    """
+    try:
+        from safetensors import SafetensorError, safe_open
+    except ImportError:
+        raise ValueError(f"{argument}: {path} is a safetensors file; reading it needs the safetensors package "
+                         "(pip install safetensors)") from None
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            wanted = [k for k in f.keys() if _TORCH_KEY.match(k)]
+            total, dtypes = 0, {}
+            for k in wanted:
+                sl = f.get_slice(k)
+                dtypes[k] = sl.get_dtype()
+                if dtypes[k] not in ("F64", "F32", "F16", "BF16"):
+                    raise ValueError(f"{argument}: {path}: tensor {k!r} has dtype {dtypes[k]}; recurrent weights are "
+                                     "floating point (F64, F32, F16 or BF16)")
+                total += int(np.prod(sl.get_shape(), dtype=np.int64)) * _ST_BYTES[dtypes[k]]
+            budget = array_budget()
+            if total > budget:
+                raise _refuse_size(f"{argument}: {path}: its recurrent tensors", total, budget)
+            out = {k: f.get_tensor(k).astype(np.float64 if dtypes[k] == "F64" else np.float32)
+                   for k in wanted if dtypes[k] != "BF16"}
+    except SafetensorError as e:
+        raise ValueError(f"{argument}: {path} is not a readable safetensors file ({_first_line(e)})") from None
+    bf16 = [k for k in wanted if dtypes[k] == "BF16"]
+    if bf16:
+        try:
+            import torch  # noqa: F401  (safetensors' NumPy reader has no bfloat16)
+        except ImportError:
+            raise ValueError(f"{argument}: {path} holds bfloat16 weights ({bf16[0]!r} …), which NumPy cannot hold; "
+                             "install torch to read them (pip install torch)") from None
+        with safe_open(str(path), framework="pt") as f:
+            out.update({k: f.get_tensor(k).float().numpy() for k in bf16})
+    return out
 
 
 def _check_read_whole(path: pathlib.Path, argument: str) -> None:
