@@ -9,6 +9,7 @@ T = 8 steps); loading itself is exact (array_equal) where no arithmetic is invol
 
 import json
 import pathlib
+import pickle
 import zipfile
 
 import jax
@@ -107,6 +108,52 @@ def test_safetensors_files_load_as_their_torch_state_dict_without_running_code(w
         assert got.layers[0].params.W_f.dtype == jnp.float32 and got.source.startswith("torch state_dict '_model.decoder.rnn'")
         want = lio.load_model({k: v.float() for k, v in half.items()})
         _same_params(want, got)
+
+
+class _Speech(torch.nn.Module):
+    """A deployed model's shape: an encoder LSTM, a decoder cell (as silero-vad's), a readout."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.LSTM(M, N, num_layers=2, bidirectional=True)
+        self.dec = torch.nn.LSTMCell(2 * N, N)
+        self.out = torch.nn.Linear(N, 1)
+
+    def forward(self, x):
+        y, _ = self.enc(x)
+        h, _ = self.dec(y[-1])
+        return self.out(h)
+
+
+def test_torchscript_archives_give_their_weights_without_running_their_code(tmp_path):
+    torch.manual_seed(2)
+    net = _Speech()
+    torch.jit.save(torch.jit.script(net), tmp_path / "model.jit")
+    torch.jit.save(torch.jit.trace(torch.nn.GRU(M, N), torch.zeros(T, 1, M)), tmp_path / "traced.pt")
+    with pytest.raises(ValueError, match=r"holds 2 recurrent modules \('enc', 'dec'\)"):
+        lio.load_model(tmp_path / "model.jit")
+    enc = lio.load_model(tmp_path / "model.jit", layer="enc")
+    _same_params(lio.load_model(net, layer="enc"), enc)  # bit for bit the scripted module's weights
+    assert enc.source == "torch state_dict 'enc' from model.jit"
+    np.testing.assert_allclose(lj.run_stack(enc.layers, jnp.asarray(XS)).outputs, _torch_outputs(net.enc), atol=ATOL)
+    _same_params(lio.load_model(net, layer="dec"), lio.load_model(tmp_path / "model.jit", layer="dec"))
+    gru = lio.load_model(tmp_path / "traced.pt")
+    assert gru.kind == "gru" and gru.n == N
+
+
+def test_a_torchscript_archive_that_asks_for_other_code_is_refused_by_name(tmp_path):
+    torch.manual_seed(0)
+    torch.jit.save(torch.jit.script(torch.nn.LSTM(M, N)), tmp_path / "ok.jit")
+    with zipfile.ZipFile(tmp_path / "ok.jit") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    pkl = next(n for n in members if n.endswith("/data.pkl"))
+    # a crafted data.pkl whose first global is os.system: refused before anything is called
+    members[pkl] = pickle.dumps(__import__("os").system, protocol=2)
+    with zipfile.ZipFile(tmp_path / "evil.jit", "w") as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+    with pytest.raises(ValueError, match=r"asks for (posix|os|nt)\.system, which lstm_jax does not resolve"):
+        lio.load_model(tmp_path / "evil.jit")
 
 
 def test_safetensors_refusals_name_the_tensor_or_the_size(tmp_path, monkeypatch):

@@ -187,17 +187,10 @@ def _h5_file(path):
     return path
 
 
-def _torchscript_file(path):
-    torch.jit.save(torch.jit.script(torch.nn.LSTM(M, N)), path)
-    return path
-
-
 FORMATS = [
     ("model.keras", _keras_file, "is a Keras .keras archive; Keras models are not read"),
     ("model.onnx", _onnx_file, "is an ONNX model (protobuf); ONNX models are not read"),
     ("model.h5", _h5_file, "is an HDF5 file (e.g. Keras .h5 / .weights.h5); HDF5 / Keras .h5 files are not read"),
-    ("model.jit", _torchscript_file, "is a TorchScript archive (torch.jit.save / torch.jit.script / torch.jit.trace); "
-                                     "TorchScript files are not read (loading one runs its code)"),
     ("empty.pt", lambda p: p.write_bytes(b"") and p, "is an empty file (0 bytes)"),
     ("notes.pt", lambda p: p.write_text("weights: see the paper\n") and p, "is a text file; model files are binary"),
     ("random.npz", lambda p: p.write_bytes(np.random.default_rng(0).bytes(4096)) and p,

@@ -13,6 +13,9 @@ r"""Load a recurrent model from whatever a user has: a live module, a ``state_di
 * Flax variables of ``linen``/``nnx`` ``LSTMCell``/``OptimizedLSTMCell``/``GRUCell`` anywhere in a
   dict tree (``{'params': ...}``, ``nnx.state(model)``, ``nnx.to_pure_dict(...)``), an ``nnx.Module``
   containing cells, or the same dicts serialised by ``flax.serialization`` (msgpack ``bytes`` or file);
+* a TorchScript archive (``torch.jit.save`` of a scripted or traced module, e.g. ``.jit``): its weights are
+  read without running any of its code (:mod:`lstm_jax.io._torchscript`), named as in the module's
+  ``state_dict``;
 * a safetensors file whose names are a torch ``state_dict``'s (read by the ``safetensors`` package: a JSON
   header plus raw bytes, no code runs; only the recurrent tensors are read, after their declared sizes are
   checked; float16/bfloat16 weights are promoted to float32, bfloat16 through torch since NumPy has none);
@@ -26,7 +29,7 @@ r"""Load a recurrent model from whatever a user has: a live module, a ``state_di
 
 **Files are checked before they are read** (``lstm_jax/io/_sniff.py``): a regular file (never a folder,
 FIFO or device), of bounded size, its format taken from its first bytes rather than its name (a
-TorchScript, Keras, HDF5 or ONNX file is named as such and refused with the list of
+Keras, HDF5 or ONNX file is named as such and refused with the list of
 accepted formats), every declared array size summed against a stated limit before any array is
 built.  Weights are checked like inputs: NaN/inf weights and tensors of the wrong shape are refused
 naming the tensor; a ``state_dict`` that lacks a tensor torch itself would require is refused.
@@ -52,7 +55,6 @@ import pathlib
 import re
 import sys
 import zipfile
-import zlib
 from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
@@ -74,6 +76,7 @@ from ._interop import (
     from_torch_arrays,
 )
 from ._model import RecurrentLayer, RecurrentModel
+from ._torchscript import torchscript_tensors
 from ._sniff import (
     MAX_DEPTH,
     _refuse_size,
@@ -397,6 +400,9 @@ def _collect_file(path: pathlib.Path, found: _Found, kind, argument: str, allow_
         _walk_mapping(_msgpack(path.read_bytes(), str(path)), "", found, kind, origin)
     elif fmt == "safetensors":
         _walk_mapping(_safetensors(path, argument), "", found, kind, origin)
+    elif fmt == "torchscript":
+        check_zip_declared_size(path, argument)
+        _walk_mapping(torchscript_tensors(path, argument), "", found, kind, origin)
     else:
         raise unsupported_error(path, argument, fmt)
 

@@ -32,7 +32,7 @@ import struct
 import tokenize
 import zipfile
 import zlib
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -46,7 +46,7 @@ MAX_DEPTH = 64
 ACCEPTED_FILES = (
     "a PyTorch state_dict or checkpoint saved with torch.save (.pt/.pth), a lstm_jax .npz (lstm_jax.io.save or "
     "the params.npz of lstm-jax train), Flax variables serialised with flax.serialization (.msgpack), or a "
-    "safetensors file with torch state_dict names"
+    "safetensors file with torch state_dict names, or a TorchScript archive (its weights; none of its code runs)"
 )
 
 _NAMES = {
@@ -69,8 +69,6 @@ _NAMES = {
 
 #: formats recognised but not read, with what to do instead.
 UNSUPPORTED = {
-    "torchscript": "TorchScript files are not read (loading one runs its code); in your own code, "
-                   "torch.jit.load it and torch.save(model.state_dict(), 'model.pt'), then pass that file",
     "keras": "Keras models are not read",
     "hdf5": "HDF5 / Keras .h5 files are not read",
     "onnx": "ONNX models are not read",
