@@ -156,6 +156,51 @@ def test_a_torchscript_archive_that_asks_for_other_code_is_refused_by_name(tmp_p
         lio.load_model(tmp_path / "evil.jit")
 
 
+def test_onnx_exports_of_torch_models_load_as_stacks_with_torchs_outputs(tmp_path):
+    torch.manual_seed(3)
+    lstm, gru = torch.nn.LSTM(M, N, num_layers=2, bidirectional=True), torch.nn.GRU(M, N)
+    for net, name in ((lstm, "lstm.onnx"), (gru, "gru.onnx")):
+        torch.onnx.export(net, (torch.zeros(T, 1, M),), tmp_path / name, dynamo=False)
+    got = lio.load_model(tmp_path / "lstm.onnx")
+    assert (got.kind, got.num_layers, got.directions) == ("lstm", 2, 2)  # two chained operators: one stack
+    np.testing.assert_allclose(lj.run_stack(got.layers, jnp.asarray(XS)).outputs, _torch_outputs(lstm), atol=ATOL)
+    _same_params(lio.load_model(lstm), got)  # the exporter's reordered gates, converted back bit for bit
+    g = lio.load_model(tmp_path / "gru.onnx")
+    np.testing.assert_allclose(lj.run_stack(g.layers, jnp.asarray(XS)).outputs, _torch_outputs(gru), atol=ATOL)
+
+
+def _onnx_lstm(path, rng, **attrs):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name) for name, shape in
+             (("W", (1, 4 * N, M)), ("R", (1, 4 * N, N)), ("B", (1, 8 * N)))]
+    node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y"], hidden_size=N, **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, 1, M])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], initializer=inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), path)
+    return path
+
+
+def test_onnx_gate_order_agrees_with_the_onnx_reference_evaluator(tmp_path):
+    # independent of PyTorch's exporter: random W, R, B in ONNX's own i, o, f, c order, run by onnx itself
+    from onnx.reference import ReferenceEvaluator
+
+    path = _onnx_lstm(tmp_path / "lstm.onnx", np.random.default_rng(0))
+    (Y,) = ReferenceEvaluator(str(path)).run(None, {"X": XS[:, None, :]})  # (T, D, B, n)
+    got = lio.load_model(path)
+    np.testing.assert_allclose(lj.run_stack(got.layers, jnp.asarray(XS)).outputs, Y[:, 0, 0], atol=ATOL)
+
+
+@pytest.mark.parametrize("attrs, message", [({"clip": 3.0}, "sets clip=3.0"), ({"input_forget": 1}, "sets input_forget=1"),
+                                            ({"direction": "reverse"}, "runs in reverse only"),
+                                            ({"activations": ["Sigmoid", "Relu", "Relu"]}, "uses activations")])
+def test_onnx_options_lstm_jax_does_not_have_are_refused_by_name(tmp_path, attrs, message):
+    path = _onnx_lstm(tmp_path / "x.onnx", np.random.default_rng(0), **attrs)
+    with pytest.raises(ValueError, match=f"LSTM node .*{message}"):
+        lio.load_model(path)
+
+
 def test_safetensors_refusals_name_the_tensor_or_the_size(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 

@@ -168,19 +168,6 @@ def _keras_file(path):
     return path
 
 
-def _onnx_file(path):
-    import onnx
-    from onnx import TensorProto, helper
-
-    W = helper.make_tensor("W", TensorProto.FLOAT, [1, 4 * N, M], np.zeros(4 * N * M, np.float32))
-    R = helper.make_tensor("R", TensorProto.FLOAT, [1, 4 * N, N], np.zeros(4 * N * N, np.float32))
-    graph = helper.make_graph([helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=N)], "g",
-                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, [5, 1, M])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], initializer=[W, R])
-    onnx.save(helper.make_model(graph, producer_name="pytorch"), path)
-    return path
-
-
 def _h5_file(path):
     with h5py.File(path, "w") as f:
         f["lstm/kernel"] = np.zeros((M, 4 * N))
@@ -189,7 +176,6 @@ def _h5_file(path):
 
 FORMATS = [
     ("model.keras", _keras_file, "is a Keras .keras archive; Keras models are not read"),
-    ("model.onnx", _onnx_file, "is an ONNX model (protobuf); ONNX models are not read"),
     ("model.h5", _h5_file, "is an HDF5 file (e.g. Keras .h5 / .weights.h5); HDF5 / Keras .h5 files are not read"),
     ("empty.pt", lambda p: p.write_bytes(b"") and p, "is an empty file (0 bytes)"),
     ("notes.pt", lambda p: p.write_text("weights: see the paper\n") and p, "is a text file; model files are binary"),

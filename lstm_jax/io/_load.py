@@ -16,6 +16,8 @@ r"""Load a recurrent model from whatever a user has: a live module, a ``state_di
 * a TorchScript archive (``torch.jit.save`` of a scripted or traced module, e.g. ``.jit``): its weights are
   read without running any of its code (:mod:`lstm_jax.io._torchscript`), named as in the module's
   ``state_dict``;
+* an ONNX model's ``LSTM``/``GRU``/``RNN`` operators (the ``onnx`` package; :mod:`lstm_jax.io._onnx`: gate
+  orders converted exactly, chained operators read as one stack, unsupported options refused by name);
 * a safetensors file whose names are a torch ``state_dict``'s (read by the ``safetensors`` package: a JSON
   header plus raw bytes, no code runs; only the recurrent tensors are read, after their declared sizes are
   checked; float16/bfloat16 weights are promoted to float32, bfloat16 through torch since NumPy has none);
@@ -29,7 +31,7 @@ r"""Load a recurrent model from whatever a user has: a live module, a ``state_di
 
 **Files are checked before they are read** (``lstm_jax/io/_sniff.py``): a regular file (never a folder,
 FIFO or device), of bounded size, its format taken from its first bytes rather than its name (a
-Keras, HDF5 or ONNX file is named as such and refused with the list of
+Keras or HDF5 file is named as such and refused with the list of
 accepted formats), every declared array size summed against a stated limit before any array is
 built.  Weights are checked like inputs: NaN/inf weights and tensors of the wrong shape are refused
 naming the tensor; a ``state_dict`` that lacks a tensor torch itself would require is refused.
@@ -76,6 +78,7 @@ from ._interop import (
     from_torch_arrays,
 )
 from ._model import RecurrentLayer, RecurrentModel
+from ._onnx import onnx_recurrences
 from ._torchscript import torchscript_tensors
 from ._sniff import (
     MAX_DEPTH,
@@ -400,6 +403,13 @@ def _collect_file(path: pathlib.Path, found: _Found, kind, argument: str, allow_
         _walk_mapping(_msgpack(path.read_bytes(), str(path)), "", found, kind, origin)
     elif fmt == "safetensors":
         _walk_mapping(_safetensors(path, argument), "", found, kind, origin)
+    elif fmt == "onnx":
+        _check_read_whole(path, argument)  # a protobuf is parsed whole
+        for name, rnn_kind, sd in onnx_recurrences(path, argument):
+            label = f"ONNX {name!r}{origin}"
+            for group in _torch_groups(sd).values():
+                found.add(name, lambda group=group, label=label, k=kind or rnn_kind: _model(
+                    _torch_records(group, k, label), label, k))
     elif fmt == "torchscript":
         check_zip_declared_size(path, argument)
         _walk_mapping(torchscript_tensors(path, argument), "", found, kind, origin)
