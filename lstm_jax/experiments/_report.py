@@ -291,7 +291,14 @@ def findings(runs: list[dict]) -> list[str]:
             text = ", ".join(f"b_f = {b:g} (f₀ = {_sigmoid(b):.3f}): {_solved_text(r)}" for b, r in bf)
             adjacent = "; ".join(f"{a[0]:g} vs {b[0]:g} {_p(_stats.fisher_solved(a[1]['solved'], a[1]['runs'], b[1]['solved'], b[1]['runs']))}"
                                  for a, b in zip(bf, bf[1:]))
-            out.append(f"Forget-bias threshold at T = {T}, solved [95 % CI]: {text}. Adjacent biases, Fisher exact: {adjacent}.")
+            line = f"Forget-bias threshold at T = {T}, solved [95 % CI]: {text}. Adjacent biases, Fisher exact: {adjacent}"
+            none = [(b, r) for b, r in bf if r["solved"] == 0]
+            half = [(b, r) for b, r in bf if 2 * r["solved"] >= r["runs"] and (not none or b > none[-1][0])]
+            if none and half:  # the last bias that solved nothing against the first that solved half or more
+                (b0, r0), (b1, r1) = none[-1], half[0]
+                line += (f"; b_f = {b0:g} (the largest that solved none) vs b_f = {b1:g} (the smallest that solved at "
+                         f"least half) {_p(_stats.fisher_solved(r0['solved'], r0['runs'], r1['solved'], r1['runs']))}")
+            out.append(line + ".")
     moves, excluded = [], 0
     for r in runs:
         if r["model"] not in GATED:
