@@ -201,6 +201,53 @@ def test_onnx_options_lstm_jax_does_not_have_are_refused_by_name(tmp_path, attrs
         lio.load_model(path)
 
 
+@pytest.fixture(scope="module")
+def keras():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    return pytest.importorskip("keras")
+
+
+def test_keras_files_load_without_keras_and_reproduce_its_outputs(keras, tmp_path):
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((None, M)), L.LSTM(N, return_sequences=True, name="enc"),
+                              L.Bidirectional(L.GRU(N, return_sequences=True), name="bi"),
+                              L.SimpleRNN(N, return_sequences=True, name="srnn")])
+    for layer in model.layers:  # nonzero biases, so that the bias layout is tested too
+        layer.set_weights([w + 0.1 * np.random.default_rng(1).normal(size=w.shape) for w in layer.get_weights()])
+    model.save(tmp_path / "m.keras")
+    model.save_weights(tmp_path / "m.weights.h5")
+    x = XS[None]
+    outs, h = {}, x
+    for layer in model.layers:
+        h = layer(h)
+        outs[layer.name] = np.asarray(h)[0]
+    ins = {"enc": XS, "bi": outs["enc"], "srnn": outs["bi"]}
+    for name, kind in (("enc", "lstm"), ("bi", "gru"), ("srnn", "rnn-tanh")):
+        got = lio.load_model(tmp_path / "m.keras", layer=name)
+        assert got.kind == kind and got.source == f"Keras {name!r} from m.keras"
+        np.testing.assert_allclose(lj.run_stack(got.layers, jnp.asarray(ins[name])).outputs, outs[name], atol=ATOL)
+    # the bare weights file: the same weights (keys from the class names), defaults assumed and said
+    bare = lio.load_model(tmp_path / "m.weights.h5", layer="lstm")
+    _same_params(lio.load_model(tmp_path / "m.keras", layer="enc"), bare)
+    assert "default activations assumed" in bare.source
+    with pytest.raises(ValueError, match="plain RNN|kind"):
+        lio.load_model(tmp_path / "m.weights.h5", layer="simple_rnn")
+
+
+def test_keras_layers_lstm_jax_does_not_have_are_refused_by_name(keras, tmp_path):
+    L = keras.layers
+    for layer, message in ((L.LSTM(N, activation="relu"), "activation 'relu'"),
+                           (L.GRU(N, reset_after=False), "reset_after=False"),
+                           (L.LSTM(N, go_backwards=True), "go_backwards=True")):
+        model = keras.Sequential([keras.Input((None, M)), layer])
+        model.save(tmp_path / "x.keras")
+        with pytest.raises(ValueError, match=message):
+            lio.load_model(tmp_path / "x.keras")
+
+
 def test_safetensors_refusals_name_the_tensor_or_the_size(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 

@@ -175,8 +175,6 @@ def _h5_file(path):
 
 
 FORMATS = [
-    ("model.keras", _keras_file, "is a Keras .keras archive; Keras models are not read"),
-    ("model.h5", _h5_file, "is an HDF5 file (e.g. Keras .h5 / .weights.h5); HDF5 / Keras .h5 files are not read"),
     ("empty.pt", lambda p: p.write_bytes(b"") and p, "is an empty file (0 bytes)"),
     ("notes.pt", lambda p: p.write_text("weights: see the paper\n") and p, "is a text file; model files are binary"),
     ("random.npz", lambda p: p.write_bytes(np.random.default_rng(0).bytes(4096)) and p,
@@ -199,6 +197,18 @@ def test_every_load_error_names_what_the_file_is_and_what_is_accepted(tmp_path, 
     code, err = _diagnose(capsys, path, "--out", tmp_path / "o")
     assert code == 2 and len(err) == 1 and fragment in err[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name, make, fragment", [
+    ("model.keras", _keras_file, "Keras LSTM layer 'lstm': 1 variables; a LSTM cell has kernel, recurrent kernel and bias"),
+    ("model.h5", _h5_file, "is an HDF5 file without a layers/ group: not a Keras 3 weights file")])
+def test_keras_and_hdf5_files_of_a_layout_lstm_jax_does_not_read_are_refused_in_one_line(tmp_path, capsys, name, make,
+                                                                                        fragment):
+    path = make(tmp_path / name)
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        lio.load_model(path, argument="MODEL")
+    code, err = _diagnose(capsys, path, "--out", tmp_path / "o")
+    assert code == 2 and len(err) == 1 and fragment in err[0] and not (tmp_path / "o").exists()
 
 
 def test_msgpack_nested_a_thousand_deep_is_refused(tmp_path):

@@ -18,6 +18,8 @@ r"""Load a recurrent model from whatever a user has: a live module, a ``state_di
   ``state_dict``;
 * an ONNX model's ``LSTM``/``GRU``/``RNN`` operators (the ``onnx`` package; :mod:`lstm_jax.io._onnx`: gate
   orders converted exactly, chained operators read as one stack, unsupported options refused by name);
+* a Keras 3 ``.keras`` or ``.weights.h5`` file's ``LSTM``/``GRU``/``SimpleRNN``/``Bidirectional`` layers, read
+  from its JSON and HDF5 with h5py — Keras is never imported (:mod:`lstm_jax.io._keras`);
 * a safetensors file whose names are a torch ``state_dict``'s (read by the ``safetensors`` package: a JSON
   header plus raw bytes, no code runs; only the recurrent tensors are read, after their declared sizes are
   checked; float16/bfloat16 weights are promoted to float32, bfloat16 through torch since NumPy has none);
@@ -31,7 +33,7 @@ r"""Load a recurrent model from whatever a user has: a live module, a ``state_di
 
 **Files are checked before they are read** (``lstm_jax/io/_sniff.py``): a regular file (never a folder,
 FIFO or device), of bounded size, its format taken from its first bytes rather than its name (a
-Keras or HDF5 file is named as such and refused with the list of
+file of a format lstm_jax does not read is named as such and refused with the list of
 accepted formats), every declared array size summed against a stated limit before any array is
 built.  Weights are checked like inputs: NaN/inf weights and tensors of the wrong shape are refused
 naming the tensor; a ``state_dict`` that lacks a tensor torch itself would require is refused.
@@ -78,6 +80,7 @@ from ._interop import (
     from_torch_arrays,
 )
 from ._model import RecurrentLayer, RecurrentModel
+from ._keras import keras_recurrences
 from ._onnx import onnx_recurrences
 from ._torchscript import torchscript_tensors
 from ._sniff import (
@@ -403,10 +406,17 @@ def _collect_file(path: pathlib.Path, found: _Found, kind, argument: str, allow_
         _walk_mapping(_msgpack(path.read_bytes(), str(path)), "", found, kind, origin)
     elif fmt == "safetensors":
         _walk_mapping(_safetensors(path, argument), "", found, kind, origin)
-    elif fmt == "onnx":
-        _check_read_whole(path, argument)  # a protobuf is parsed whole
-        for name, rnn_kind, sd in onnx_recurrences(path, argument):
-            label = f"ONNX {name!r}{origin}"
+    elif fmt in ("onnx", "keras", "hdf5"):
+        if fmt == "keras":
+            check_zip_declared_size(path, argument)
+        else:  # a protobuf is parsed whole; an HDF5 file is bounded by its size too
+            _check_read_whole(path, argument)
+        if fmt == "onnx":
+            modules = [(name, k, sd, "ONNX", "") for name, k, sd in onnx_recurrences(path, argument)]
+        else:
+            modules = [(name, k, sd, "Keras", note) for name, k, sd, note in keras_recurrences(path, argument, fmt)]
+        for name, rnn_kind, sd, lib, note in modules:
+            label = f"{lib} {name!r}{origin}{note}"
             for group in _torch_groups(sd).values():
                 found.add(name, lambda group=group, label=label, k=kind or rnn_kind: _model(
                     _torch_records(group, k, label), label, k))

@@ -46,7 +46,7 @@ MAX_DEPTH = 64
 ACCEPTED_FILES = (
     "a PyTorch state_dict or checkpoint saved with torch.save (.pt/.pth), a lstm_jax .npz (lstm_jax.io.save or "
     "the params.npz of lstm-jax train), Flax variables serialised with flax.serialization (.msgpack), or a "
-    "safetensors file with torch state_dict names, a TorchScript archive (its weights; none of its code runs), or an ONNX model with LSTM/GRU/RNN operators"
+    "safetensors file with torch state_dict names, a TorchScript archive (its weights; none of its code runs), an ONNX model with LSTM/GRU/RNN operators, or a Keras 3 .keras / .weights.h5 file"
 )
 
 _NAMES = {
@@ -69,8 +69,6 @@ _NAMES = {
 
 #: formats recognised but not read, with what to do instead.
 UNSUPPORTED = {
-    "keras": "Keras models are not read",
-    "hdf5": "HDF5 / Keras .h5 files are not read",
     "npy": "a model file holds named weights; a single array is not a model",
     "zip": "its members are neither .npy arrays nor a PyTorch checkpoint",
     "broken-zip": "it is not a readable archive (an interrupted download or copy?)",
