@@ -19,6 +19,7 @@ import pytest
 
 import lstm_jax as lj
 import lstm_jax.io as lio
+from lstm_jax import _cli
 from lstm_jax.io import RecurrentModel
 
 torch = pytest.importorskip("torch")
@@ -482,3 +483,55 @@ def test_wrong_arguments_and_paths(tmp_path):
         lio.load_model(torch.nn.LSTM(M, N, proj_size=2).state_dict())
     with pytest.raises(ValueError, match="RNNParams do not say their activation"):
         lio.load_model(lj.init_rnn(jax.random.PRNGKey(0), N, M))
+
+
+class _Streaming(torch.nn.Module):
+    """A streaming model: features by a ReLU layer, then an LSTMCell called once per frame (as silero-vad's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.feat = torch.nn.Linear(M, N)
+        self.rnn = torch.nn.LSTMCell(N, N)
+
+    def forward(self, frames):  # (B, T, M)
+        h = c = torch.zeros(frames.shape[0], N)
+        for t in range(frames.shape[1]):
+            h, c = self.rnn(torch.relu(self.feat(frames[:, t])), (h, c))
+        return h
+
+
+def test_capture_inputs_records_what_the_layer_receives_in_the_users_model(tmp_path, capsys):
+    torch.manual_seed(4)
+    frames = torch.randn(2, T, M)
+    stream = _Streaming()
+    cap = lio.capture_inputs(stream, "rnn", frames)
+    with torch.no_grad():
+        want = torch.relu(stream.feat(frames)).numpy()
+    np.testing.assert_array_equal(cap.xs, want)  # the ReLU features, not the raw frames
+    assert cap.lengths.tolist() == [T, T] and cap.calls == T and "stitched into sequences" in cap.description
+    # a sequence module: (T, B, m) input, and a packed batch of two lengths
+    seq = torch.nn.Sequential()
+    seq.add_module("lstm", torch.nn.LSTM(M, N))
+    x = torch.randn(T, 3, M)
+    cap = lio.capture_inputs(seq, "lstm", x)
+    np.testing.assert_array_equal(cap.xs, x.transpose(0, 1).numpy())
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, [T, 5, 2], enforce_sorted=False)
+    cap = lio.capture_inputs(seq, "lstm", packed)
+    assert cap.lengths.tolist() == [T, 5, 2] and not cap.xs[2, 2:].any()
+    with pytest.raises(ValueError, match=r"layer='feat' is not a recurrent submodule of the model; it has \['rnn'\]"):
+        lio.capture_inputs(stream, "feat", frames)
+    # what diagnose reads: the captured inputs through --data/--lengths
+    cap = lio.capture_inputs(stream, "rnn", frames)
+    np.save(tmp_path / "x.npy", cap.xs)
+    torch.save(stream.state_dict(), tmp_path / "sd.pt")
+    code = _cli.main(["diagnose", str(tmp_path / "sd.pt"), "--layer", "rnn", "--data", str(tmp_path / "x.npy"),
+                      "--no-baseline", "--k", "2", "--out", str(tmp_path / "d")])
+    assert code == 0
+    d = json.loads((tmp_path / "d" / "diagnosis.json").read_text())
+    assert d["inputs"]["source"] == "x.npy" and (d["inputs"]["batch"], d["inputs"]["T"]) == (2, T)
+    assert "Note:" not in (tmp_path / "d" / "report.html").read_text() and "Gaussian noise" not in capsys.readouterr().out
+    # generated inputs: the CLI and the report say in one line that they may not be the model's
+    assert _cli.main(["diagnose", str(tmp_path / "sd.pt"), "--layer", "rnn", "--T", "10", "--batch", "1",
+                      "--no-baseline", "--k", "2", "--out", str(tmp_path / "g")]) == 0
+    assert "may not resemble what the model sees in use" in capsys.readouterr().out
+    assert "capture_inputs" in (tmp_path / "g" / "report.html").read_text()

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
     from lstm_jax.io import load_model
 
     from . import diagnose, estimate_bytes, write_report
+    from ._report import GENERATED_NOTE, GENERATED_PREFIX
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)  # an entry point's job, never the library's
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
         B, T = (xs.shape[0] if xs.ndim == 3 else 1), xs.shape[-2]
     else:
         T, B = args.T or 200, args.batch or 16
-        source = f"Gaussian N(0, 1) inputs, seed {args.seed}"
+        source = f"{GENERATED_PREFIX}, seed {args.seed}"
     # 2. the memory estimate, before any input is generated or any program compiled (exit 2).
     from lstm_jax._validation import check_fits_memory
 
@@ -108,6 +109,8 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
     diagnosis = diagnose(model, xs, seq_lengths=lengths, k=args.k, transient=args.transient, key=key,
                          dtype=args.dtype, baseline=not args.no_baseline, inputs_source=source)
     paths = write_report(diagnosis, out)
+    if args.data is None:
+        echo(GENERATED_NOTE)
     for ld in diagnosis.layers:
         ly = ld.lyapunov
         echo(f"{ld.name}: {ld.flow['sentence']} Leading Lyapunov exponent {ly['exponents'][0]:+.4g}"

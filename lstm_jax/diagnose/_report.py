@@ -298,6 +298,13 @@ def _layer_html(doc: dict, i: int, figs: dict) -> str:
     return "\n".join(out)
 
 
+#: the inputs source of generated inputs, and the line said wherever they are used
+GENERATED_PREFIX = "Gaussian N(0, 1) inputs"
+GENERATED_NOTE = ("These inputs are generated Gaussian noise and may not resemble what the model sees in use, which "
+                  "can change the diagnosis; pass your own with --data FILE.npy (lstm_jax.io.capture_inputs records "
+                  "what a layer of your PyTorch model receives).")
+
+
 def _html(doc: dict, figs: dict) -> str:
     m, inp = doc["model"], doc["inputs"]
     title = f"Gradient-flow diagnosis of {m['source']}"
@@ -310,7 +317,8 @@ def _html(doc: dict, figs: dict) -> str:
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
              f"<style>{_CSS}</style></head><body>",
              f"<h1>Gradient-flow diagnosis</h1><p><b>Model:</b> {html.escape(arch)}; read from "
-             f"{html.escape(m['source'])}.<br><b>Inputs:</b> {ins}</p>",
+             f"{html.escape(m['source'])}.<br><b>Inputs:</b> {ins}</p>"
+             + (f"<p><b>Note:</b> {html.escape(GENERATED_NOTE)}</p>" if inp["source"].startswith(GENERATED_PREFIX) else ""),
              "<table><tr><th>kind</th><th>n</th><th>m</th><th>layers</th><th>directions</th>"
              "<th>sequences</th><th>T</th><th>k</th><th>transient</th></tr><tr>"
              + f"<td>{html.escape(m['kind'])}</td>"

@@ -3,8 +3,11 @@
 Front door of the ``lstm_jax.io`` wing; it uses only the public names of :mod:`lstm_jax`.
 
 * :func:`load_model` reads a (stacked, bidirectional) LSTM / GRU / RNN from PyTorch modules,
-  ``state_dict``\\ s and ``.pt`` files, Flax variables and msgpack files, Equinox and nnx modules, and
+  ``state_dict``\\ s and ``.pt`` files, TorchScript archives (without running them), ONNX models, Keras 3
+  files (without Keras), safetensors, Flax variables and msgpack files, Equinox and nnx modules, and
   lstm_jax's own ``.npz`` files (:func:`save` / :func:`load`), into a :class:`RecurrentModel`.
+* :func:`capture_inputs`: what one recurrent layer of a user's PyTorch model receives on the user's inputs
+  (:class:`Captured`), for ``lstm-jax diagnose --data``.
 * :func:`check_input_file`, :func:`sniff`, :func:`read_npy`: a user's file checked (regular file, size, format
   from its first bytes, declared array sizes) before anything in it is read.
 * ``from_*`` / ``to_*``: one cell's weights between lstm_jax and Flax, Equinox, PyTorch.
@@ -13,6 +16,7 @@ Front door of the ``lstm_jax.io`` wing; it uses only the public names of :mod:`l
   that appear whole or not at all, output sets with a manifest that is all or nothing under a kill.
 """
 
+from ._capture import Captured, capture_inputs
 from ._files import (
     AtomicOutputs,
     atomic_write,
@@ -38,6 +42,8 @@ from ._model import RecurrentLayer, RecurrentModel
 from ._sniff import check_input_file, read_npy, sniff
 
 __all__ = [
+    "capture_inputs",
+    "Captured",
     "AtomicOutputs",
     "atomic_write",
     "check_writable_dir",
