@@ -106,7 +106,8 @@ def test_safetensors_files_load_as_their_torch_state_dict_without_running_code(w
         half = {f"_model.decoder.rnn.{k}": v.to(dtype).contiguous() for k, v in cell.state_dict().items()}
         save_file(half, str(tmp_path / "half.safetensors"))
         got = lio.load_model(tmp_path / "half.safetensors")
-        assert got.layers[0].params.W_f.dtype == jnp.float32 and got.source.startswith("torch state_dict '_model.decoder.rnn'")
+        assert got.layers[0].params.W_f.dtype == jnp.float32 and got.source == (
+            f"torch state_dict '_model.decoder.rnn' from half.safetensors ({str(dtype)[6:]} weights promoted to float32)")
         want = lio.load_model({k: v.float() for k, v in half.items()})
         _same_params(want, got)
 
@@ -140,6 +141,9 @@ def test_torchscript_archives_give_their_weights_without_running_their_code(tmp_
     _same_params(lio.load_model(net, layer="dec"), lio.load_model(tmp_path / "model.jit", layer="dec"))
     gru = lio.load_model(tmp_path / "traced.pt")
     assert gru.kind == "gru" and gru.n == N
+    torch.jit.save(torch.jit.script(torch.nn.LSTM(M, N).half()), tmp_path / "half.jit")
+    half = lio.load_model(tmp_path / "half.jit")
+    assert half.source.endswith("(float16 weights promoted to float32)") and half.layers[0].params.W_f.dtype == jnp.float32
 
 
 def test_a_torchscript_archive_that_asks_for_other_code_is_refused_by_name(tmp_path):

@@ -405,7 +405,8 @@ def _collect_file(path: pathlib.Path, found: _Found, kind, argument: str, allow_
         _check_read_whole(path, argument)
         _walk_mapping(_msgpack(path.read_bytes(), str(path)), "", found, kind, origin)
     elif fmt == "safetensors":
-        _walk_mapping(_safetensors(path, argument), "", found, kind, origin)
+        arrays, promoted = _safetensors(path, argument)
+        _walk_mapping(arrays, "", found, kind, origin + _promoted_note(promoted))
     elif fmt in ("onnx", "keras", "hdf5"):
         if fmt == "keras":
             check_zip_declared_size(path, argument)
@@ -422,9 +423,15 @@ def _collect_file(path: pathlib.Path, found: _Found, kind, argument: str, allow_
                     _torch_records(group, k, label), label, k))
     elif fmt == "torchscript":
         check_zip_declared_size(path, argument)
-        _walk_mapping(torchscript_tensors(path, argument), "", found, kind, origin)
+        arrays, promoted = torchscript_tensors(path, argument)
+        _walk_mapping(arrays, "", found, kind, origin + _promoted_note(promoted))
     else:
         raise unsupported_error(path, argument, fmt)
+
+
+def _promoted_note(promoted) -> str:
+    """`` (float16 weights promoted to float32)`` for a model's source, or ``""``."""
+    return f" ({' and '.join(sorted(promoted))} weights promoted to float32)" if promoted else ""
 
 
 #: bytes per element of the safetensors dtypes (the format's own names)
@@ -432,7 +439,8 @@ _ST_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16":
 
 
 def _safetensors(path: pathlib.Path, argument: str) -> dict:
-    """The recurrent tensors of a safetensors file (names as a torch ``state_dict``), as float arrays.
+    """The recurrent tensors of a safetensors file (names as a torch ``state_dict``), as float arrays, and the
+    half-precision dtypes that were promoted.
 
     Read with the ``safetensors`` package (no code runs: the format is a JSON header plus raw bytes).  Only the
     tensors named like a torch recurrent module's (``weight_ih_l0`` …) are read, after their declared sizes are
@@ -471,7 +479,8 @@ def _safetensors(path: pathlib.Path, argument: str) -> dict:
                              "install torch to read them (pip install torch)") from None
         with safe_open(str(path), framework="pt") as f:
             out.update({k: f.get_tensor(k).float().numpy() for k in bf16})
-    return out
+    names = {"F16": "float16", "BF16": "bfloat16"}
+    return out, {names[d] for d in dtypes.values() if d in names}
 
 
 def _check_read_whole(path: pathlib.Path, argument: str) -> None:

@@ -130,8 +130,8 @@ def _materialise(z: zipfile.ZipFile, prefix: str, t: _TensorView, little: bool) 
     return np.array(arr, dtype=np.float64 if t.dtype == "float64" else np.float32)
 
 
-def torchscript_tensors(path, argument: str) -> dict:
-    """``{"sub.module.weight_ih_l0": float array, ...}``: the recurrent tensors of a TorchScript archive (module
+def torchscript_tensors(path, argument: str) -> tuple[dict, set]:
+    """``({"sub.module.weight_ih_l0": float array, ...}, promoted half dtypes)``: the recurrent tensors of a TorchScript archive (module
     docstring), keyed like the module's ``state_dict``.  The zip's declared sizes are checked by the caller."""
     what = f"{argument}: {str(path)!r}"
     with zipfile.ZipFile(path) as z:
@@ -164,4 +164,5 @@ def torchscript_tensors(path, argument: str) -> dict:
         missing = [v.key for v in views.values() if f"{prefix}data/{v.key}" not in names]
         if missing:
             raise ValueError(f"{what}: tensor storage {missing[0]} is missing from the archive")
-        return {k: _materialise(z, prefix, v, order == "little") for k, v in views.items()}
+        promoted = {v.dtype for v in views.values() if v.dtype in ("float16", "bfloat16")}
+        return {k: _materialise(z, prefix, v, order == "little") for k, v in views.items()}, promoted
