@@ -1,6 +1,6 @@
 """Run the benchmark suite and check the speed targets (issues #6 and #14).
 
-    python -m benchmarks --targets        # only the issue #14 targets, interleaved and repeated (about
+    python -m benchmarks --targets        # only the speed targets, interleaved and repeated (about
                                           # 5-10 minutes on 2 CPU cores); benchmarks/results/
     python -m benchmarks --quick          # every script at tiny sizes (about a minute); results under
                                           # benchmarks/results/quick/ (not committed)
@@ -13,7 +13,7 @@
 runtime, its own peak memory), prints its table and writes ``<name>-<platform>-<UTC time>.json/.md``.
 Afterwards the targets are evaluated from the JSON just written and written as ``summary-...json/.md``:
 
-  targets    (targets.py) issue #14: forward <= 1.0x and value_and_grad <= 0.8x torch.nn.LSTM at five sizes,
+  targets    (targets.py) forward <= 1.0x and value_and_grad <= 0.8x torch.nn.LSTM at five sizes,
              >= 70 % of the in-scan GEMM rate, value_and_grad >= 2x run_lstm at the long-lag shape,
              matrix-free Lyapunov >= 10x the dense-jacfwd recipe and n = 1024, T = 10^5 within 10 min / 4 GiB;
              each a median ratio with its min-max over interleaved rounds, "met" only if the whole
@@ -52,7 +52,7 @@ def _verdict(ok):
 
 
 def targets(results: dict) -> list[dict]:
-    """Each target of issue #6 with its measured figures, from the JSON results of this run."""
+    """Each target with its measured figures, from the JSON results of this run."""
     out = []
     tgt = results.get("targets")
     if tgt:
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (about a minute); results under results/quick/")
     ap.add_argument("--only", default=",".join(SCRIPTS), help="comma-separated subset of: %(default)s")
-    ap.add_argument("--targets", action="store_true", help="only the issue #14 targets (same as --only targets)")
+    ap.add_argument("--targets", action="store_true", help="only the speed targets (same as --only targets)")
     ap.add_argument("--out", default=None, help="results directory (default: benchmarks/results, or results/quick with --quick)")
     ap.add_argument("--summarize", action="store_true",
                     help="run nothing: evaluate the targets from the newest targets/jacobians/memory JSON in the results directory")

@@ -49,7 +49,7 @@ def child(d: int, B: int, n: int, T: int, n_diag: int, T_diag: int, repeats: int
 
     def diagnostics(q, x):
         # Frobenius norms of the suffix products. (gradient_flow_norms' spectral norm, an SVD per matrix, hung
-        # inside this jit on 2 and 4 XLA host devices in jax 0.10.2 - an XLA CPU issue, noted in issue #6.)
+        # inside this jit on 2 and 4 XLA host devices in jax 0.10.2 - an XLA CPU issue.)
         return jax.vmap(lambda x1: jnp.linalg.norm(lj.suffix_products(lj.lstm_step_jacobians(q, sd, x1)),
                                                    axis=(-2, -1)))(x)
 

@@ -1,4 +1,4 @@
-"""The speed targets of issue #14, measured in one run with interleaved peers (A B A B ...), repeated.
+"""The speed targets, measured in one run with interleaved peers (A B A B ...), repeated.
 
 Every figure is a ratio of peers timed in the same process, in the same rounds (``_harness.interleaved``);
 each target reports the median ratio with its min–max over the rounds, and is ``met`` only if the whole

@@ -13,7 +13,6 @@ Written as strict JSON and three PNG figures, all published together
 
 from __future__ import annotations
 
-import pathlib
 from typing import Callable, Optional
 
 import jax
@@ -210,17 +209,6 @@ def flow_figures(report: dict) -> dict:
     ax.grid(True, alpha=0.3)
     figs["terms.png"] = fig
     return figs
-
-
-def write_figures(report: dict, out: pathlib.Path) -> list[pathlib.Path]:
-    """Write the three PNGs into folder ``out`` atomically, together (see :func:`flow_figures`)."""
-    from .io import AtomicOutputs
-
-    out = pathlib.Path(out)
-    with AtomicOutputs() as files:
-        paths = [files.write_with(out / name, lambda tmp, f=fig: f.savefig(tmp, format="png", dpi=120))
-                 for name, fig in flow_figures(report).items()]
-    return paths
 
 
 def run_flow_cli(seed: int, T: int, n: int, m: int, out: str, figures: bool,

@@ -8,7 +8,6 @@ when a figure is drawn).
 
 from __future__ import annotations
 
-import types
 
 
 def _figure_class():
@@ -24,12 +23,3 @@ def subplots(figsize=(6.4, 4.8), layout="constrained", **kwargs):
     fig = _figure_class()(figsize=figsize, layout=layout)
     return fig, fig.subplots(**kwargs)
 
-
-def pyplot():
-    """Compatibility shim for callers written against pyplot: ``.subplots(...)`` and ``.close(fig)`` only.
-
-    Returns an object whose ``subplots`` makes a free-standing Figure (no global state) and whose
-    ``close`` is a no-op (a free-standing Figure is garbage-collected like any object).
-    """
-    return types.SimpleNamespace(subplots=lambda *a, **k: subplots(*a, **{"layout": None, **k}),
-                                 close=lambda fig=None: None)

@@ -125,15 +125,6 @@ RNN_SIGMOID = _rnn_kind(lstm_jax.SIGMOID)
 
 
 # --------------------------------------------------------------------------- GRU
-# >>> GRU ENTRY (issue #13 part A). Written against part A's announced public names:
-#     lstm_jax.run_gru(params, h0, xs) -> (h_T, hs), lstm_jax.gru_step_jacobians(params, h0, xs) -> (T, n, n),
-#     lstm_jax.gru_terms_along(params, h0, xs) -> GRUTerms (B = diag(z_t), Z, R, N) of (T, n, n) for t = 1..T
-#     (the window code reads the entry of step t, which also fits lstm_terms_along's t = 2..T layout),
-#     lstm_jax.init_gru(key, n, m, *, bias, dtype), lstm_jax.gru_gates(params, h_prev, x) -> GRUGates (r, z, n).
-#     INTEGRATOR: check these names/signatures when part A lands; tests/test_diagnose.py runs the GRU
-#     checks only when ``hasattr(lstm_jax, "run_gru")``.
-
-
 def _gru_outputs(params, xs, n):
     return lstm_jax.run_gru(params, jnp.zeros(n, xs.dtype), xs)[1]
 
@@ -168,7 +159,6 @@ GRU = Kind(
     "GRU (PyTorch convention, h_t = (1 - z_t) n_t + z_t h_(t-1)); state h_t (n); the additive diag(z_t) "
     "path plus the gated terms (gru_terms_along)",
 )
-# <<< GRU ENTRY
 
 
 KINDS = {"lstm": LSTM, "rnn-tanh": RNN_TANH, "rnn-sigmoid": RNN_SIGMOID, "gru": GRU}
@@ -177,7 +167,4 @@ KINDS = {"lstm": LSTM, "rnn-tanh": RNN_TANH, "rnn-sigmoid": RNN_SIGMOID, "gru": 
 def kind_of(name: str) -> Kind:
     if name not in KINDS:
         raise ValueError(f"model kind {name!r} is not diagnosable; expected one of {sorted(KINDS)}")
-    if name == "gru" and not hasattr(lstm_jax, "run_gru"):
-        raise ValueError("model kind 'gru' needs lstm_jax.run_gru (GRU support, issue #13 part A), "
-                         "which this installation lacks")
     return KINDS[name]

@@ -115,7 +115,7 @@ def _settings(v, diagnostics=True):
 
 def params_npz_bytes(params: dict) -> bytes:
     """``params.npz``: one array per leaf, keyed by ``jax.tree_util.keystr`` of its path (e.g.
-    ``['cell'].W_f``, ``['W_out']``) - the format of the earlier ``lstm_jax._train.save_checkpoint``."""
+    ``['cell'].W_f``, ``['W_out']``)."""
     import io
 
     import jax

@@ -5,7 +5,7 @@ A model is a cell of :mod:`lstm_jax` plus a linear readout of the state at each 
 right-padded (:class:`~lstm_jax.experiments.TaskBatch`); the runners (:func:`lstm_jax.run_lstm`,
 :func:`lstm_jax.run_rnn`) return the whole trajectory and the readout takes trajectory index
 ``L - 1``.  This is **exact**: steps after ``L`` are computed but never read, so they change neither the
-output nor any gradient (``tests/test_experiments.py`` checks it against an unpadded run).
+output nor any gradient (``tests/test_train.py`` checks it against an unpadded run).
 
 Model ids (:data:`MODELS`; the same hidden size ``n`` for all):
 

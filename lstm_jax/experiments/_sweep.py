@@ -211,7 +211,7 @@ def time_value_and_grad(B: int, n: int, T: int, model: str = "lstm-bf1", reps: i
     """Milliseconds of one jitted ``value_and_grad`` of :func:`loss_terms` (the training objective) on a batch
     of ``B`` 1997 adding sequences of minimum length ``T`` (padded to ``T + T//10``, read out at each own
     length), interleaved with the plain baseline (the same cell on exactly ``T`` steps, final state only;
-    the earlier ``lstm_jax._train`` loss) and with the same objective on the fast runner
+    a plain fixed-length loss) and with the same objective on the fast runner
     (:func:`lstm_jax.run_lstm_batch`, custom VJP; the choice of runner for training); compile excluded."""
     import jax.numpy as jnp
 

@@ -60,11 +60,6 @@ def _check(batch: int, T: int, minimum: int):
         raise ValueError(f"T must be an integer >= {minimum} for this task, got {T!r}")
 
 
-def max_length(task: str, T: int) -> int:
-    """The padded length ``T_max`` of a task's batches: ``T + T // 10`` for ``adding-1997``, else ``T``."""
-    return T + T // 10 if task == "adding-1997" else T
-
-
 @functools.partial(jax.jit, static_argnames=("batch", "T", "dtype", "spread"))
 def adding_problem_1997(key: jax.Array, batch: int, T: int, dtype=jnp.float32, *, spread: bool = True) -> TaskBatch:
     r"""H&S 1997 Experiment 4 (module docstring).  ``xs (batch, T + T//10, 2)``: channel 0 the value, 1 the marker.
