@@ -64,9 +64,8 @@ DataDrivenInvestor (Medium).
 A reader must check ``"schema"``; a change of any field's meaning increments it.
 """
 
-from ._core import Diagnosis, LayerDiagnosis, diagnose, estimate_bytes
+from ._core import SCHEMA_VERSION, Diagnosis, LayerDiagnosis, diagnose, estimate_bytes
 from ._report import write_report
 
-SCHEMA_VERSION = 1
 
 __all__ = ["diagnose", "estimate_bytes", "Diagnosis", "LayerDiagnosis", "write_report", "SCHEMA_VERSION"]

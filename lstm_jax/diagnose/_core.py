@@ -50,6 +50,9 @@ from lstm_jax.io import RecurrentLayer, RecurrentModel
 
 from ._kinds import KINDS, kind_of
 
+#: version of the diagnosis.json schema (lstm_jax.diagnose's docstring); a change of any field's meaning increments it
+SCHEMA_VERSION = 1
+
 MAX_POINTS = 200  # lag and time samples per curve
 HIST_BINS = 40
 SAT_LOW, SAT_HIGH, SAT_SHARE = 0.1, 0.9, 0.9
@@ -95,7 +98,6 @@ class Diagnosis(NamedTuple):
 
     def to_json(self) -> dict:
         """The ``diagnosis.json`` document (schema 1, see :mod:`lstm_jax.diagnose`)."""
-        from . import SCHEMA_VERSION
 
         layers = []
         for ld in self.layers:
