@@ -159,6 +159,15 @@ def test_a_torchscript_archive_that_asks_for_other_code_is_refused_by_name(tmp_p
             z.writestr(n, b)
     with pytest.raises(ValueError, match=r"asks for (posix|os|nt)\.system, which lstm_jax does not resolve"):
         lio.load_model(tmp_path / "evil.jit")
+    # a view that would read outside its storage (negative strides or offset, or past the end) is refused
+    from lstm_jax.io import _torchscript as ts
+
+    with zipfile.ZipFile(tmp_path / "ok.jit") as z:
+        prefix = pkl[: -len("data.pkl")]
+        for bad in (ts._TensorView("0", "float32", -4, (4, 3), (3, 1)), ts._TensorView("0", "float32", 0, (4, 3), (-3, 1)),
+                    ts._TensorView("0", "float32", 0, (4000, 3), (3, 1))):
+            with pytest.raises(ValueError, match="not a valid view|the tensor reads up to"):
+                ts._materialise(z, prefix, bad, True)
 
 
 def test_onnx_exports_of_torch_models_load_as_stacks_with_torchs_outputs(tmp_path):

@@ -120,6 +120,9 @@ def _flatten(obj: Any, path: str, out: dict, depth: int = 0) -> None:
 def _materialise(z: zipfile.ZipFile, prefix: str, t: _TensorView, little: bool) -> np.ndarray:
     import ml_dtypes  # noqa: F401  (registers numpy's "bfloat16")
 
+    if t.offset < 0 or any(s < 0 for s in t.shape) or any(st < 0 for st in t.stride) or len(t.shape) != len(t.stride):
+        raise ValueError(f"tensor storage {t.key}: offset {t.offset}, shape {t.shape}, strides {t.stride} are not a "
+                         "valid view (negative or mismatched)")
     dtype = np.dtype(ml_dtypes.bfloat16 if t.dtype == "bfloat16" else t.dtype).newbyteorder("<" if little else ">")
     raw = np.frombuffer(z.read(f"{prefix}data/{t.key}"), dtype=dtype)
     need = t.offset + sum((s - 1) * st for s, st in zip(t.shape, t.stride)) + 1 if all(t.shape) else 0
