@@ -34,6 +34,8 @@ import zipfile
 
 import numpy as np
 
+from ._sniff import _refuse_size, array_budget
+
 _CLASSES = {"LSTM": (4, "lstm"), "GRU": (3, "gru"), "SimpleRNN": (1, "simple_rnn")}
 _KEY = re.compile(r"^(lstm|gru|simple_rnn|bidirectional)(?:_\d+)?$")
 
@@ -59,6 +61,9 @@ def _vars(group, what: str) -> list:
     if "cell" not in group or "vars" not in group["cell"]:
         raise ValueError(f"{what}: no cell/vars group (a layout lstm_jax does not read)")
     v = group["cell"]["vars"]
+    declared = sum(int(v[str(i)].size) * v[str(i)].dtype.itemsize for i in range(len(v)))
+    if declared > array_budget():  # a compressed dataset can declare far more than the file holds
+        raise _refuse_size(what, declared, array_budget())
     return [np.asarray(v[str(i)], dtype=np.float64 if v[str(i)].dtype == np.float64 else np.float32)
             for i in range(len(v))]
 
