@@ -51,24 +51,19 @@ import jax.numpy as jnp
 
 from ._scan import previous_states
 from ._activations import SIGMOID, TANH, Activation, as_activation
-from ._flow import FlowNorms, Lyapunov
+from ._flow import FlowNorms, Lyapunov, _orthonormal_q0
 from ._lstm import LSTMParams, LSTMState, _fused, _gates, _update, check_lstm_call, run_lstm
 from ._rnn import RNNParams, _check_rnn_call, rnn_preactivation, run_rnn
-from ._validation import check_array
+from ._validation import check_int
 
 _dsig = SIGMOID.deriv
 _dtanh = TANH.deriv
 
 
 def _q0(q0, d: int, k: Optional[int], dtype) -> jax.Array:
-    k = d if k is None else k
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"k must be an int in 1..{d} (the state size), got {type(k).__name__}")
-    if not 1 <= k <= d:
-        raise ValueError(f"k must be in 1..{d} (the state size), got {k}")
-    if q0 is None:
-        return jnp.eye(d, k, dtype=dtype)
-    return check_array(q0, "q0", (d, k)).astype(dtype)
+    """``k`` and ``q0`` checked and prepared exactly as :func:`lstm_jax.lyapunov` does (one check for both)."""
+    k = d if k is None else check_int(k, "k", lo=1, hi=d, accepts=f"an int in 1..{d} (the state size d)")
+    return jnp.eye(d, k, dtype=dtype) if q0 is None else _orthonormal_q0(q0, d, k, dtype)
 
 
 def _qr_lyapunov(step, carry0, q0, inputs) -> Lyapunov:

@@ -219,11 +219,21 @@ def test_rnn_matfree_lyapunov_equals_dense_lyapunov_float64(activation, bias):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
-def test_matfree_rejects_k_outside_the_state_size():
+def test_matfree_checks_k_and_q0_exactly_as_lyapunov_does():
     xs, h0, c0 = _inputs(jnp.float64)
     p = lj.init_lstm(jax.random.PRNGKey(3), N, M, dtype=jnp.float64)
-    with pytest.raises(ValueError, match="k must be in 1..12"):
-        lj.lstm_lyapunov_matfree(p, lj.LSTMState(h0[0], c0[0]), xs[:, 0], 13)
+    s0 = lj.LSTMState(h0[0], c0[0])
+    jacs = lj.lstm_step_jacobians(p, s0, xs[:, 0])
+    for k, q0 in ((13, None), (2, jnp.zeros((2 * N, 2))), (2, jnp.ones((2 * N, 2)))):  # too many, zero, rank 1
+        with pytest.raises(ValueError) as dense:
+            lj.lyapunov(jacs, k, q0)
+        with pytest.raises(ValueError) as free:
+            lj.lstm_lyapunov_matfree(p, s0, xs[:, 0], k, q0)
+        assert str(free.value) == str(dense.value)
+    # a non-orthonormal q0 is orthonormalised by both, so the exponents agree
+    q0 = jax.random.normal(jax.random.PRNGKey(5), (2 * N, 3), jnp.float64)
+    np.testing.assert_allclose(lj.lstm_lyapunov_matfree(p, s0, xs[:, 0], 3, q0).exponents,
+                               lj.lyapunov(jacs, 3, q0).exponents, rtol=1e-10)
 
 
 def test_lstm_matfree_flow_norms_equal_dense_gradient_flow_norms_float64():
