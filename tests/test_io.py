@@ -215,6 +215,34 @@ def test_onnx_options_lstm_jax_does_not_have_are_refused_by_name(tmp_path, attrs
         lio.load_model(path)
 
 
+def test_onnx_gru_and_rnn_agree_with_the_onnx_reference_evaluator_and_the_other_gru_is_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(7)
+    for op, G, attrs, kind in (("GRU", 3, {"linear_before_reset": 1}, "gru"), ("RNN", 1, {}, "rnn-tanh"),
+                               ("RNN", 1, {"activations": ["Sigmoid"]}, "rnn-sigmoid")):
+        inits = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name) for name, shape in
+                 (("W", (1, G * N, M)), ("R", (1, G * N, N)), ("B", (1, 2 * G * N)))]
+        node = helper.make_node(op, ["X", "W", "R", "B"], ["Y"], hidden_size=N, **attrs)
+        graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, 1, M])],
+                                  [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)], initializer=inits)
+        path = tmp_path / f"{kind}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), path)
+        got = lio.load_model(path)
+        assert got.kind == kind
+        if kind == "rnn-sigmoid":
+            continue  # onnx's reference evaluator implements only Tanh for RNN: the kind is what is checked
+        (Y,) = ReferenceEvaluator(str(path)).run(None, {"X": XS[:, None, :]})
+        np.testing.assert_allclose(lj.run_stack(got.layers, jnp.asarray(XS)).outputs, Y[:, 0, 0], atol=ATOL)
+        if op == "GRU":
+            next(a for a in graph.node[0].attribute if a.name == "linear_before_reset").i = 0  # reset before R·h
+            onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), tmp_path / "gru0.onnx")
+            with pytest.raises(ValueError, match="linear_before_reset=0"):
+                lio.load_model(tmp_path / "gru0.onnx")
+
+
 @pytest.fixture(scope="module")
 def keras():
     import os
