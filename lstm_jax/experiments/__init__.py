@@ -4,12 +4,14 @@ Front door of the ``lstm_jax.experiments`` wing; it uses only the public names o
 
 * tasks: :func:`adding_problem_1997` (H&S 1997 Experiment 4 as specified), :func:`adding_problem`
   (the common variant), :func:`temporal_order`; :func:`stopping_rule` (the paper's);
-* models: :data:`MODELS` (``rnn-tanh``, ``rnn-sigmoid``, ``rnn-floss``, ``lstm-bf0``, ``lstm-bf1``,
-  ``lstm-chrono``, ``lstm-1997``, ``lstm-frozen-forget``, ``lstm-1997-ib``), :class:`ModelSpec`, :func:`loss_terms` (the
+* models: :data:`MODELS` (``rnn-tanh``, ``rnn-sigmoid``, ``rnn-floss``, ``lstm-bf0`` … ``lstm-bf6``,
+  ``lstm-chrono``, ``lstm-1997``, ``lstm-frozen-forget``, ``lstm-1997-ib``; the ``constant`` control; the PyTorch
+  replicas ``torch-lstm-bf1``, ``torch-lstm-chrono``), :class:`ModelSpec`, :func:`loss_terms` (the
   training objective, written once), :func:`floss_penalty` (gradient flossing);
 * training: :class:`TrainSettings`, :func:`train_run` (to the stopping rule, with
   :func:`flow_snapshot` gradient-flow measurements along the way);
-* the sweep and its report: ``lstm-jax train --sweep`` (``docs/long-lag/``);
+* the sweep and its report: ``lstm-jax train --sweep`` (``docs/long-lag/``; the report's statistics come from
+  ``scipy.stats``, ``_stats.py``; controls, collapse rule and contrasts in ``_report.py``);
 * the article's learning claim: :func:`measure_forget_claim` (``key -> dict``) and
   :func:`forget_claim_verdict` (``dict -> (verdict, statement)``), id :data:`FORGET_CLAIM_ID`
   (``proofs/forget-gate-training.md``).
