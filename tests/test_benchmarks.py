@@ -149,3 +149,13 @@ def test_compiler_comparison_is_generated_from_its_committed_runs():
     versions = {json.loads(f.read_text())["meta"]["device"]["jax_version"] for f in runs}
     assert versions == {"0.10.1", "0.10.2"} and len(runs) >= 4
     assert (DIR / "README.md").read_text(encoding="utf-8") == table(), "run: python -m benchmarks.compiler"
+
+
+def test_the_runner_timing_compares_the_training_objective_with_the_same_objective_on_the_fast_runner():
+    # time_value_and_grad raises if the two objectives differ by more than float32 rounding, so a fast-runner
+    # loss that read the wrong step (or the wrong state) would fail here before any timing is reported
+    from benchmarks.long_lag import time_value_and_grad
+
+    t = time_value_and_grad(4, 4, 20, reps=1)
+    assert (t["B"], t["n"], t["T"], t["padded_T"]) == (4, 4, 20, 22)
+    assert min(t["median_ms"], t["baseline_median_ms"], t["fast_median_ms"]) > 0

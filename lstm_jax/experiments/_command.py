@@ -38,8 +38,6 @@ def add_train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--seeds", type=str, default=None, help="seeds per cell (default: 3 for RNNs, 5 for LSTMs, "
                    "3 at T = 1000)")
     t.add_argument("--report-only", action="store_true", help="regenerate results.json/README.md/figures only")
-    t.add_argument("--time-vmap", action="store_true", help="with --sweep: measure vmapped seeds vs sequential and one value_and_grad step (B=64, n=32, "
-                   "T=1000) into OUT/vmap_timing.json, then regenerate the report (no training)")
     t.add_argument("--out", default=None, help=f"output folder (default train-out, or {SWEEP_OUT} with --sweep)")
 
 
@@ -195,29 +193,10 @@ def _sweep(args, v, out: pathlib.Path, argv_text: str) -> int:
     from tqdm import tqdm
 
     from ._report import report_folder, write_report
-    from ._sweep import load_runs, run_sweep, sweep_plan, time_value_and_grad, time_vmapped_seeds
+    from ._sweep import load_runs, run_sweep, sweep_plan
 
     settings = _settings(v)
-    if args.time_vmap:  # a measurement only: no training, then the report
-        import jax
-
-        from ..io import atomic_write
-
-        dev = jax.devices()[0]
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # other jobs skew every figure below
-        rows = [time_vmapped_seeds(T, 5, v["n"], settings._replace(check_every=10)) for T in (100, 500)]
-        step = time_value_and_grad(64, 32, 1000)
-        own = time_value_and_grad(settings.batch, v["n"], 1000)
-        atomic_write(out / "vmap_timing.json", strict_json({"device": f"{dev.platform}: {dev.device_kind}",
-                                                            "cpu_count": os.cpu_count(), "load_average_1min": load,
-                                                            "rows": rows, "value_and_grad": step,
-                                                            "value_and_grad_sweep_shape": own}))
-        for r in rows:
-            print(f"vmapped seeds, T = {r['T']}: sequential {r['sequential_s']:.3f} s, vmapped {r['vmapped_s']:.3f} s, "
-                  f"ratio {r['ratio']:.2f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})")
-        print(f"one value_and_grad step, B = 64, n = 32, T = 1000: {step['median_ms']:.1f} ms "
-              f"({step['min_ms']:.1f}-{step['max_ms']:.1f})")
-    if not args.report_only and not args.time_vmap:
+    if not args.report_only:
         plan_fn = partial(sweep_plan, Ts=v["Ts"], models=v["models"], seeds=v["seeds"])
         plan = plan_fn(load_runs(out / "runs") if (out / "runs").is_dir() else [])
         with tqdm(total=len(plan), desc="long-lag sweep", unit="run") as bar:

@@ -174,7 +174,8 @@ def _at_lengths(traj: jax.Array, lengths: jax.Array) -> jax.Array:
 def final_states(params: dict, xs: jax.Array, lengths: jax.Array, model: str) -> jax.Array:
     """``(B, n)`` state at each sequence's own last step, from :func:`lstm_jax.run_lstm` / :func:`lstm_jax.run_rnn`.
 
-    The runner training uses (``--time-vmap`` times it against :func:`final_states_batch` at the sweep's shape).
+    The runner training uses (``python -m benchmarks.long_lag`` times it against :func:`final_states_batch` at the
+    sweep's shape).
     """
     cell = params["cell"]
     if is_lstm(model):

@@ -533,7 +533,8 @@ def _sentence(text: str) -> str:
 def _vmap_text(vmap_timing: Optional[dict]) -> list[str]:
     parts = []
     if vmap_timing:
-        parts += ["Seeds as one vmapped program vs one after another (same chunk of steps, interleaved, "
+        parts += ["Timings of the sweep itself (`python -m benchmarks.long_lag`). "
+                  "Seeds as one vmapped program vs one after another (same chunk of steps, interleaved, "
                   f"{vmap_timing['device']}): " + "; ".join(
                       f"T = {r['T']}, {r['seeds']} seeds: sequential {r['sequential_s']:.3f} s, vmapped "
                       f"{r['vmapped_s']:.3f} s (ratio {r['ratio']:.2f}, spread {r['ratio_min']:.2f}–{r['ratio_max']:.2f})"
