@@ -10,6 +10,7 @@ T = 8 steps); loading itself is exact (array_equal) where no arithmetic is invol
 import json
 import pathlib
 import pickle
+import time
 import zipfile
 
 import jax
@@ -159,6 +160,18 @@ def test_a_torchscript_archive_that_asks_for_other_code_is_refused_by_name(tmp_p
             z.writestr(n, b)
     with pytest.raises(ValueError, match=r"asks for (posix|os|nt)\.system, which lstm_jax does not resolve"):
         lio.load_model(tmp_path / "evil.jit")
+    # a memo "bomb": one dict reached 2^60 ways and a self-referencing storage id are read in linear time
+    x = {}
+    for _ in range(60):
+        x = {"a": x, "b": x}
+    members[pkl] = pickle.dumps(x, protocol=2)
+    with zipfile.ZipFile(tmp_path / "bomb.jit", "w") as z:
+        for n, b in members.items():
+            z.writestr(n, b)
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match="no recurrent module"):
+        lio.load_model(tmp_path / "bomb.jit")
+    assert time.perf_counter() - t0 < 10
     # a view that would read outside its storage (negative strides or offset, or past the end) is refused
     from lstm_jax.io import _torchscript as ts
 
@@ -277,11 +290,21 @@ def test_keras_files_load_without_keras_and_reproduce_its_outputs(keras, tmp_pat
     assert "default activations assumed" in bare.source
     with pytest.raises(ValueError, match="plain RNN|kind"):
         lio.load_model(tmp_path / "m.weights.h5", layer="simple_rnn")
+    # data outside the file (an external link to another HDF5 file) is refused, never followed
+    import h5py
+
+    with h5py.File(tmp_path / "m.weights.h5", "r+") as f:
+        f["layers"]["lstm"].move("cell", "cell_moved")
+        f["layers"]["lstm"]["cell"] = h5py.ExternalLink(str(tmp_path / "other.h5"), "/cell")
+    with pytest.raises(ValueError, match="'cell' is an HDF5 ExternalLink; only data stored in the file itself"):
+        lio.load_model(tmp_path / "m.weights.h5", layer="lstm")
 
 
 def test_keras_layers_lstm_jax_does_not_have_are_refused_by_name(keras, tmp_path):
     L = keras.layers
     for layer, message in ((L.LSTM(N, activation="relu"), "activation 'relu'"),
+                           (L.Bidirectional(L.LSTM(N), backward_layer=L.LSTM(N, activation="relu", go_backwards=True)),
+                            r"\(backward layer\): activation 'relu'"),
                            (L.GRU(N, reset_after=False), "reset_after=False"),
                            (L.LSTM(N, go_backwards=True), "go_backwards=True")):
         model = keras.Sequential([keras.Input((None, M)), layer])
@@ -549,7 +572,20 @@ def test_capture_inputs_records_what_the_layer_receives_in_the_users_model(tmp_p
     with torch.no_grad():
         want = torch.relu(stream.feat(frames)).numpy()
     np.testing.assert_array_equal(cap.xs, want)  # the ReLU features, not the raw frames
+    assert "training mode" in cap.description and "training mode" not in lio.capture_inputs(stream.eval(), "rnn", frames).description
     assert cap.lengths.tolist() == [T, T] and cap.calls == T and "stitched into sequences" in cap.description
+    # a model that reuses one input buffer for every frame, and one that calls its layer by keyword
+    class Reuse(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.buf = torch.nn.LSTMCell(M, N), torch.zeros(2, M)
+
+        def forward(self, frames):
+            for t in range(frames.shape[1]):
+                self.buf.copy_(frames[:, t])
+                self.rnn(input=self.buf)
+
+    np.testing.assert_array_equal(lio.capture_inputs(Reuse(), "rnn", frames).xs, frames.numpy())
     # a sequence module: (T, B, m) input, and a packed batch of two lengths
     seq = torch.nn.Sequential()
     seq.add_module("lstm", torch.nn.LSTM(M, N))

@@ -156,8 +156,10 @@ def test_the_proofs_statements_follow_from_the_committed_runs():
         if T == 100:
             assert r.low <= 1 <= r.high and _stats.equivalence_ratio(ib["sequences"], ch["sequences"], 1.25) >= 0.05
             assert _stats.rank_test(ib["solved_test_errors"], ch["solved_test_errors"]) < 0.05
-        else:
+        else:  # slower without it: established at T = 500 (interval and rank test), suggestive at T = 1000
             assert r.low > 1, T
+            if T == 500:
+                assert _stats.rank_test(ib["sequences"], ch["sequences"]) < 0.05
     # the 1997 cell without input-gate bias: slower than chrono at T = 100, collapsed at T = 500
     assert _stats.ratio_interval(main[("lstm-1997", 100)]["sequences"], main[("lstm-chrono", 100)]["sequences"]).low > 1
     assert main[("lstm-1997", 500)]["collapsed"] == main[("lstm-1997", 500)]["runs"]

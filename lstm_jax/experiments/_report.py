@@ -114,8 +114,8 @@ def collapse(run: dict, control: Optional[dict]) -> Optional[bool]:
     if run["solved"]:
         return False
     mse, mse_c = _final(run, "train_mse"), _final(control, "train_mse")
-    if mse is None or mse_c is None:
-        return None
+    if mse is None or mse_c is None or not (math.isfinite(mse) and math.isfinite(mse_c)):
+        return None  # no window, or a diverged run: undetermined, never gate evidence
     spread = run.get("test_prediction_std")
     return bool(mse >= COLLAPSE_MSE_FRACTION * mse_c and abs(run["test_errors"] - control["test_errors"]) <= COLLAPSE_ERRORS
                 and (spread is None or spread < COLLAPSE_SPREAD * TARGET_STD))
@@ -215,13 +215,17 @@ def contrast(a: dict, b: dict) -> str:
         p_diff = _stats.rank_test(sa, sb)
         line = (f"mean sequences to success {_fmt_k(np.mean(sa))} vs {_fmt_k(np.mean(sb))}, ratio {r.estimate:.2f} "
                 f"[{r.low:.2f}, {r.high:.2f}] (bootstrap 95 %; Mann–Whitney {_p(p_diff)})")
+        excludes_1 = not (r.low <= 1 <= r.high)
         if p_eq < 0.05:
-            line += f", equivalent within a factor {EQUIVALENCE_MARGIN} (TOST {_p(p_eq)})"
-        elif r.low <= 1 <= r.high:
+            line += f", equivalent within a factor {EQUIVALENCE_MARGIN} (TOST on the geometric means, {_p(p_eq)})"
+        elif excludes_1 and p_diff < 0.05:  # a direction only when the interval and the rank test agree
+            line += f", {'more' if r.low > 1 else 'fewer'} sequences for {a['model']}"
+        elif excludes_1:
+            line += (f"; the interval lies {'above' if r.low > 1 else 'below'} 1 but the rank test does not reject: "
+                     f"suggestive of {'more' if r.low > 1 else 'fewer'} sequences for {a['model']}, not established")
+        else:
             line += (f", no difference detected and equivalence within a factor {EQUIVALENCE_MARGIN} not shown (TOST "
                      f"{_p(p_eq)}): the interval allows anything from {_pct(r.low)} to {_pct(r.high)}")
-        else:
-            line += f", {'more' if r.low > 1 else 'fewer'} sequences for {a['model']}"
         parts.append(line)
     ea, eb = a["solved_test_errors"], b["solved_test_errors"]
     if ea and eb:
@@ -270,7 +274,8 @@ def findings(runs: list[dict]) -> list[str]:
     if unsolved:
         out.append(f"Of the {len(unsolved)} runs that did not solve, {sum(r.get('collapsed') is True for r in unsolved)} "
                    "collapsed to the constant predictor (rule above; their test errors are the control's within "
-                   f"{COLLAPSE_ERRORS}), {sum(r.get('collapsed') is None for r in unsolved)} have no control yet.")
+                   f"{COLLAPSE_ERRORS}), {sum(r.get('collapsed') is None for r in unsolved)} are undetermined (no control, "
+                   "or no finite training error).")
     for T in sorted({T for _, T in rows}):
         lstm = [r for (m, t), r in rows.items() if t == T and m in LSTM_MODELS + FORGET_BIAS_MODELS]
         if lstm:
@@ -296,8 +301,8 @@ def findings(runs: list[dict]) -> list[str]:
             half = [(b, r) for b, r in bf if 2 * r["solved"] >= r["runs"] and (not none or b > none[-1][0])]
             if none and half:  # the last bias that solved nothing against the first that solved half or more
                 (b0, r0), (b1, r1) = none[-1], half[0]
-                line += (f"; b_f = {b0:g} (the largest that solved none) vs b_f = {b1:g} (the smallest that solved at "
-                         f"least half) {_p(_stats.fisher_solved(r0['solved'], r0['runs'], r1['solved'], r1['runs']))}")
+                line += (f"; b_f = {b0:g} (the largest that solved none) vs b_f = {b1:g} (the smallest above it that solved "
+                         f"at least half) {_p(_stats.fisher_solved(r0['solved'], r0['runs'], r1['solved'], r1['runs']))}")
             out.append(line + ".")
     moves, excluded = [], 0
     for r in runs:

@@ -55,7 +55,8 @@ def fisher_solved(k1: int, n1: int, k2: int, n2: int) -> float:
 
 
 def rank_test(a: Sequence[float], b: Sequence[float]) -> float:
-    """Two-sided p of the Mann–Whitney U test, exact permutation distribution (ties handled exactly)."""
+    """Two-sided p of the Mann–Whitney U test, exact permutation distribution (ties handled exactly) up to 10⁶
+    splits of the pooled sample (10 vs 10 is 184,756), the normal approximation beyond."""
     stats = _scipy_stats()
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.size < 1 or b.size < 1:

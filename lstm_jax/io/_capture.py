@@ -12,6 +12,8 @@ qualitatively (a layer fed sparse ReLU features behaves unlike one fed N(0, 1)).
 * ``nn.LSTMCell`` / ``GRUCell`` / ``RNNCell``, called once per step (a streaming model such as silero-vad's
   decoder): the per-step inputs ``(B, m)`` are stacked along time into ``(B, T, m)``, one step per call.
 
+The model runs in the mode it is in: in training mode its dropout draws and its batch-norm running statistics
+change (the description says so); call ``module.eval()`` first for what the deployed model sees.
 TorchScript modules cannot be hooked: pass the eager module (for an archive you trust, ``torch.jit.load``
 gives a module whose submodules are not hookable; rebuild the eager model from its class and load the weights).
 """
@@ -54,10 +56,14 @@ def capture_inputs(module: Any, layer: str, *example_inputs: Any, **example_kwar
     cell = isinstance(target, torch.nn.RNNCellBase)
     seen: list = []
 
-    def hook(_mod, args):
-        seen.append(args[0])
+    def hook(_mod, args, kwargs):
+        x = args[0] if args else kwargs.get("input")
+        if x is None:
+            raise ValueError(f"layer {layer!r} was called without an input")
+        # a copy now: a streaming model may reuse one buffer for every frame
+        seen.append(x if isinstance(x, torch.nn.utils.rnn.PackedSequence) else x.detach().clone())
 
-    handle = target.register_forward_pre_hook(hook)
+    handle = target.register_forward_pre_hook(hook, with_kwargs=True)
     try:
         with torch.no_grad():
             module(*example_inputs, **example_kwargs)
@@ -66,6 +72,7 @@ def capture_inputs(module: Any, layer: str, *example_inputs: Any, **example_kwar
     if not seen:
         raise ValueError(f"layer {layer!r} was not called when the model ran on these inputs")
     name = f"{type(target).__name__} {layer!r}"
+    mode = " (the model was in training mode: dropout and batch-norm statistics applied)" if module.training else ""
     if cell:
         steps = [np.asarray(x.detach().cpu().double() if x.dtype == torch.float64 else x.detach().cpu().float())
                  for x in seen]
@@ -75,7 +82,7 @@ def capture_inputs(module: Any, layer: str, *example_inputs: Any, **example_kwar
                              "stream of steps has one shape")
         xs = np.stack(steps, axis=1)
         return Captured(xs, np.full(xs.shape[0], xs.shape[1]), len(steps),
-                        f"inputs of {name} captured over {len(steps)} calls (one step each), stitched into sequences")
+                        f"inputs of {name} captured over {len(steps)} calls (one step each), stitched into sequences{mode}")
     chunks, lens = [], []
     for x in seen:
         if isinstance(x, torch.nn.utils.rnn.PackedSequence):
@@ -96,4 +103,4 @@ def capture_inputs(module: Any, layer: str, *example_inputs: Any, **example_kwar
     xs = np.concatenate(chunks, axis=1)
     lengths = np.sum(lens, axis=0)
     what = "one call" if len(chunks) == 1 else f"{len(chunks)} calls joined along time"
-    return Captured(xs, lengths.astype(np.int64), len(chunks), f"inputs of {name} captured from the model ({what})")
+    return Captured(xs, lengths.astype(np.int64), len(chunks), f"inputs of {name} captured from the model ({what}){mode}")

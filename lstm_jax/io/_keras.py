@@ -57,10 +57,27 @@ def _keys(layer_classes: list) -> list:
     return out
 
 
+def _child(group, key: str, what: str):
+    """``group[key]`` only through a hard link: HDF5 external and soft links (other files, other paths) are refused."""
+    import h5py
+
+    link = group.get(key, getlink=True)
+    if link is None:
+        raise ValueError(f"{what}: no {key!r} in the weights (a layout lstm_jax does not read)")
+    if not isinstance(link, h5py.HardLink):
+        raise ValueError(f"{what}: {key!r} is an HDF5 {type(link).__name__}; only data stored in the file itself is read")
+    return group[key]
+
+
 def _vars(group, what: str) -> list:
-    if "cell" not in group or "vars" not in group["cell"]:
-        raise ValueError(f"{what}: no cell/vars group (a layout lstm_jax does not read)")
-    v = group["cell"]["vars"]
+    import h5py
+
+    v = _child(_child(group, "cell", what), "vars", what)
+    for i in range(len(v)):
+        ds = _child(v, str(i), what)
+        if not isinstance(ds, h5py.Dataset) or ds.external or ds.is_virtual:
+            raise ValueError(f"{what}: variable {i} is not a dataset stored in the file (external or virtual "
+                             "storage reads other files)")
     declared = sum(int(v[str(i)].size) * v[str(i)].dtype.itemsize for i in range(len(v)))
     if declared > array_budget():  # a compressed dataset can declare far more than the file holds
         raise _refuse_size(what, declared, array_budget())
@@ -123,7 +140,10 @@ def keras_recurrences(path, argument: str, fmt: str) -> list:
                 config = json.loads(z.read("config.json"))
             except (KeyError, ValueError) as e:
                 raise ValueError(f"{what}: its config.json cannot be read ({e})") from None
-            weights = io.BytesIO(z.read(next(n for n in z.namelist() if n.endswith(".weights.h5"))))
+            names = [n for n in z.namelist() if n.endswith(".weights.h5")]
+            if len(names) != 1:
+                raise ValueError(f"{what}: a .keras archive holds one *.weights.h5; found {len(names)}")
+            weights = io.BytesIO(z.read(names[0]))
     else:
         weights = path
     out = []
@@ -140,7 +160,9 @@ def keras_recurrences(path, argument: str, fmt: str) -> list:
             keys = _keys([c for c, _ in entries])
             note = ""
         else:
-            keys = [k for k in f["layers"] if _KEY.match(k)]
+            keys = sorted((k for k in f["layers"] if _KEY.match(k)),  # layer order: lstm, lstm_1, …, lstm_10
+                          key=lambda k: (k.rsplit("_", 1)[0] if k.rsplit("_", 1)[-1].isdigit() else k,
+                                         int(k.rsplit("_", 1)[1]) if k.rsplit("_", 1)[-1].isdigit() else -1))
             entries = [({"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN", "bidirectional": "Bidirectional"}[
                 _KEY.match(k).group(1)], {}) for k in keys]
             note = " (a .weights.h5 without its config: default activations assumed)"
@@ -148,32 +170,36 @@ def keras_recurrences(path, argument: str, fmt: str) -> list:
             name = cfg.get("name", key)
             lwhat = f"{what}: Keras {cls} layer {name!r}"
             if cls in _CLASSES:
-                if key not in f["layers"]:
-                    raise ValueError(f"{lwhat}: no layers/{key} group in the weights")
                 if config is not None:
                     _check_config(cls, cfg, lwhat)
-                sd = {f"{name}.{k}_l0": a for k, a in _torch_arrays(cls, _vars(f["layers"][key], lwhat), cfg, lwhat).items()}
+                g = _child(f["layers"], key, lwhat)
+                sd = {f"{name}.{k}_l0": a for k, a in _torch_arrays(cls, _vars(g, lwhat), cfg, lwhat).items()}
                 out.append((name, _rnn_kind(cls, cfg, config is not None), sd, note))
             elif cls == "Bidirectional":
                 inner = cfg.get("layer", {}) if config is not None else {}
                 icls = inner.get("class_name") if inner else None
-                g = f["layers"][key]
-                if "forward_layer" not in g or "backward_layer" not in g:
-                    raise ValueError(f"{lwhat}: no forward_layer/backward_layer groups")
+                g = _child(f["layers"], key, lwhat)
+                sides = {side: _child(g, side, lwhat) for side in ("forward_layer", "backward_layer")}
                 if icls is None:  # no config: the class from the kernel's width
-                    icls = {4: "LSTM", 3: "GRU", 1: "SimpleRNN"}.get(
-                        _vars(g["forward_layer"], lwhat)[1].shape[1] // _vars(g["forward_layer"], lwhat)[1].shape[0])
+                    rec = _vars(sides["forward_layer"], lwhat)[1]
+                    icls = {4: "LSTM", 3: "GRU", 1: "SimpleRNN"}.get(rec.shape[1] // max(rec.shape[0], 1))
                 if icls not in _CLASSES:
                     raise ValueError(f"{lwhat} wraps {icls!r}; lstm_jax reads LSTM, GRU and SimpleRNN")
                 icfg = inner.get("config", {})
                 if config is not None:
                     _check_config(icls, icfg, lwhat)
+                    back = cfg.get("backward_layer") or {}
+                    if back and back.get("class_name") != icls:
+                        raise ValueError(f"{lwhat}: its backward layer is a {back.get('class_name')!r}, not a {icls}")
+                    if back:
+                        # its go_backwards=True is what makes it the backward layer
+                        _check_config(icls, {**back.get("config", {}), "go_backwards": False}, f"{lwhat} (backward layer)")
                     if cfg.get("merge_mode", "concat") != "concat":
                         raise ValueError(f"{lwhat}: merge_mode {cfg.get('merge_mode')!r}; a stack of directions is "
                                          "concatenated (merge_mode='concat')")
                 sd = {}
                 for side, suffix in (("forward_layer", ""), ("backward_layer", "_reverse")):
-                    arrays = _torch_arrays(icls, _vars(g[side], f"{lwhat} ({side})"), icfg, lwhat)
+                    arrays = _torch_arrays(icls, _vars(sides[side], f"{lwhat} ({side})"), icfg, lwhat)
                     sd.update({f"{name}.{k}_l0{suffix}": a for k, a in arrays.items()})
                 out.append((name, _rnn_kind(icls, icfg, config is not None), sd, note))
     return out

@@ -88,8 +88,12 @@ def onnx_recurrences(path, argument: str) -> list:
         if op == "LSTM" and len(node.input) > 7 and node.input[7]:
             raise ValueError(f"{label} has peepholes (input P), which lstm_jax's LSTM does not have")
         acts = [a.decode() if isinstance(a, bytes) else a for a in at.get("activations", [])]
-        D = 2 if (at.get("direction", b"forward") in (b"bidirectional", "bidirectional")) else 1
-        if at.get("direction", b"forward") in (b"reverse", "reverse"):
+        direction = at.get("direction", b"forward")
+        direction = direction.decode() if isinstance(direction, bytes) else str(direction)
+        if direction not in ("forward", "reverse", "bidirectional"):
+            raise ValueError(f"{label}: direction {direction[:30]!r} is not one of the operator's")
+        D = 2 if direction == "bidirectional" else 1
+        if direction == "reverse":
             raise ValueError(f"{label} runs in reverse only; lstm_jax reads forward and bidirectional operators")
         rnn_kind = None
         if op == "RNN":
@@ -106,7 +110,7 @@ def onnx_recurrences(path, argument: str) -> list:
         G = len(_TO_TORCH[op])
         n = R.shape[-1]
         B = array(node.input[3], node) if len(node.input) > 3 and node.input[3] else np.zeros((W.shape[0], 2 * G * n), W.dtype)
-        if W.ndim != 3 or R.shape != (W.shape[0], G * n, n) or W.shape[1] != G * n or B.shape != (W.shape[0], 2 * G * n):
+        if W.ndim != 3 or W.shape[0] != D or R.shape != (W.shape[0], G * n, n) or W.shape[1] != G * n or B.shape != (W.shape[0], 2 * G * n):
             raise ValueError(f"{label}: weights W {W.shape}, R {R.shape}, B {B.shape} are not the operator's "
                              f"(D, {G}·n, m), (D, {G}·n, n), (D, {2 * G}·n)")
         flat = {}

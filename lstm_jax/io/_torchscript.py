@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import io
+import math
 import pickle
 import re
 import zipfile
@@ -81,40 +82,54 @@ class _Unpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str):
         if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
-            return _rebuild_tensor
+            return lambda *a: _rebuild_tensor(*a)  # a fresh callable: pickle's BUILD cannot touch the module's
         if module == "torch._utils" and name == "_rebuild_parameter":
-            return _rebuild_parameter
+            return lambda *a: _rebuild_parameter(*a)
         if module == "torch" and name in _STORAGES:
             return _Storage(_STORAGES[name])
         if module == "collections" and name == "OrderedDict":
             return collections.OrderedDict
         if module == "torch.jit._pickle" and name in _TYPE_TAGS:
-            return _identity  # typed containers (List[int] ...): the value itself
+            return lambda *a: _identity(*a)  # typed containers (List[int] ...): the value itself
         if module == "__torch__" or module.startswith("__torch__."):
             return type(name, (_ScriptObject,), {"__module__": "lstm_jax.io._torchscript", "qualified": f"{module}.{name}"})
         raise ValueError(f"{self.what}: its data.pkl asks for {module}.{name}, which lstm_jax does not resolve (only "
                          "tensors, storages and the archive's own module classes are read; nothing of it is run)")
 
     def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) >= 3 and pid[0] == "storage" and isinstance(pid[1], _Storage)):
-            raise ValueError(f"{self.what}: its data.pkl references {str(pid)[:80]!r}, not a tensor storage")
-        return (str(pid[2]), pid[1].dtype)
+        # types checked before anything is formatted: a self-referencing tuple would make str() explode
+        if not (type(pid) is tuple and len(pid) >= 3 and type(pid[0]) is str and pid[0] == "storage"
+                and isinstance(pid[1], _Storage) and type(pid[2]) is str and len(pid[2]) <= 64):
+            raise ValueError(f"{self.what}: its data.pkl references a {type(pid).__name__}, not a tensor storage")
+        return (pid[2], pid[1].dtype)
 
 
 _RECURRENT = re.compile(r"(?:^|\.)(?:weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)(?:_l\d+)?(?:_reverse)?$")
 
 
-def _flatten(obj: Any, path: str, out: dict, depth: int = 0) -> None:
+_MAX_NODES = 100_000
+
+
+def _flatten(obj: Any, path: str, out: dict, seen: set, depth: int = 0) -> None:
+    """Walk the module tree once per object: pickle's memo can make one object a child many times (a graph whose
+    unfolding is exponential), so every object is visited once and the walk is bounded in depth and size."""
     if depth > _MAX_DEPTH:
         raise ValueError(f"the archive nests modules deeper than {_MAX_DEPTH} levels (at {path[:80]!r}...)")
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if len(seen) > _MAX_NODES:
+        raise ValueError(f"the archive's module tree has more than {_MAX_NODES:,} objects; not a model")
     items = obj.__dict__.items() if isinstance(obj, _ScriptObject) else obj.items() if isinstance(obj, dict) else ()
     for name, value in items:
-        full = f"{path}.{name}" if path else str(name)
+        if type(name) is not str:
+            continue
+        full = f"{path}.{name}" if path else name
         if isinstance(value, _TensorView):
             if _RECURRENT.search(full):
                 out[full] = value
         elif isinstance(value, (_ScriptObject, dict)):
-            _flatten(value, full, out, depth + 1)
+            _flatten(value, full, out, seen, depth + 1)
 
 
 def _materialise(z: zipfile.ZipFile, prefix: str, t: _TensorView, little: bool) -> np.ndarray:
@@ -148,10 +163,11 @@ def torchscript_tensors(path, argument: str) -> tuple[dict, set]:
             raise ValueError(f"{what}: unknown byte order {order[:20]!r} in {prefix}byteorder")
         try:
             root = _Unpickler(io.BytesIO(z.read(pkl[0])), what).load()
-        except (pickle.UnpicklingError, EOFError, TypeError, AttributeError) as e:
+        except (pickle.UnpicklingError, EOFError, TypeError, AttributeError, OverflowError, RecursionError,
+                IndexError, KeyError) as e:
             raise ValueError(f"{what}: its data.pkl cannot be read ({type(e).__name__}: {e})") from None
         views: dict = {}
-        _flatten(root, "", views)
+        _flatten(root, "", views, set())
         if not views:
             raise ValueError(f"{what} is a TorchScript archive with no recurrent module (no weight_ih/weight_hh "
                              "tensors in its module tree)")
@@ -159,7 +175,7 @@ def torchscript_tensors(path, argument: str) -> tuple[dict, set]:
         if bad:
             k = next(iter(bad))
             raise ValueError(f"{what}: tensor {k!r} has dtype {bad[k]}; recurrent weights are floating point")
-        total = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype if v.dtype != "bfloat16" else "float16").itemsize
+        total = sum(math.prod(v.shape) * np.dtype(v.dtype if v.dtype != "bfloat16" else "float16").itemsize
                     for v in views.values())
         budget = array_budget()
         if total > budget:
