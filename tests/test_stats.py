@@ -55,5 +55,7 @@ def test_statistics_refuse_samples_they_cannot_judge():
         _stats.solved_interval(6, 5)
     with pytest.raises(ValueError, match="two values per arm"):
         _stats.ratio_interval([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="more than 10"):
+        _stats.rank_test(range(20), range(20))  # C(40, 20) splits: never silently asymptotic
     with pytest.raises(ValueError, match="margin > 1"):
         _stats.equivalence_ratio([1.0, 2.0], [1.0, 2.0], 1.0)

@@ -364,7 +364,9 @@ def threshold_rows(studies: list[dict]) -> list[dict]:
             if m.startswith("lstm-bf"):
                 have.add((m, T))
                 rows.append(_threshold_row(s, m, T, rs, budget, s["name"]))
-        if s["name"] == "forget-bias" and main is not None and main["settings"]["budget"] >= budget:
+        same = main is not None and main["n"] == s["n"] and all(
+            main["settings"][k] == s["settings"][k] for k in ("lr", "clip", "batch", "check_every"))
+        if s["name"] == "forget-bias" and same and main["settings"]["budget"] >= budget:
             for (m, T), rs in cells(main["runs"]).items():
                 if m.startswith("lstm-bf") and (m, T) not in have:
                     rows.append(_threshold_row(s, m, T, rs, budget, f"main sweep, read at the {budget:,} budget"))
