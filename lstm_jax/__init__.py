@@ -13,6 +13,12 @@ Loading models from PyTorch / Flax / Equinox / checkpoint files: :mod:`lstm_jax.
 """
 
 from ._activations import SIGMOID, TANH, Activation
+from ._cell import Cell
+from ._mingru import MinGRUParams, MinLSTMParams, init_mingru, init_minlstm
+from ._model import RecurrentLayer, RecurrentModel
+from ._rglru import RGLRUParams, init_rglru
+from ._slstm import SLSTMParams, SLSTMState, init_slstm
+from ._registry import CELLS, KINDS, cell_of
 from ._flow import (
     FlowNorms,
     Lyapunov,
@@ -24,7 +30,14 @@ from ._flow import (
     suffix_products,
 )
 from ._fast import run_gru_batch, run_lstm_batch, run_rnn_batch
-from ._matfree import lstm_flow_norms_matfree, lstm_lyapunov_matfree, rnn_flow_norms_matfree, rnn_lyapunov_matfree
+from ._matfree import (
+    gru_flow_norms_matfree,
+    gru_lyapunov_matfree,
+    lstm_flow_norms_matfree,
+    lstm_lyapunov_matfree,
+    rnn_flow_norms_matfree,
+    rnn_lyapunov_matfree,
+)
 from ._gru import (
     GRUGates,
     GRUParams,
@@ -39,16 +52,12 @@ from ._gru import (
     init_gru,
     run_gru,
 )
+from ._article import LSTMTerms, article_cell_map, article_terms, article_terms_published, lstm_terms_along
 from ._jacobians import (
     JointBlocks,
-    LSTMTerms,
-    article_cell_map,
-    article_terms,
-    article_terms_published,
     jacobian_products,
     lstm_step_jacobian,
     lstm_step_jacobians,
-    lstm_terms_along,
     rnn_step_jacobian,
     rnn_step_jacobians,
     split_joint,
@@ -66,15 +75,25 @@ from ._lstm import (
     unfuse_lstm_params,
     zero_state,
 )
-from ._parallel import DENSE, DIAGONAL, NewtonInfo, NewtonMode, parallel_run_lstm, parallel_run_rnn, solve_linear_recurrence
+from ._parallel import (
+    DENSE,
+    DIAGONAL,
+    NewtonInfo,
+    NewtonMode,
+    parallel_run_gru,
+    parallel_run_linear,
+    parallel_run_lstm,
+    parallel_run_rnn,
+    solve_linear_recurrence,
+)
 from ._rnn import RNNParams, init_rnn, rnn_preactivation, rnn_step, run_rnn
 from ._scan import previous_states
 from ._stack import (
-    KINDS,
     StackJacobians,
     StackRun,
     check_recurrent_params,
     mask_padded_jacobians,
+    run_cell,
     run_stack,
     stack_flow,
     stack_step_jacobians,
@@ -88,6 +107,11 @@ __all__ = [
     "Activation",
     "SIGMOID",
     "TANH",
+    # the cell protocol and the registry of kinds
+    "Cell",
+    "CELLS",
+    "KINDS",
+    "cell_of",
     # RNN
     "RNNParams",
     "init_rnn",
@@ -124,8 +148,20 @@ __all__ = [
     "gru_terms",
     "gru_terms_along",
     "gru_flow_map",
+    # modern cells (gates from the input: minGRU, minLSTM, RG-LRU; memory mixing: sLSTM) and any kind's runner
+    "MinGRUParams",
+    "init_mingru",
+    "MinLSTMParams",
+    "init_minlstm",
+    "RGLRUParams",
+    "init_rglru",
+    "SLSTMParams",
+    "SLSTMState",
+    "init_slstm",
+    "run_cell",
     # stacked / bidirectional / padded models
-    "KINDS",
+    "RecurrentLayer",
+    "RecurrentModel",
     "check_recurrent_params",
     "StackRun",
     "StackJacobians",
@@ -158,8 +194,10 @@ __all__ = [
     "lyapunov",
     "lstm_lyapunov_matfree",
     "rnn_lyapunov_matfree",
+    "gru_lyapunov_matfree",
     "lstm_flow_norms_matfree",
     "rnn_flow_norms_matfree",
+    "gru_flow_norms_matfree",
     # parallel in time (DEER / quasi-DEER)
     "NewtonMode",
     "DENSE",
@@ -167,6 +205,8 @@ __all__ = [
     "NewtonInfo",
     "parallel_run_rnn",
     "parallel_run_lstm",
+    "parallel_run_gru",
+    "parallel_run_linear",
     "solve_linear_recurrence",
     # checks
     "check_finite",

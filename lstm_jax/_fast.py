@@ -48,108 +48,95 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from ._activations import SIGMOID, Activation, as_activation
+from ._cell import Weights, input_preactivation, recurrent_preactivation, vjp_blocks
+from ._gru import CELL as GRU_CELL
+from ._gru import GRUParams
+from ._lstm import CELL as LSTM_CELL
+from ._lstm import LSTMParams, LSTMState
+from ._rnn import RNNParams, rnn_cell
 from ._scan import previous_states
-from ._activations import SIGMOID, TANH, Activation, as_activation
-from ._lstm import LSTMParams, LSTMState, _fused, check_lstm_params
-from ._gru import GRUParams, _gates_from as _gru_gates_from, _update as _gru_update, check_gru_params
-from ._rnn import RNNParams, check_rnn_params
-from ._validation import as_named_tuple, check_array, check_bool, check_unroll
-
-_dsig = SIGMOID.deriv
-_dtanh = TANH.deriv
-
-
-def _split4(z):
-    n = z.shape[-1] // 4
-    return z[..., :n], z[..., n:2 * n], z[..., 2 * n:3 * n], z[..., 3 * n:]
+from ._validation import check_array, check_bool, check_unroll
 
 
 def _proj(xs, W_x, b):
-    """``xs (T, B, m) @ W_x (m, 4n) + b`` as one GEMM over ``T·B`` rows."""
+    """``xs (T, B, m) @ W_x (m, G n) + b`` as one GEMM over ``T·B`` rows."""
     T, B, m = xs.shape
-    return (xs.reshape(T * B, m) @ W_x + b).reshape(T, B, -1)
+    z = xs.reshape(T * B, m) @ W_x
+    return (z if b is None else z + b).reshape(T, B, -1)
 
 
-def _after_loop(state0, states, xs, rows_h, rows_x, W_x):
-    r"""The gradients a recurrence's custom VJP forms **after** its backward loop, each one GEMM over all ``T·B``
-    rows: :math:`\bar W_h = S_{prev}^\top \bar U`, :math:`\bar W_x = X^\top \bar V`, :math:`\bar X = \bar V W_x^\top`.
-
-    ``states (T, B, n)`` the outputs (``S_prev`` = ``state0`` then ``states[:-1]``); ``rows_h (T·B, k)``, ``rows_x
-    (T·B, k)`` the cotangents of the recurrent and the input product (the same array for the LSTM and the RNN);
-    ``W_x (m, k)`` the input weights in row layout.  Returns ``(dW_h (n, k), dW_x (m, k), dxs (T, B, m))``.
-    """
-    T, B, n = states.shape
-    s_prev = previous_states(state0, states).reshape(T * B, n)
-    return s_prev.T @ rows_h, xs.reshape(T * B, -1).T @ rows_x, (rows_x @ W_x.T).reshape(xs.shape)
-
-
-# --------------------------------------------------------------------------- LSTM core
-
-
-def _lstm_scan(cfg, W_h, W_x, b, h0, c0, xs, *, residuals):
-    """The forward loop; with ``residuals`` also the per-step products the backward needs."""
+def _scan(cell, cfg, w, s0, xs, *, residuals):
+    """The forward loop on ``(B, n)`` blocks; with ``residuals`` also the rows the backward needs: the
+    recurrent block's states (for :math:`\bar W_h`), the outputs and the cell's factors."""
     hoist, unroll = cfg
 
-    def cell(h, c, z):
-        z_f, z_i, z_c, z_o = _split4(z)
-        f, i, g, o = jax.nn.sigmoid(z_f), jax.nn.sigmoid(z_i), jnp.tanh(z_c), jax.nn.sigmoid(z_o)
-        c_new = c * f + g * i  # article eq. (5)
-        tc = jnp.tanh(c_new)
-        h_new = o * tc
-        if not residuals:
-            return h_new, c_new, h_new
-        a = jnp.concatenate([c * _dsig(z_f), g * _dsig(z_i), i * _dtanh(z_c), tc * _dsig(z_o)], axis=-1)
-        return h_new, c_new, (h_new, a, o * _dtanh(c_new), f)
+    def body(blocks, z_x):
+        new, F = cell.update(blocks, recurrent_preactivation(cell, w, blocks), z_x)
+        out = new[cell.out_block]
+        return new, ((out, F) if residuals else out)
 
     if hoist:
-        def step(carry, zx):
-            h, c = carry
-            h, c, out = cell(h, c, zx + h @ W_h)
-            return (h, c), out
-
-        return jax.lax.scan(step, (h0, c0), _proj(xs, W_x, b), unroll=unroll)
-
-    def step(carry, x):
-        h, c = carry
-        h, c, out = cell(h, c, h @ W_h + x @ W_x + b)
-        return (h, c), out
-
-    return jax.lax.scan(step, (h0, c0), xs, unroll=unroll)
+        return jax.lax.scan(body, s0, _proj(xs, w.W_x, w.b_x), unroll=unroll)
+    return jax.lax.scan(lambda blocks, x: body(blocks, input_preactivation(w, x)), s0, xs, unroll=unroll)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _lstm_core(cfg, W_h, W_x, b, h0, c0, xs):
-    (h, c), hs = _lstm_scan(cfg, W_h, W_x, b, h0, c0, xs, residuals=False)
-    return h, c, hs
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _core(cell, cfg, w, s0, xs):
+    return _scan(cell, cfg, w, s0, xs, residuals=False)
 
 
-def _lstm_core_fwd(cfg, W_h, W_x, b, h0, c0, xs):
-    (h, c), (hs, a, e, f) = _lstm_scan(cfg, W_h, W_x, b, h0, c0, xs, residuals=True)
-    return (h, c, hs), (W_h, W_x, h0, xs, hs, a, e, f)
+def _core_fwd(cell, cfg, w, s0, xs):
+    final, (outs, F) = _scan(cell, cfg, w, s0, xs, residuals=True)
+    return (final, outs), (w, s0, xs, outs, F)
 
 
-def _lstm_core_bwd(cfg, res, cts):
-    W_h, W_x, h0, xs, hs, a, e, f = res
-    dh_T, dc_T, dhs = cts
-    n = W_h.shape[0]
-    W_h_t = W_h.T
-    dhs = dhs.at[-1].add(dh_T)
+def _core_bwd(cell, cfg, res, cts):
+    w, s0, xs, outs, F = res
+    d_final, d_outs = cts
+    W_h_t = None if w.W_h is None else w.W_h.T
+    o = cell.out_block
 
-    def step(carry, inp):
-        dh_next, dc = carry  # dh_next: cotangent of h_t from step t + 1
-        dh_out, a_t, e_t, f_t = inp
-        dh = dh_next + dh_out
-        dc = dc + e_t * dh
-        dz = a_t * jnp.concatenate([dc, dc, dc, dh], axis=-1)
-        return (dz @ W_h_t, f_t * dc), dz
+    def back(g, inp):
+        d_out, F_t = inp
+        g = tuple(v + d_out if j == o else v for j, v in enumerate(g))
+        g, dz_h, dz_x = vjp_blocks(cell, W_h_t, F_t, g)
+        return g, (dz_h, dz_x)
 
-    (dh0, dc0), dZ = jax.lax.scan(step, (jnp.zeros_like(dh_T), dc_T), (dhs, a, e, f), reverse=True, unroll=cfg[1])
-    rows = dZ.reshape(-1, 4 * n)
-    dW_h, dW_x, dxs = _after_loop(h0, hs, xs, rows, rows, W_x)
-    return dW_h, dW_x, rows.sum(axis=0), dh0, dc0, dxs
+    d_s0, (dZ_h, dZ_x) = jax.lax.scan(back, tuple(d_final), (d_outs, F), reverse=True, unroll=cfg[1])
+    # the weight gradients after the loop, each one GEMM over all T·B rows
+    T, B, m = xs.shape
+    rows_x = dZ_x.reshape(T * B, -1)
+    d_w = {"W_x": xs.reshape(T * B, m).T @ rows_x, "b_x": None if w.b_x is None else rows_x.sum(axis=0),
+           "W_h": None, "b_h": None}
+    if w.W_h is not None:
+        rows_h = dZ_h.reshape(T * B, -1)
+        # the recurrent block's states before each step; the outputs are those states for every cell here
+        assert cell.rec_block == o, "the batch runner needs the recurrent block to be the output block"
+        n = outs.shape[-1]
+        prev = previous_states(s0[o], outs).reshape(T * B, n)
+        d_w["W_h"] = prev.T @ rows_h
+        d_w["b_h"] = None if w.b_h is None else rows_h.sum(axis=0)
+    dxs = (rows_x @ w.W_x.T).reshape(xs.shape)
+    return Weights(**d_w), d_s0, dxs
 
 
-_lstm_core.defvjp(_lstm_core_fwd, _lstm_core_bwd)
+_core.defvjp(_core_fwd, _core_bwd)
+
+
+def _run_batch(cell, params, state0, state_name, xs, time_major, hoist, unroll):
+    """Validate, cast and run one cell over a batch (the public runners' common body)."""
+    p, n, m = cell.check(params, "params")
+    blocks = cell.to_blocks(cell.coerce(state0, state_name))
+    names = [state_name] if cell.width == 1 else [f"{state_name}.{b}" for b in cell.blocks]
+    first = check_array(blocks[0], names[0], ("B", n))
+    blocks = (first,) + tuple(check_array(v, nm, (first.shape[0], n)) for v, nm in zip(blocks[1:], names[1:]))
+    xs = _check_batch(xs, m, time_major, first, names[0])
+    dtype = jnp.result_type(*[a.dtype for a in jax.tree_util.tree_leaves((p, blocks, xs))])
+    cast = lambda t: jax.tree_util.tree_map(lambda a: a.astype(dtype), t)  # noqa: E731
+    cfg = (check_bool(hoist, "hoist"), check_unroll(unroll, xs.shape[0]))
+    final, outs = _core(cell, cfg, cell.weights(cast(p)), cast(blocks), cast(xs))
+    return cell.from_blocks(final), (outs if time_major else jnp.swapaxes(outs, 0, 1))
 
 
 def _check_batch(xs, m, time_major, state, state_name):
@@ -194,60 +181,7 @@ def run_lstm_batch(
 
         h_T = run_lstm_batch(p, LSTMState(jnp.zeros((B, n)), jnp.zeros((B, n))), xs_bTm, time_major=False)[0].h
     """
-    p, n, m = check_lstm_params(params)
-    s = as_named_tuple(state0, LSTMState, "state0")
-    h0 = check_array(s.h, "state0.h", ("B", n))
-    c0 = check_array(s.c, "state0.c", (h0.shape[0], n))
-    xs = _check_batch(xs, m, time_major, h0, "state0.h")
-    dtype = jnp.result_type(p.W_f.dtype, h0.dtype, c0.dtype, xs.dtype)
-    p = jax.tree_util.tree_map(lambda v: v.astype(dtype), p)
-    W, b = _fused(p, n)
-    b = jnp.zeros((4 * n,), dtype) if b is None else b
-    cfg = (check_bool(hoist, "hoist"), check_unroll(unroll, xs.shape[0]))
-    h, c, hs = _lstm_core(cfg, W[:n], W[n:], b, h0.astype(dtype), c0.astype(dtype), xs.astype(dtype))
-    return LSTMState(h, c), (hs if time_major else jnp.swapaxes(hs, 0, 1))
-
-
-# --------------------------------------------------------------------------- RNN core
-
-
-def _rnn_scan(activation, W_rec_t, W_in_t, b, c0, xs, *, residuals):
-    def step(c, x):
-        z = c @ W_rec_t + x @ W_in_t + b
-        c_new = activation.fn(z)
-        return c_new, ((c_new, activation.deriv(z)) if residuals else c_new)
-
-    return jax.lax.scan(step, c0, xs)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _rnn_core(activation, W_rec_t, W_in_t, b, c0, xs):
-    return _rnn_scan(activation, W_rec_t, W_in_t, b, c0, xs, residuals=False)
-
-
-def _rnn_core_fwd(activation, W_rec_t, W_in_t, b, c0, xs):
-    c, (cs, d) = _rnn_scan(activation, W_rec_t, W_in_t, b, c0, xs, residuals=True)
-    return (c, cs), (W_rec_t, W_in_t, c0, xs, cs, d)
-
-
-def _rnn_core_bwd(activation, res, cts):
-    W_rec_t, W_in_t, c0, xs, cs, d = res
-    dc_T, dcs = cts
-    W_rec = W_rec_t.T
-    dcs = dcs.at[-1].add(dc_T)
-
-    def step(dc_next, inp):
-        dc_out, d_t = inp
-        dz = d_t * (dc_next + dc_out)
-        return dz @ W_rec, dz
-
-    dc0, dZ = jax.lax.scan(step, jnp.zeros_like(dc_T), (dcs, d), reverse=True)
-    rows = dZ.reshape(-1, dZ.shape[-1])
-    dW_rec_t, dW_in_t, dxs = _after_loop(c0, cs, xs, rows, rows, W_in_t)
-    return dW_rec_t, dW_in_t, rows.sum(axis=0), dc0, dxs
-
-
-_rnn_core.defvjp(_rnn_core_fwd, _rnn_core_bwd)
+    return _run_batch(LSTM_CELL, params, state0, "state0", xs, time_major, hoist, unroll)
 
 
 def run_rnn_batch(
@@ -270,74 +204,7 @@ def run_rnn_batch(
     Returns:
       ``(c_T (B, n), cs (T, B, n))`` (``cs`` batch-major with ``time_major=False``).
     """
-    activation = as_activation(activation)  # SIGMOID/TANH or "sigmoid"/"tanh"; anything else: TypeError
-    p, n, m = check_rnn_params(params)
-    c0 = check_array(c0, "c0", ("B", n))
-    xs = _check_batch(xs, m, time_major, c0, "c0")
-    dtype = jnp.result_type(p.W_rec.dtype, c0.dtype, xs.dtype)
-    b = jnp.zeros((n,), dtype) if p.b is None else p.b.astype(dtype)
-    c, cs = _rnn_core(activation, p.W_rec.T.astype(dtype), p.W_in.T.astype(dtype), b, c0.astype(dtype), xs.astype(dtype))
-    return c, (cs if time_major else jnp.swapaxes(cs, 0, 1))
-
-
-# --------------------------------------------------------------------------- GRU core
-
-
-def _gru_scan(W_h, W_x, b, h0, xs, *, residuals):
-    """The GRU forward loop (:mod:`lstm_jax._gru` equations, row layout); with ``residuals`` the backward's factors.
-
-    ``W_h (n, 3n)`` and ``W_x (m, 3n)`` hold the r, z, n blocks; ``b (4, n)`` is ``b_r, b_z, b_in, b_hn``.
-    """
-    n = h0.shape[-1]
-
-    def step(h, x):
-        Uh, Vx = h @ W_h, x @ W_x
-        g = _gru_gates_from(Uh[:, :n] + Vx[:, :n] + b[0], Uh[:, n:2 * n] + Vx[:, n:2 * n] + b[1],
-                            Uh[:, 2 * n:] + b[3], Vx[:, 2 * n:] + b[2])
-        h_new = _gru_update(h, g)
-        if not residuals:
-            return h_new, h_new
-        # da_n = dh * k_n;  da_r = da_n * k_r;  dq = da_n * r;  da_z = dh * k_z;  dh_prev (direct) = dh * z
-        k_n = jax.nn.sigmoid(-g.a_z) * _dtanh(g.a_n)  # (1 - z) tanh'(a_n), 1 - z = sigma(-a_z) exactly
-        return h_new, (h_new, jnp.stack([k_n, g.q * _dsig(g.a_r), g.r, (h - g.n) * _dsig(g.a_z), g.z]))
-
-    return jax.lax.scan(step, h0, xs)
-
-
-@jax.custom_vjp
-def _gru_core(W_h, W_x, b, h0, xs):
-    return _gru_scan(W_h, W_x, b, h0, xs, residuals=False)
-
-
-def _gru_core_fwd(W_h, W_x, b, h0, xs):
-    h, (hs, k) = _gru_scan(W_h, W_x, b, h0, xs, residuals=True)
-    return (h, hs), (W_h, W_x, h0, xs, hs, k)
-
-
-def _gru_core_bwd(res, cts):
-    W_h, W_x, h0, xs, hs, k = res
-    dh_T, dhs = cts
-    W_h_t = W_h.T
-    dhs = dhs.at[-1].add(dh_T)
-
-    def step(dh_next, inp):
-        dh_out, k_t = inp
-        dh = dh_next + dh_out
-        da_n = dh * k_t[0]
-        da_r, dq, da_z = da_n * k_t[1], da_n * k_t[2], dh * k_t[3]
-        dU = jnp.concatenate([da_r, da_z, dq], axis=-1)  # cotangent of h @ W_h
-        return dh * k_t[4] + dU @ W_h_t, (dU, da_n)
-
-    dh0, (dU, da_n) = jax.lax.scan(step, jnp.zeros_like(dh_T), (dhs, k), reverse=True)
-    n = dU.shape[-1] // 3
-    rows_U = dU.reshape(-1, 3 * n)
-    rows_V = jnp.concatenate([rows_U[:, :2 * n], da_n.reshape(-1, n)], axis=-1)  # cotangent of x @ W_x
-    db = jnp.stack([rows_V[:, :n].sum(0), rows_V[:, n:2 * n].sum(0), rows_V[:, 2 * n:].sum(0), rows_U[:, 2 * n:].sum(0)])
-    dW_h, dW_x, dxs = _after_loop(h0, hs, xs, rows_U, rows_V, W_x)
-    return dW_h, dW_x, db, dh0, dxs
-
-
-_gru_core.defvjp(_gru_core_fwd, _gru_core_bwd)
+    return _run_batch(rnn_cell(as_activation(activation)), params, c0, "c0", xs, time_major, False, 1)
 
 
 def run_gru_batch(
@@ -368,13 +235,4 @@ def run_gru_batch(
     Returns:
       ``(h_T (B, n), hs (T, B, n))`` (``hs`` batch-major with ``time_major=False``).
     """
-    p, n, m = check_gru_params(params)
-    h0 = check_array(h0, "h0", ("B", n))
-    xs = _check_batch(xs, m, time_major, h0, "h0")
-    dtype = jnp.result_type(p.W_r.dtype, h0.dtype, xs.dtype)
-    Ws = [getattr(p, w).astype(dtype) for w in ("W_r", "W_z", "W_n")]
-    W_h = jnp.concatenate([W[:, :n].T for W in Ws], axis=1)
-    W_x = jnp.concatenate([W[:, n:].T for W in Ws], axis=1)
-    b = jnp.stack([jnp.zeros((n,), dtype) if v is None else v.astype(dtype) for v in (p.b_r, p.b_z, p.b_in, p.b_hn)])
-    h, hs = _gru_core(W_h, W_x, b, h0.astype(dtype), xs.astype(dtype))
-    return h, (hs if time_major else jnp.swapaxes(hs, 0, 1))
+    return _run_batch(GRU_CELL, params, h0, "h0", xs, time_major, False, 1)

@@ -21,7 +21,8 @@ import numpy as np
 
 from ._activations import SIGMOID, TANH
 from ._flow import gradient_flow_norms, lag_map, lyapunov, suffix_products
-from ._jacobians import lstm_step_jacobians, lstm_terms_along, rnn_step_jacobians
+from ._article import lstm_terms_along
+from ._jacobians import lstm_step_jacobians, rnn_step_jacobians
 from ._lstm import init_lstm, zero_state
 from ._plotting import subplots
 from ._rnn import init_rnn

@@ -52,7 +52,8 @@ import jax
 import jax.numpy as jnp
 
 from ._activations import SIGMOID, TANH
-from ._scan import check_seq_lengths, previous_states, scan_steps
+from ._cell import Cell, Weights, check_trajectory, dense_jacobian, jacobians_along, preactivations, run, step
+from ._scan import check_seq_lengths, previous_states
 from ._validation import as_named_tuple, check_array, check_init_args, common_dtype
 
 _dsig = SIGMOID.deriv
@@ -150,10 +151,6 @@ def check_gru_params(params, name: str = "params") -> tuple[GRUParams, int, int]
     return GRUParams(**leaves), n, m
 
 
-def _add(a, b):
-    return a if b is None else a + b
-
-
 def _gates_from(a_r, a_z, q, v_n) -> GRUGates:
     """The gates from the pre-activations :math:`a_r, a_z`, :math:`q = U_n h + b_{hn}` and the candidate's
     input part :math:`v_n = V_n x + b_{in}` (any leading batch shape; shared with the batch runner)."""
@@ -162,11 +159,78 @@ def _gates_from(a_r, a_z, q, v_n) -> GRUGates:
     return GRUGates(r, jax.nn.sigmoid(a_z), jnp.tanh(a_n), a_r, a_z, a_n, q)
 
 
+class GRUFactors(NamedTuple):
+    r"""The five diagonal factors of one step (each ``(..., n)``), the GRU's :class:`~lstm_jax._cell.Cell` factors.
+
+    :math:`k_n = (1 - z_t)\tanh'(a_n)`, :math:`k_r = q_t\sigma'(a_r)`, :math:`r_t`,
+    :math:`k_z = (h_{t-1} - n_t)\sigma'(a_z)` and :math:`z_t`, so that with :math:`\delta a^h_g = U_g\,\delta h_{t-1}`
+
+    .. math::
+
+        \delta h_t = k_n\,(k_r\,\delta a^h_r + r_t\,\delta q) + k_z\,\delta a^h_z + z_t\,\delta h_{t-1}
+
+    (:math:`\delta q = \delta a^h_n`): the four terms :math:`N_t + R_t + Z_t + B_t` of the module docstring.
+    """
+
+    k_n: jax.Array
+    k_r: jax.Array
+    r: jax.Array
+    k_z: jax.Array
+    z: jax.Array
+
+
+def _weights(p: GRUParams) -> Weights:
+    """Row layout, blocks r, z, n: ``W_h = [U_r | U_z | U_n]^T``, ``b_h = [0, 0, b_hn]``, ``b_x = [b_r, b_z, b_in]``."""
+    n = p.W_r.shape[0]
+    Ws = (p.W_r, p.W_z, p.W_n)
+    W_h = jnp.concatenate([W[:, :n].T for W in Ws], axis=1)
+    W_x = jnp.concatenate([W[:, n:].T for W in Ws], axis=1)
+    zero = jnp.zeros((n,), W_h.dtype)
+    b_h = None if p.b_hn is None else jnp.concatenate([zero, zero, p.b_hn])
+    bx = (p.b_r, p.b_z, p.b_in)
+    b_x = None if all(v is None for v in bx) else jnp.concatenate([zero if v is None else v for v in bx])
+    return Weights(W_h, W_x, b_h, b_x)
+
+
+def _gates_of(z_h, z_x) -> GRUGates:
+    """The gates from the pre-activations ``z_h = [U_r h, U_z h, U_n h + b_hn]``, ``z_x = V x + b_x``."""
+    h_r, h_z, q = jnp.split(z_h, 3, axis=-1)
+    x_r, x_z, x_n = jnp.split(z_x, 3, axis=-1)
+    return _gates_from(h_r + x_r, h_z + x_z, q, x_n)
+
+
+def _update_cell(blocks, z_h, z_x):
+    (h_prev,) = blocks
+    g = _gates_of(z_h, z_x)
+    F = GRUFactors(jax.nn.sigmoid(-g.a_z) * _dtanh(g.a_n), g.q * _dsig(g.a_r), g.r, (h_prev - g.n) * _dsig(g.a_z), g.z)
+    return (_update(h_prev, g),), F
+
+
+def _tangent(F: GRUFactors, dz, ds):
+    d_r, d_z, d_q = jnp.split(dz, 3, axis=-1)
+    return (F.k_n * (F.k_r * d_r + F.r * d_q) + F.k_z * d_z + F.z * ds[0],)
+
+
+def _cotangent(F: GRUFactors, g):
+    (g_h,) = g
+    da_n = g_h * F.k_n
+    d_r, d_z = da_n * F.k_r, g_h * F.k_z
+    return (jnp.concatenate([d_r, d_z, da_n * F.r], axis=-1), jnp.concatenate([d_r, d_z, da_n], axis=-1),
+            (g_h * F.z,))
+
+
+CELL = Cell(
+    kind="gru", blocks=("h",), out_block=0, rec_block=0, params_type=GRUParams,
+    check=lambda params, name="params": check_gru_params(params, name),
+    weights=_weights, update=_update_cell, tangent=_tangent, cotangent=_cotangent,
+    to_blocks=lambda h: (h,), from_blocks=lambda b: b[0], zero=lambda n, dtype: jnp.zeros((n,), dtype), coerce=lambda s, name: s,
+    description="GRU (PyTorch convention, h_t = (1 - z_t) n_t + z_t h_(t-1)); state h_t (n); the additive diag(z_t) "
+                "path plus the gated terms (gru_terms_along)",
+)
+
+
 def _gates(p: GRUParams, h_prev: jax.Array, x: jax.Array) -> GRUGates:
-    n = h_prev.shape[-1]
-    a_r = _add(p.W_r @ jnp.concatenate([h_prev, x], axis=-1), p.b_r)
-    a_z = _add(p.W_z @ jnp.concatenate([h_prev, x], axis=-1), p.b_z)
-    return _gates_from(a_r, a_z, _add(p.W_n[:, :n] @ h_prev, p.b_hn), _add(p.W_n[:, n:] @ x, p.b_in))
+    return _gates_of(*preactivations(CELL, _weights(p), (h_prev,), x))
 
 
 def _update(h_prev, g: GRUGates):
@@ -175,7 +239,7 @@ def _update(h_prev, g: GRUGates):
 
 
 def _gru_step(p: GRUParams, h_prev, x):
-    return _update(h_prev, _gates(p, h_prev, x))
+    return step(CELL, _weights(p), (h_prev,), x)[0][0]
 
 
 def _check_gru_call(params, h, h_name, x, x_name, x_shape):
@@ -233,29 +297,19 @@ def run_gru(
     p, h0, xs = _check_gru_call(params, h0, "h0", xs, "xs", lambda m: ("T", m))
     L = check_seq_lengths(seq_lengths, xs.shape[0])
 
-    def step(h, x):
-        h_new = _gru_step(p, h, x)
-        return h_new, h_new
-
-    return scan_steps(step, h0, xs, unroll=unroll, remat=remat, seq_lengths=L)
+    return run(CELL, _weights(p), h0, xs, unroll=unroll, remat=remat, seq_lengths=L)
 
 
 def _terms(p: GRUParams, h_prev, x) -> GRUTerms:
     n = h_prev.shape[-1]
-    g = _gates(p, h_prev, x)
-    one_minus_z = jax.nn.sigmoid(-g.a_z)
-    dn = one_minus_z * _dtanh(g.a_n)  # (1 - z) tanh'(a_n)
+    F = step(CELL, _weights(p), (h_prev,), x)[1]
     U_r, U_z, U_n = (W[:, :n] for W in (p.W_r, p.W_z, p.W_n))
-    return GRUTerms(
-        B=jnp.diag(g.z),
-        Z=((h_prev - g.n) * _dsig(g.a_z))[:, None] * U_z,
-        R=(dn * g.q * _dsig(g.a_r))[:, None] * U_r,
-        N=(dn * g.r)[:, None] * U_n,
-    )
+    return GRUTerms(B=jnp.diag(F.z), Z=F.k_z[:, None] * U_z, R=(F.k_n * F.k_r)[:, None] * U_r, N=(F.k_n * F.r)[:, None] * U_n)
 
 
 def _jac(p: GRUParams, h_prev, x):
-    return _terms(p, h_prev, x).total()
+    w = _weights(p)
+    return dense_jacobian(CELL, w, step(CELL, w, (h_prev,), x)[1], h_prev.shape[-1])
 
 
 def gru_terms(params: GRUParams, h_prev: jax.Array, x: jax.Array) -> GRUTerms:
@@ -264,15 +318,14 @@ def gru_terms(params: GRUParams, h_prev: jax.Array, x: jax.Array) -> GRUTerms:
     return _terms(p, h_prev, x)
 
 
-def _prev_states(p, h0, xs):
-    _, hs = run_gru(p, h0, xs)  # the trajectory the runner itself produces
-    return previous_states(h0, hs)
+def gru_terms_along(params: GRUParams, h0: jax.Array, xs: jax.Array, *, trajectory: Optional[jax.Array] = None) -> GRUTerms:
+    """:class:`GRUTerms` along a trajectory from ``h0 (n,)`` over ``xs (T, m)``, for ``t = 1..T`` (leading axis ``T``).
 
-
-def gru_terms_along(params: GRUParams, h0: jax.Array, xs: jax.Array) -> GRUTerms:
-    """:class:`GRUTerms` along a trajectory from ``h0 (n,)`` over ``xs (T, m)``, for ``t = 1..T`` (leading axis ``T``)."""
+    ``trajectory``: the ``(T, n)`` states :func:`run_gru` returned for these inputs (default: run it here).
+    """
     p, h0, xs = _check_gru_call(params, h0, "h0", xs, "xs", lambda m: ("T", m))
-    return jax.vmap(lambda h, x: _terms(p, h, x))(_prev_states(p, h0, xs), xs)
+    hs = run_gru(p, h0, xs)[1] if trajectory is None else check_trajectory(CELL, trajectory, xs.shape[0], h0.shape[0])
+    return jax.vmap(lambda h, x: _terms(p, h, x))(previous_states(h0, hs), xs)
 
 
 def gru_flow_map(params: GRUParams, xs: jax.Array):
@@ -287,7 +340,11 @@ def gru_step_jacobian(params: GRUParams, h_prev: jax.Array, x: jax.Array) -> jax
     return _jac(p, h_prev, x)
 
 
-def gru_step_jacobians(params: GRUParams, h0: jax.Array, xs: jax.Array) -> jax.Array:
-    """All step Jacobians :math:`\\partial h_t/\\partial h_{t-1}`, ``t = 1..T``: ``(T, n, n)`` (one scan, one vmap)."""
+def gru_step_jacobians(params: GRUParams, h0: jax.Array, xs: jax.Array, *, trajectory: Optional[jax.Array] = None) -> jax.Array:
+    """All step Jacobians :math:`\\partial h_t/\\partial h_{t-1}`, ``t = 1..T``: ``(T, n, n)`` (one scan, one vmap).
+
+    ``trajectory``: the ``(T, n)`` states :func:`run_gru` returned for these inputs (default: run it here).
+    """
     p, h0, xs = _check_gru_call(params, h0, "h0", xs, "xs", lambda m: ("T", m))
-    return jax.vmap(lambda h, x: _jac(p, h, x))(_prev_states(p, h0, xs), xs)
+    hs = run_gru(p, h0, xs)[1] if trajectory is None else check_trajectory(CELL, trajectory, xs.shape[0], h0.shape[0])
+    return jacobians_along(CELL, _weights(p), h0, hs, xs)

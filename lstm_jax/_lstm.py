@@ -36,9 +36,13 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from ._scan import check_seq_lengths, scan_steps
+from ._activations import SIGMOID, TANH
+from ._cell import Cell, Weights, preactivations, run, step
+from ._scan import check_seq_lengths
 from ._validation import as_named_tuple, check_array, check_float_dtype, check_init_args, check_int, check_real, common_dtype
 
+_dsig = SIGMOID.deriv
+_dtanh = TANH.deriv
 
 
 class LSTMParams(NamedTuple):
@@ -179,33 +183,89 @@ def unfuse_lstm_params(fused: FusedLSTMParams, n: int) -> LSTMParams:
     return LSTMParams(*Ws, *[b[g * n:(g + 1) * n] for g in range(4)])
 
 
-def _preact(W: jax.Array, b: Optional[jax.Array], h: jax.Array, x: jax.Array) -> jax.Array:
-    # One GEMV on [h; x] (a vector concatenation) instead of W[:, :n] @ h + W[:, n:] @ x: column slices
-    # of W are strided copies of the matrix (measured 3x slower at n = 256, benchmarks/jacobians.py).
-    z = W @ jnp.concatenate([h, x], axis=-1)
-    return z if b is None else z + b
+class LSTMFactors(NamedTuple):
+    r"""The six diagonal factors of one step's joint Jacobian (each ``(..., n)``), the LSTM's :class:`~lstm_jax._cell.Cell` factors.
+
+    :math:`a_f = c_{t-1}\sigma'(z_f)`, :math:`a_i = \tilde c_t\sigma'(z_i)`, :math:`a_c = i_t\tanh'(z_c)` (the row
+    scales of :math:`K_t = \partial c_t/\partial h_{t-1} = \operatorname{diag}(a_f)U_f + \operatorname{diag}(a_i)U_i
+    + \operatorname{diag}(a_c)U_c`), :math:`f_t` (:math:`\partial c_t/\partial c_{t-1}`, the article's :math:`B_t`),
+    :math:`a_o = \tanh(c_t)\sigma'(z_o)` and :math:`e_t = o_t\tanh'(c_t)`, so that
+
+    .. math::
+
+        \delta c_t = a_f\,\delta z_f + a_i\,\delta z_i + a_c\,\delta z_c + f_t\,\delta c_{t-1}, \qquad
+        \delta h_t = a_o\,\delta z_o + e_t\,\delta c_t,
+
+    with :math:`\delta z_g = U_g\,\delta h_{t-1}`: the joint Jacobian of :func:`~lstm_jax.lstm_step_jacobian`.
+    """
+
+    a_f: jax.Array
+    a_i: jax.Array
+    a_c: jax.Array
+    f: jax.Array
+    a_o: jax.Array
+    e: jax.Array
+
+
+def _weights(p: LSTMParams) -> Weights:
+    # Fused (n, 4n) and (m, 4n) weights, gate order f, i, c~, o: two GEMMs per step instead of eight.  The input
+    # projection stays inside the step: hoisting it out as one (T, 4n) GEMM was measured slower for batches
+    # on CPU (it streams a 4n-wide array through memory).
+    n = p.W_f.shape[0]
+    W, b = _fused(p, n)
+    return Weights(W[:n], W[n:], None, b)
+
+
+def _update(blocks, z_h, z_x):
+    """The cell update from the pre-activations (gate order f, i, c~, o): eq. (5), the output and the factors."""
+    _, c_prev = blocks
+    z_f, z_i, z_c, z_o = jnp.split(z_h + z_x, 4, axis=-1)
+    f, i, g, o = jax.nn.sigmoid(z_f), jax.nn.sigmoid(z_i), jnp.tanh(z_c), jax.nn.sigmoid(z_o)
+    c = c_prev * f + g * i  # article eq. (5)
+    tc = jnp.tanh(c)
+    F = LSTMFactors(c_prev * _dsig(z_f), g * _dsig(z_i), i * _dtanh(z_c), f, tc * _dsig(z_o), o * _dtanh(c))
+    return (o * tc, c), F
+
+
+def _tangent(F: LSTMFactors, dz, ds):
+    dz_f, dz_i, dz_c, dz_o = jnp.split(dz, 4, axis=-1)
+    dc = F.a_f * dz_f + F.a_i * dz_i + F.a_c * dz_c + F.f * ds[1]
+    return F.a_o * dz_o + F.e * dc, dc
+
+
+def _cotangent(F: LSTMFactors, g):
+    g_h, g_c = g
+    g_c = g_c + F.e * g_h  # the cotangent reaching c_t
+    dz = jnp.concatenate([F.a_f * g_c, F.a_i * g_c, F.a_c * g_c, F.a_o * g_h], axis=-1)
+    return dz, dz, (None, F.f * g_c)
+
+
+def _zero(n, dtype):
+    return LSTMState(jnp.zeros((n,), dtype), jnp.zeros((n,), dtype))
+
+
+CELL = Cell(
+    kind="lstm", blocks=("h", "c"), out_block=0, rec_block=0, params_type=LSTMParams,
+    check=lambda params, name="params": check_lstm_params(params, name),
+    weights=_weights, update=_update, tangent=_tangent, cotangent=_cotangent,
+    to_blocks=lambda s: (s.h, s.c), from_blocks=lambda b: LSTMState(*b), zero=_zero,
+    coerce=lambda s, name: as_named_tuple(s, LSTMState, name),
+    description="LSTM; state s_t = [h_t; c_t] (2n), exact joint Jacobian; eq. (6) terms A_t, B_t, C_t, D_t of "
+                "dc_t/dc_(t-1) (lstm_terms_along, corrected form)",
+)
 
 
 def _gates(p: LSTMParams, h_prev: jax.Array, x: jax.Array) -> LSTMGates:
-    z_f = _preact(p.W_f, p.b_f, h_prev, x)
-    z_i = _preact(p.W_i, p.b_i, h_prev, x)
-    z_c = _preact(p.W_c, p.b_c, h_prev, x)
-    z_o = _preact(p.W_o, p.b_o, h_prev, x)
+    z_h, z_x = preactivations(CELL, _weights(p), (h_prev, None), x)
+    z_f, z_i, z_c, z_o = jnp.split(z_h + z_x, 4, axis=-1)
     return LSTMGates(
         jax.nn.sigmoid(z_f), jax.nn.sigmoid(z_i), jnp.tanh(z_c), jax.nn.sigmoid(z_o),
         z_f, z_i, z_c, z_o,
     )
 
 
-def _update(c_prev: jax.Array, z_f, z_i, z_c, z_o) -> LSTMState:
-    """The cell update from the four pre-activations: eq. (5) and the output."""
-    c = c_prev * jax.nn.sigmoid(z_f) + jnp.tanh(z_c) * jax.nn.sigmoid(z_i)  # article eq. (5)
-    return LSTMState(jax.nn.sigmoid(z_o) * jnp.tanh(c), c)
-
-
 def _lstm_step(p: LSTMParams, state: LSTMState, x: jax.Array) -> LSTMState:
-    g = _gates(p, state.h, x)
-    return _update(state.c, g.z_f, g.z_i, g.z_c, g.z_o)
+    return LSTMState(*step(CELL, _weights(p), (state.h, state.c), x)[0])
 
 
 def _check_state(state, name: str, n: int) -> LSTMState:
@@ -284,20 +344,9 @@ def run_lstm(
       is an :class:`LSTMState` of ``(T, n)`` arrays holding :math:`(h_t, c_t)`
       for ``t = 1..T``.
     """
-    p, s0, xs, n, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
+    p, s0, xs, _, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
     L = check_seq_lengths(seq_lengths, xs.shape[0])
-    # Speed: fused (n, 4n) and (m, 4n) weights, gate order f, i, c~, o: two GEMMs per step instead of eight.
-    # The input projection stays inside the step: hoisting it out as one (T, 4n) GEMM was measured slower
-    # for batches on CPU (it streams a 4n-wide array through memory).
-    W, b = _fused(p, n)
-    W_h, W_x = W[:n], W[n:]
-
-    def step(s, x):
-        z = s.h @ W_h + x @ W_x
-        s_new = _update(s.c, *jnp.split(z if b is None else z + b, 4, axis=-1))
-        return s_new, s_new
-
-    return scan_steps(step, s0, xs, unroll=unroll, remat=remat, seq_lengths=L)
+    return run(CELL, _weights(p), s0, xs, unroll=unroll, remat=remat, seq_lengths=L)
 
 
 def zero_state(n: int, dtype: jnp.dtype = jnp.float32) -> LSTMState:

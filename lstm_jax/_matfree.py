@@ -49,15 +49,16 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 
-from ._scan import previous_states
-from ._activations import SIGMOID, TANH, Activation, as_activation
+from ._activations import SIGMOID, Activation, as_activation
+from ._cell import Cell, check_call, preactivations, run, step, vjp_rows
 from ._flow import FlowNorms, Lyapunov, _orthonormal_q0
-from ._lstm import LSTMParams, LSTMState, _fused, _gates, _update, check_lstm_call, run_lstm
-from ._rnn import RNNParams, _check_rnn_call, rnn_preactivation, run_rnn
+from ._gru import CELL as GRU_CELL
+from ._gru import GRUParams
+from ._lstm import CELL as LSTM_CELL
+from ._lstm import LSTMParams, LSTMState
+from ._rnn import RNNParams, rnn_cell
+from ._scan import previous_states
 from ._validation import check_int
-
-_dsig = SIGMOID.deriv
-_dtanh = TANH.deriv
 
 
 def _q0(q0, d: int, k: Optional[int], dtype) -> jax.Array:
@@ -90,31 +91,41 @@ def _qr_lyapunov(step, carry0, q0, inputs) -> Lyapunov:
     return Lyapunov(means[order], jnp.cumsum(logs[:, 0]), jnp.cumsum(jnp.sum(logs, axis=1)), jnp.sum(low))
 
 
-def _lstm_factors(c_prev, z_f, z_i, z_c, z_o) -> tuple[LSTMState, jax.Array]:
-    r"""The next state and the six diagonal factors of the joint Jacobian at one step, ``(6, n)``.
+def _lyapunov(cell: Cell, params, state0, state_name, xs, k, q0) -> Lyapunov:
+    """Matrix-free Lyapunov exponents of any cell: one GEMM :math:`[r_{t-1}; Q_{rec}^T] W_h` a step (module docstring)."""
+    p, s0, xs, n, _ = check_call(cell, params, state0, state_name, xs, "xs")
+    q0 = _q0(q0, cell.width * n, k, xs.dtype)
+    w = cell.weights(p)
 
-    :math:`c_{t-1}\sigma'(z_f)`, :math:`\tilde c_t\sigma'(z_i)`, :math:`i_t\tanh'(z_c)`, :math:`f_t`,
-    :math:`\tanh(c_t)\sigma'(z_o)`, :math:`o_t\tanh'(c_t)`; the state from the library's cell update ``_update``.
-    """
-    new = _update(c_prev, z_f, z_i, z_c, z_o)
-    F = jnp.stack([c_prev * _dsig(z_f), jnp.tanh(z_c) * _dsig(z_i), jax.nn.sigmoid(z_i) * _dtanh(z_c),
-                   jax.nn.sigmoid(z_f), jnp.tanh(new.c) * _dsig(z_o), jax.nn.sigmoid(z_o) * _dtanh(new.c)])
-    return new, F
+    def one(s, Q, x):
+        blocks = cell.to_blocks(s)
+        V = tuple(jnp.split(Q.T, cell.width, axis=-1))  # the k directions as rows
+        z_x = preactivations(cell, w, blocks, x)[1]
+        if cell.rec_block is None:
+            new, F = cell.update(blocks, None, z_x)
+            return cell.from_blocks(new), jnp.concatenate(cell.tangent(F, None, V), axis=-1).T
+        r = cell.rec_block
+        Z = jnp.concatenate([blocks[r][None], V[r]], axis=0) @ w.W_h  # (1 + k, G n): trajectory and P = Q_rec^T W_h
+        z_h = Z[0] if w.b_h is None else Z[0] + w.b_h
+        new, F = cell.update(blocks, z_h, z_x)
+        return cell.from_blocks(new), jnp.concatenate(cell.tangent(F, Z[1:], V), axis=-1).T
+
+    return _qr_lyapunov(one, s0, q0, xs)
 
 
-def _lstm_jq_factors(F: jax.Array, P: jax.Array, Q: jax.Array) -> jax.Array:
-    """``J_t Q`` from the factors ``F (6, n)`` and ``P = U Q_h (4n, k)`` (``U = [U_f; U_i; U_c; U_o]``)."""
-    n = F.shape[-1]
-    dc = F[0][:, None] * P[:n] + F[1][:, None] * P[n:2 * n] + F[2][:, None] * P[2 * n:3 * n] + F[3][:, None] * Q[n:]
-    dh = F[4][:, None] * P[3 * n:] + F[5][:, None] * dc
-    return jnp.concatenate([dh, dc], axis=0)
+def _flow(cell: Cell, params, state0, state_name, xs, k, q0) -> FlowNorms:
+    """Matrix-free flow norms of any cell: adjoint rows :func:`~lstm_jax._cell.vjp_rows` a step, reverse QR scan."""
+    p, s0, xs, n, _ = check_call(cell, params, state0, state_name, xs, "xs")
+    q0 = _q0(q0, cell.width * n, k, xs.dtype)
+    w = cell.weights(p)
+    _, traj = run(cell, w, s0, xs)
+    prev = previous_states(s0, traj)
 
+    def jtq(Q, inp):
+        s, x = inp
+        return vjp_rows(cell, w, step(cell, w, cell.to_blocks(s), x)[1], Q.T).T
 
-def _split_weights(p: LSTMParams, n: int):
-    """``U = [U_f; U_i; U_c; U_o] (4n, n)``, ``V`` the input columns ``(4n, m)`` and ``b (4n,)`` (a missing
-    gate bias is zero), from the library's fused layout."""
-    W, b = _fused(p, n)  # W (n + m, 4n): rows [h; x]
-    return W[:n].T, W[n:].T, (jnp.zeros((4 * n,), W.dtype) if b is None else b)
+    return _flow_norms(jtq, q0, (prev, xs))
 
 
 def lstm_lyapunov_matfree(
@@ -144,17 +155,7 @@ def lstm_lyapunov_matfree(
     Returns:
       :class:`~lstm_jax.Lyapunov` (exponents descending, ``log_growth``, ``log_volume``).
     """
-    p, s0, xs, n, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
-    q0 = _q0(q0, 2 * n, k, xs.dtype)
-    U, V, b = _split_weights(p, n)
-
-    def step(s, Q, x):
-        Z = U @ jnp.concatenate([s.h[:, None], Q[:n]], axis=1)  # (4n, 1 + k)
-        z = Z[:, 0] + V @ x + b
-        new, F = _lstm_factors(s.c, z[:n], z[n:2 * n], z[2 * n:3 * n], z[3 * n:])
-        return new, _lstm_jq_factors(F, Z[:, 1:], Q)
-
-    return _qr_lyapunov(step, s0, q0, xs)
+    return _lyapunov(LSTM_CELL, params, state0, "state0", xs, k, q0)
 
 
 def rnn_lyapunov_matfree(
@@ -171,18 +172,22 @@ def rnn_lyapunov_matfree(
     per step one GEMM :math:`W_{rec}\,[c_{t-1} \mid Q]` gives the pre-activation and :math:`W_{rec} Q`.
     ``c0 (n,)``, ``xs (T, m)``, ``k`` in ``1..n``, ``q0 (n, k)``.
     """
-    activation = as_activation(activation)  # SIGMOID/TANH or "sigmoid"/"tanh"; anything else: TypeError
-    p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
-    n = c0.shape[0]
-    q0 = _q0(q0, n, k, xs.dtype)
-    b = jnp.zeros((n,), xs.dtype) if p.b is None else p.b
+    return _lyapunov(rnn_cell(as_activation(activation)), params, c0, "c0", xs, k, q0)
 
-    def step(c, Q, x):
-        Z = p.W_rec @ jnp.concatenate([c[:, None], Q], axis=1)  # (n, 1 + k)
-        z = Z[:, 0] + p.W_in @ x + b
-        return activation.fn(z), activation.deriv(z)[:, None] * Z[:, 1:]
 
-    return _qr_lyapunov(step, c0, q0, xs)
+def gru_lyapunov_matfree(
+    params: GRUParams,
+    h0: jax.Array,
+    xs: jax.Array,
+    k: Optional[int] = None,
+    q0: Optional[jax.Array] = None,
+) -> Lyapunov:
+    r"""The ``k`` leading Lyapunov exponents of the GRU, matrix-free (the cell's factors, :class:`~lstm_jax._gru.GRUFactors`).
+
+    Equals ``lyapunov(gru_step_jacobians(params, h0, xs), k, q0)`` without forming ``J_t``; per step one GEMM
+    :math:`[h_{t-1}; Q^\top] W_h` (``(1 + k, n) @ (n, 3n)``).  ``h0 (n,)``, ``xs (T, m)``, ``k`` in ``1..n``, ``q0 (n, k)``.
+    """
+    return _lyapunov(GRU_CELL, params, h0, "h0", xs, k, q0)
 
 
 # --------------------------------------------------------------------------- flow norms (adjoint products)
@@ -213,17 +218,6 @@ def _flow_norms(jtq, q0, inputs) -> FlowNorms:
     return FlowNorms(jnp.arange(T, 0, -1), jnp.exp(log_spec), jnp.exp(log_fro), log_spec, log_fro)
 
 
-def _lstm_jtq(p: LSTMParams, U: jax.Array, h_prev, c_prev, x, Wc: jax.Array) -> jax.Array:
-    r""":math:`J_t^\top W` for the joint LSTM Jacobian, ``W = [W_h; W_c] (2n, k)``: one ``(n, 4n) @ (4n, k)`` GEMM."""
-    n = h_prev.shape[-1]
-    g = _gates(p, h_prev, x)
-    _, F = _lstm_factors(c_prev, g.z_f, g.z_i, g.z_c, g.z_o)
-    W_h, W_c = Wc[:n], Wc[n:]
-    Y = F[5][:, None] * W_h + W_c  # cotangent reaching c_t
-    stacked = jnp.concatenate([F[0][:, None] * Y, F[1][:, None] * Y, F[2][:, None] * Y, F[4][:, None] * W_h], axis=0)
-    return jnp.concatenate([U.T @ stacked, F[3][:, None] * Y], axis=0)
-
-
 def lstm_flow_norms_matfree(
     params: LSTMParams,
     state0: LSTMState,
@@ -242,13 +236,7 @@ def lstm_flow_norms_matfree(
     readout's rows).  ``log_spectral``/``log_frobenius`` hold their natural logs (no under/overflow at long ``T``).
     Cost per step ``O(n^2 k)`` + a ``(2n, k)`` QR + a ``(k, k)`` SVD; memory ``O(nk)`` + the trajectory.
     """
-    p, s0, xs, n, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
-    q0 = _q0(q0, 2 * n, k, xs.dtype)
-    _, traj = run_lstm(p, s0, xs)
-    h_prev = previous_states(s0.h, traj.h)
-    c_prev = previous_states(s0.c, traj.c)
-    U = _split_weights(p, n)[0]
-    return _flow_norms(lambda Q, inp: _lstm_jtq(p, U, *inp, Q), q0, (h_prev, c_prev, xs))
+    return _flow(LSTM_CELL, params, state0, "state0", xs, k, q0)
 
 
 def rnn_flow_norms_matfree(
@@ -263,15 +251,18 @@ def rnn_flow_norms_matfree(
 
     With ``k = n`` equal to ``gradient_flow_norms(rnn_step_jacobians(params, c0, xs, activation))``.
     """
-    activation = as_activation(activation)  # SIGMOID/TANH or "sigmoid"/"tanh"; anything else: TypeError
-    p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
-    n = c0.shape[0]
-    q0 = _q0(q0, n, k, xs.dtype)
-    _, cs = run_rnn(p, c0, xs, activation)
-    c_prev = previous_states(c0, cs)
+    return _flow(rnn_cell(as_activation(activation)), params, c0, "c0", xs, k, q0)
 
-    def jtq(Q, inp):
-        c, x = inp
-        return p.W_rec.T @ (activation.deriv(rnn_preactivation(p, c, x))[:, None] * Q)
 
-    return _flow_norms(jtq, q0, (c_prev, xs))
+def gru_flow_norms_matfree(
+    params: GRUParams,
+    h0: jax.Array,
+    xs: jax.Array,
+    k: Optional[int] = None,
+    q0: Optional[jax.Array] = None,
+) -> FlowNorms:
+    r"""GRU version of :func:`lstm_flow_norms_matfree`: adjoint rows from the GRU's factors, one ``(k, 3n) @ (3n, n)`` GEMM a step.
+
+    With ``k = n`` equal to ``gradient_flow_norms(gru_step_jacobians(params, h0, xs))``.
+    """
+    return _flow(GRU_CELL, params, h0, "h0", xs, k, q0)

@@ -79,15 +79,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import SIGMOID, TANH, Activation, as_activation
-from ._jacobians import _joint_jac, _k_row_scales, _rnn_jac
-from ._lstm import LSTMParams, LSTMState, _gates, _lstm_step, _update, check_lstm_call, run_lstm
-from ._rnn import RNNParams, _check_rnn_call, _rnn_step, rnn_preactivation, run_rnn
+from ._activations import SIGMOID, Activation, as_activation
+from ._cell import Cell, check_call, dense_jacobian, flat, jacobian_diagonal, linear_coefficients, run, step, unflat
+from ._registry import CELLS, cell_of
+from ._gru import CELL as GRU_CELL
+from ._gru import GRUParams
+from ._lstm import CELL as LSTM_CELL
+from ._lstm import LSTMParams, LSTMState
+from ._rnn import RNNParams, rnn_cell
 from ._scan import previous_states
 from ._validation import check_array, check_int, check_real
-
-_dsig = SIGMOID.deriv
-
 
 # ----------------------------------------------------------------------------- strategies
 
@@ -134,50 +135,26 @@ class _Recurrence(NamedTuple):
 
 
 @functools.lru_cache(maxsize=None)
-def _rnn_recurrence(activation: Activation) -> _Recurrence:
-    def diag(p, c, x):
-        return activation.deriv(rnn_preactivation(p, c, x)) * jnp.diagonal(p.W_rec)
+def _recurrence(cell: Cell) -> _Recurrence:
+    """The flat-state recurrence of a cell: its step, dense Jacobian and Jacobian diagonal from the cell protocol."""
 
-    return _Recurrence(
-        lambda p, c, x: _rnn_step(p, c, x, activation),
-        lambda p, c, x: _rnn_jac(p, c, x, activation),
-        diag,
-        lambda p, c0, xs: run_rnn(p, c0, xs, activation)[1],
-    )
+    def factors(p, s, x):
+        w = cell.weights(p)
+        blocks, F = step(cell, w, tuple(jnp.split(s, cell.width)), x)
+        return w, jnp.concatenate(blocks), F
 
+    def jac(p, s, x):
+        w, _, F = factors(p, s, x)
+        return dense_jacobian(cell, w, F, s.shape[-1] // cell.width)
 
-def _lstm_flat_step(p: LSTMParams, s, x):
-    n = s.shape[-1] // 2
-    out = _lstm_step(p, LSTMState(s[:n], s[n:]), x)
-    return jnp.concatenate([out.h, out.c])
+    def diag(p, s, x):
+        w, _, F = factors(p, s, x)
+        return jacobian_diagonal(cell, w, F, s.shape[-1] // cell.width)
 
+    def sequential(p, s0, xs):
+        return flat(cell, run(cell, cell.weights(p), unflat(cell, s0), xs)[1])
 
-def _lstm_flat_jac(p: LSTMParams, s, x):
-    n = s.shape[-1] // 2
-    return _joint_jac(p, s[:n], s[n:], x)
-
-
-def _lstm_flat_diag(p: LSTMParams, s, x):
-    """Diagonal of the joint Jacobian without forming it: [diag dh_t/dh_(t-1); f_t]."""
-    n = s.shape[-1] // 2
-    h_prev, c_prev = s[:n], s[n:]
-    g = _gates(p, h_prev, x)
-    dU = lambda W: jnp.diagonal(W[:, :n])  # noqa: E731
-    a_f, a_i, a_c = _k_row_scales(g, c_prev)  # K_t = diag(a_f) U_f + diag(a_i) U_i + diag(a_c) U_c
-    k_diag = a_f * dU(p.W_f) + a_i * dU(p.W_i) + a_c * dU(p.W_c)
-    c = _update(c_prev, g.z_f, g.z_i, g.z_c, g.z_o).c
-    tc = jnp.tanh(c)
-    hh = tc * _dsig(g.z_o) * dU(p.W_o) + g.o * TANH.deriv(c) * k_diag  # tanh' without cancellation
-    return jnp.concatenate([hh, g.f])
-
-
-def _lstm_flat_sequential(p: LSTMParams, s0, xs):
-    n = s0.shape[-1] // 2
-    traj = run_lstm(p, LSTMState(s0[:n], s0[n:]), xs)[1]
-    return jnp.concatenate([traj.h, traj.c], axis=-1)
-
-
-_LSTM_RECURRENCE = _Recurrence(_lstm_flat_step, _lstm_flat_jac, _lstm_flat_diag, _lstm_flat_sequential)
+    return _Recurrence(lambda p, s, x: factors(p, s, x)[1], jac, diag, sequential)
 
 
 # ----------------------------------------------------------------------------- linear recurrences
@@ -345,6 +322,14 @@ def _defaults(dtype, T, max_iter, tol):
     return max_iter, tol
 
 
+def _parallel_run(cell: Cell, params, state0, state_name, xs, mode, max_iter, tol):
+    mode = as_mode(mode)
+    p, s0, xs, _, _ = check_call(cell, params, state0, state_name, xs, "xs")
+    max_iter, tol = _defaults(xs.dtype, xs.shape[0], max_iter, tol)
+    states, info = _parallel(_recurrence(cell), mode, max_iter, tol, p, flat(cell, s0), xs)
+    return unflat(cell, states), info
+
+
 def parallel_run_rnn(
     params: RNNParams,
     c0: jax.Array,
@@ -371,10 +356,7 @@ def parallel_run_rnn(
       ``(cs, info)``: ``cs`` of shape ``(T, n)`` and a :class:`NewtonInfo`.
       Differentiable (custom VJP; see module docstring).
     """
-    activation, mode = as_activation(activation), as_mode(mode)
-    p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
-    max_iter, tol = _defaults(xs.dtype, xs.shape[0], max_iter, tol)
-    return _parallel(_rnn_recurrence(activation), mode, max_iter, tol, p, c0, xs)
+    return _parallel_run(rnn_cell(as_activation(activation)), params, c0, "c0", xs, mode, max_iter, tol)
 
 
 def parallel_run_lstm(
@@ -395,8 +377,50 @@ def parallel_run_lstm(
     Returns:
       ``(trajectory, info)``: an :class:`~lstm_jax.LSTMState` of ``(T, n)`` arrays and a :class:`NewtonInfo`.
     """
-    mode = as_mode(mode)
-    p, s0, xs, n, _ = check_lstm_call(params, state0, "state0", xs, "xs", 2)
-    max_iter, tol = _defaults(xs.dtype, xs.shape[0], max_iter, tol)
-    flat, info = _parallel(_LSTM_RECURRENCE, mode, max_iter, tol, p, jnp.concatenate([s0.h, s0.c]), xs)
-    return LSTMState(flat[:, :n], flat[:, n:]), info
+    return _parallel_run(LSTM_CELL, params, state0, "state0", xs, mode, max_iter, tol)
+
+
+def parallel_run_gru(
+    params: GRUParams,
+    h0: jax.Array,
+    xs: jax.Array,
+    *,
+    mode: NewtonMode = DENSE,
+    max_iter: Optional[int] = None,
+    tol: Optional[float] = None,
+) -> tuple[jax.Array, NewtonInfo]:
+    r"""All GRU states :math:`h_1..h_T` by parallel Newton iterations (DEER / quasi-DEER, module docstring).
+
+    Same result as ``run_gru(params, h0, xs)[1]`` up to ``tol``; arguments as in :func:`parallel_run_rnn`.
+    The :data:`DIAGONAL` linearisation is :math:`z_t + k_z\operatorname{diag}(U_z) + k_n(k_r\operatorname{diag}(U_r)
+    + r_t\operatorname{diag}(U_n))` (:class:`~lstm_jax._gru.GRUFactors`), computed without forming :math:`J_t`.
+
+    Returns:
+      ``(hs, info)``: ``hs`` of shape ``(T, n)`` and a :class:`NewtonInfo`.
+    """
+    return _parallel_run(GRU_CELL, params, h0, "h0", xs, mode, max_iter, tol)
+
+
+def parallel_run_linear(kind: str, params, state0, xs: jax.Array) -> jax.Array:
+    r"""All states of a diagonal linear cell (minGRU, minLSTM, RG-LRU) by one associative scan over time.
+
+    The cell's recurrence is :math:`s_t = a_t\odot s_{t-1} + b_t` with :math:`a_t, b_t` from the inputs alone
+    (:func:`lstm_jax._cell.linear_coefficients`); :func:`solve_linear_recurrence` composes the affine maps
+    :math:`(a_2 a_1,\ a_2 b_1 + b_2)` in ``O(log T)`` depth.  Exact (no iteration, no tolerance): the same
+    recurrence as the sequential runner, summed in another order.
+
+    Args:
+      kind: a registered kind whose cell is ``diagonal_linear`` (``"mingru"``, ``"minlstm"``, ``"rglru"``).
+      params: its parameters; state0: its initial state ``(n,)``; xs: ``(T, m)`` inputs.
+
+    Returns:
+      ``(T, n)`` states :math:`s_1..s_T` (differentiable by ordinary autodiff of the scan).
+    """
+    cell = cell_of(kind)
+    if not cell.diagonal_linear:
+        linear = sorted(k for k, c in CELLS.items() if c.diagonal_linear)
+        raise ValueError(f"kind {kind!r} is not a diagonal linear recurrence; parallel_run_linear takes one of {linear} "
+                         "(the others: parallel_run_lstm / parallel_run_gru / parallel_run_rnn, Newton iterations)")
+    p, s0, xs, n, _ = check_call(cell, params, state0, "state0", xs, "xs")
+    a, b = linear_coefficients(cell, cell.weights(p), xs, n)
+    return unflat(cell, solve_linear_recurrence(a, b, flat(cell, s0), DIAGONAL))

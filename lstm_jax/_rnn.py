@@ -18,13 +18,16 @@ batch-major ``c0 (B, n)`` and ``xs (B, T, m)``.
 
 from __future__ import annotations
 
+import functools
+
 from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
 from ._activations import SIGMOID, Activation, as_activation
-from ._scan import check_seq_lengths, scan_steps
+from ._cell import Cell, Weights, preactivations, run, step
+from ._scan import check_seq_lengths
 from ._validation import as_named_tuple, check_array, check_init_args, check_shape, common_dtype
 
 
@@ -79,19 +82,51 @@ def check_rnn_params(params, name: str = "params") -> tuple[RNNParams, int, int]
     return RNNParams(W_rec, W_in, b), n, m
 
 
-def _preact(W_rec_t: jax.Array, W_in_t: jax.Array, b, c_prev: jax.Array, x: jax.Array) -> jax.Array:
-    """The pre-activation from the transposed weights ``W_rec^T (n, n)``, ``W_in^T (m, n)``."""
-    z = c_prev @ W_rec_t + x @ W_in_t
-    return z if b is None else z + b
+class RNNFactors(NamedTuple):
+    r"""The one diagonal factor of a step, :math:`\phi'(z_t)` ``(..., n)``: :math:`J_t = \operatorname{diag}(\phi'(z_t)) W_{rec}` (eq. 2)."""
+
+    d: jax.Array
+
+
+def _weights(p: RNNParams) -> Weights:
+    # Speed: the transposed weights are formed once, outside the loop (as run_lstm fuses its weights once);
+    # taking W^T inside the step measured 15-20 % slower forward at B = 32, n = 128 (benchmarks/speed.py).
+    return Weights(p.W_rec.T, p.W_in.T, None, p.b)
+
+
+def _tangent(F: RNNFactors, dz, ds):
+    return (F.d * dz,)
+
+
+def _cotangent(F: RNNFactors, g):
+    dz = F.d * g[0]
+    return dz, dz, (None,)
+
+
+@functools.lru_cache(maxsize=None)
+def rnn_cell(activation: Activation) -> Cell:
+    """The :class:`~lstm_jax._cell.Cell` of the RNN with ``activation`` (kinds ``"rnn-tanh"``, ``"rnn-sigmoid"``)."""
+
+    def update(blocks, z_h, z_x):
+        z = z_h + z_x
+        return (activation.fn(z),), RNNFactors(activation.deriv(z))
+
+    return Cell(
+        kind=f"rnn-{activation.name}", blocks=("c",), out_block=0, rec_block=0, params_type=RNNParams,
+        check=check_rnn_params, weights=_weights, update=update, tangent=_tangent, cotangent=_cotangent,
+        to_blocks=lambda c: (c,), from_blocks=lambda b: b[0], zero=lambda n, dtype: jnp.zeros((n,), dtype), coerce=lambda s, name: s,
+        description=f"plain RNN c_t = {activation.name}(W_rec c_(t-1) + W_in x_t + b); state c_t (n), Jacobian eq. (2)",
+    )
 
 
 def rnn_preactivation(params: RNNParams, c_prev: jax.Array, x: jax.Array) -> jax.Array:
     r""":math:`z_t = W_{rec} c_{t-1} + W_{in} x_t (+ b)`, shape ``(n,)`` (no validation)."""
-    return _preact(params.W_rec.T, params.W_in.T, params.b, c_prev, x)
+    z_h, z_x = preactivations(rnn_cell(SIGMOID), _weights(params), (c_prev,), x)
+    return z_h + z_x
 
 
 def _rnn_step(params: RNNParams, c_prev, x, activation: Activation):
-    return activation.fn(rnn_preactivation(params, c_prev, x))
+    return step(rnn_cell(activation), _weights(params), (c_prev,), x)[0][0]
 
 
 def _check_rnn_call(params, c, c_name, x, x_name, x_shape):
@@ -154,12 +189,4 @@ def run_rnn(
     activation = as_activation(activation)
     p, c0, xs = _check_rnn_call(params, c0, "c0", xs, "xs", lambda m: ("T", m))
     L = check_seq_lengths(seq_lengths, xs.shape[0])
-    # Speed: the transposed weights are formed once, outside the loop (as run_lstm fuses its weights once);
-    # taking W^T inside the step measured 15-20 % slower forward at B = 32, n = 128 (benchmarks/speed.py).
-    W_rec_t, W_in_t = p.W_rec.T, p.W_in.T
-
-    def step(c, x):
-        c_new = activation.fn(_preact(W_rec_t, W_in_t, p.b, c, x))
-        return c_new, c_new
-
-    return scan_steps(step, c0, xs, unroll=unroll, remat=remat, seq_lengths=L)
+    return run(rnn_cell(activation), _weights(p), c0, xs, unroll=unroll, remat=remat, seq_lengths=L)

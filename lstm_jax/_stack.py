@@ -4,7 +4,7 @@ A stack is a sequence of *layer records*, each with attributes ``kind`` (``"lstm
 ``"rnn-tanh"``, ``"rnn-sigmoid"``), ``params`` (:class:`~lstm_jax.LSTMParams`,
 :class:`~lstm_jax.GRUParams`, :class:`~lstm_jax.RNNParams`), ``layer`` (depth, 0 reads the model's
 inputs) and ``reverse`` (the backward direction of a bidirectional layer), ordered bottom to top,
-forward before reverse at each depth -- ``lstm_jax.io.RecurrentLayer`` is such a record, and
+forward before reverse at each depth -- ``lstm_jax.RecurrentLayer`` is such a record, and
 ``lstm_jax.io.load_model(...).layers`` such a sequence.  As ``torch.nn.LSTM``/``GRU``/``RNN`` with
 ``num_layers``/``bidirectional``: layer ``k > 0`` reads, at time ``t``, the concatenation of the
 outputs :math:`h_t` of every direction of layer ``k - 1`` (forward first).
@@ -43,17 +43,11 @@ from typing import Any, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from ._activations import SIGMOID, TANH
+from ._cell import check_call, flat, jacobians_along, run, step, unflat
 from ._flow import suffix_products
-from ._gru import _gru_step, check_gru_params, gru_step_jacobians, run_gru
-from ._jacobians import lstm_step_jacobians, rnn_step_jacobians
-from ._lstm import LSTMState, _lstm_step, check_lstm_params, run_lstm, zero_state
-from ._rnn import _rnn_step, check_rnn_params, run_rnn
+from ._registry import KINDS, cell_of
 from ._scan import check_seq_lengths
 from ._validation import check_array
-
-KINDS = ("lstm", "gru", "rnn-tanh", "rnn-sigmoid")
-_ACT = {"rnn-tanh": TANH, "rnn-sigmoid": SIGMOID}
 
 
 class StackRun(NamedTuple):
@@ -84,10 +78,7 @@ def check_recurrent_params(kind: str, params: Any, name: str = "params") -> tupl
     Raises:
       ValueError / TypeError: naming ``name``, what was found and what is expected.
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    check = {"lstm": check_lstm_params, "gru": check_gru_params}.get(kind, check_rnn_params)
-    return check(params, name)
+    return cell_of(kind).check(params, name)
 
 
 def _check_layers(layers, name="layers"):
@@ -101,10 +92,10 @@ def _check_layers(layers, name="layers"):
         missing = [a for a in ("kind", "params", "layer", "reverse") if not hasattr(rec, a)]
         if missing and type(rec).__name__ in ("LSTMParams", "GRUParams", "RNNParams"):
             raise TypeError(f"{name}[{i}] is one cell's {type(rec).__name__}, not a layer record; make records with "
-                            f"lstm_jax.io.load_model(params).layers (or lstm_jax.io.RecurrentLayer)")
+                            f"lstm_jax.io.load_model(params).layers (or lstm_jax.RecurrentLayer)")
         if missing:
             raise TypeError(f"{name}[{i}] is a {type(rec).__name__} without {missing}; expected a layer record "
-                            f"with kind, params, layer, reverse (e.g. lstm_jax.io.RecurrentLayer)")
+                            f"with kind, params, layer, reverse (e.g. lstm_jax.RecurrentLayer)")
         if rec.kind not in KINDS:
             raise ValueError(f"{name}[{i}].kind must be one of {KINDS}, got {rec.kind!r}")
         _, n, m = check_recurrent_params(rec.kind, rec.params, f"{name}[{i}].params")
@@ -127,19 +118,11 @@ def _reverse_index(T: int, L):
     return T - 1 - t if L is None else jnp.where(t < L, L - 1 - t, t)
 
 
-def _zero(kind, n, dtype):
-    return zero_state(n, dtype) if kind == "lstm" else jnp.zeros((n,), dtype)
-
-
 def _run_one(kind, params, state0, xs, L):
-    if kind == "lstm":
-        final, traj = run_lstm(params, state0, xs, seq_lengths=L)
-        return final, traj, traj.h
-    if kind == "gru":
-        final, hs = run_gru(params, state0, xs, seq_lengths=L)
-    else:
-        final, hs = run_rnn(params, state0, xs, _ACT[kind], seq_lengths=L)
-    return final, hs, hs
+    cell = cell_of(kind)
+    p = cell.check(params, "params")[0]
+    final, traj = run(cell, cell.weights(p), state0, xs, seq_lengths=L)
+    return final, traj, cell.to_blocks(traj)[cell.out_block]
 
 
 def run_stack(layers: Sequence[Any], xs: jax.Array, *, states0: Sequence[Any] | None = None, seq_lengths=None) -> StackRun:
@@ -174,7 +157,7 @@ def run_stack(layers: Sequence[Any], xs: jax.Array, *, states0: Sequence[Any] | 
                 raise ValueError(f"layers[{i}] ({rec.kind}, depth {k}) expects inputs of size {m}, "
                                  f"but depth {k - 1} outputs {layer_in.shape[1]}")
             x_own = layer_in[rev] if rec.reverse else layer_in
-            s0 = _zero(rec.kind, n, xs.dtype) if states0 is None else states0[i]
+            s0 = cell_of(rec.kind).zero(n, xs.dtype) if states0 is None else states0[i]
             final, traj, hs = _run_one(rec.kind, rec.params, s0, x_own, L)
             inputs.append(x_own)
             finals.append(final)
@@ -197,28 +180,26 @@ def mask_padded_jacobians(jacs: jax.Array, seq_lengths) -> jax.Array:
     return jnp.where(keep, jacs, jnp.eye(jacs.shape[-1], dtype=jacs.dtype))
 
 
-def _state_vec(kind, s):
-    return jnp.concatenate([s.h, s.c]) if kind == "lstm" else s
-
-
-def _vec_state(kind, v, n):
-    return LSTMState(v[:n], v[n:]) if kind == "lstm" else v
-
-
-def _cell(kind, params, s, x):
-    if kind == "lstm":
-        return _lstm_step(params, s, x)
-    if kind == "gru":
-        return _gru_step(params, s, x)
-    return _rnn_step(params, s, x, _ACT[kind])
-
-
 def _own_jacobians(kind, params, s0, xs):
-    if kind == "lstm":
-        return lstm_step_jacobians(params, s0, xs)
-    if kind == "gru":
-        return gru_step_jacobians(params, s0, xs)
-    return rnn_step_jacobians(params, s0, xs, _ACT[kind])
+    """The exact step Jacobians of one recurrence from ``s0`` (the cell protocol's dense consumer)."""
+    cell = cell_of(kind)
+    p = cell.check(params, "params")[0]
+    w = cell.weights(p)
+    return jacobians_along(cell, w, s0, run(cell, w, s0, xs)[1], xs)
+
+
+def run_cell(kind: str, params: Any, state0: Any, xs: jax.Array, *, unroll: int = 1, remat: bool | int = False,
+             seq_lengths=None) -> tuple:
+    """Run one recurrence of any registered kind over ``xs (T, m)``: ``(final, trajectory)``.
+
+    The runner of every cell (the cell protocol's ``lax.scan``); for the LSTM, GRU and RNN it is exactly
+    :func:`~lstm_jax.run_lstm`, :func:`~lstm_jax.run_gru`, :func:`~lstm_jax.run_rnn`.  ``state0`` is the cell's
+    state (``cell_of(kind).zero(n, dtype)`` gives zeros); ``unroll``, ``remat``, ``seq_lengths`` as in
+    :func:`~lstm_jax.run_lstm`.
+    """
+    cell = cell_of(kind)
+    p, s0, xs, _, _ = check_call(cell, params, state0, "state0", xs, "xs")
+    return run(cell, cell.weights(p), s0, xs, unroll=unroll, remat=remat, seq_lengths=check_seq_lengths(seq_lengths, xs.shape[0]))
 
 
 def step_jacobians(kind: str, params: Any, xs: jax.Array, *, state0: Any = None, seq_lengths=None) -> jax.Array:
@@ -232,7 +213,7 @@ def step_jacobians(kind: str, params: Any, xs: jax.Array, *, state0: Any = None,
     """
     params, n, m = check_recurrent_params(kind, params)
     xs = check_array(xs, "xs", ("T", m))
-    s0 = _zero(kind, n, jnp.result_type(params[0].dtype, xs.dtype)) if state0 is None else state0
+    s0 = cell_of(kind).zero(n, jnp.result_type(params[0].dtype, xs.dtype)) if state0 is None else state0
     return mask_padded_jacobians(_own_jacobians(kind, params, s0, xs), seq_lengths)
 
 
@@ -261,21 +242,22 @@ def stack_step_jacobians(layers: Sequence[Any], xs: jax.Array, *, seq_lengths=No
     if any(rec.reverse for rec, _, _ in recs):
         raise ValueError("stack_step_jacobians needs a unidirectional stack: a bidirectional layer has no joint "
                          "step map; diagnose each direction as its own recurrence (run_stack(...).inputs)")
-    run = run_stack(layers, xs, seq_lengths=seq_lengths)
+    stack = run_stack(layers, xs, seq_lengths=seq_lengths)
     blocks, slices, h_slices, start = [], [], [], 0
     prev_rows = None  # d h^{k-1}_t / d S_{t-1} restricted to layers 0..k-1: (T, n_{k-1}, start)
-    for (rec, n, m), x_own, traj in zip(recs, run.inputs, run.trajectories):
-        d = 2 * n if rec.kind == "lstm" else n
-        s0 = _zero(rec.kind, n, run.outputs.dtype)
-        own = _own_jacobians(rec.kind, rec.params, s0, x_own)  # (T, d, d), analytic (masked below)
+    for (rec, n, m), x_own, traj in zip(recs, stack.inputs, stack.trajectories):
+        cell = cell_of(rec.kind)
+        d = cell.width * n
+        s0 = cell.zero(n, stack.outputs.dtype)
+        w = cell.weights(cell.check(rec.params, "params")[0])
+        # (T, d, d), analytic, on the trajectory run_stack computed (masked below: steps past L keep the state)
+        own = jacobians_along(cell, w, s0, traj, x_own)
         if prev_rows is None:
             row = own
         else:
-            vec = traj if rec.kind != "lstm" else jnp.concatenate([traj.h, traj.c], axis=-1)
-            s0v = _state_vec(rec.kind, s0)
-            prev_vec = jnp.concatenate([s0v[None], vec[:-1]], axis=0)
+            prev_vec = jnp.concatenate([flat(cell, s0)[None], flat(cell, traj)[:-1]], axis=0)
             X = jax.vmap(lambda sv, x: jax.jacfwd(
-                lambda x_: _state_vec(rec.kind, _cell(rec.kind, rec.params, _vec_state(rec.kind, sv, n), x_)))(x)
+                lambda x_: jnp.concatenate(step(cell, w, cell.to_blocks(unflat(cell, sv)), x_)[0]))(x)
             )(prev_vec, x_own)  # (T, d, m): input Jacobian of the same cell step
             row = jnp.concatenate([X @ prev_rows, own], axis=-1)
         blocks.append(row)

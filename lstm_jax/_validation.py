@@ -375,3 +375,27 @@ def check_init_args(key: Any, n: Any, m: Any, scale: Any, bias: Any, dtype: Any,
     dtype = check_float_dtype(dtype)
     check_fits_memory(floats_per_unit * n * (n + m + 1) * dtype.itemsize, f"{label}(n={n}, m={m}) parameters")
     return key, n, m, scale, bias, dtype
+
+
+def check_fields(params: Any, cls: type, name: str, shapes: dict, optional: Sequence[str] = ()) -> tuple:
+    """Validate a parameter NamedTuple whose leaves have symbolic shapes (``shapes[field]``, e.g. ``("n", "m")``).
+
+    The first field fixes the symbols it names; every other leaf must agree.  Returns ``(params, dims)`` with
+    ``dims`` the symbol values (``{"n": .., "m": ..}``).  Optional leaves may be ``None``.
+    """
+    p = as_named_tuple(params, cls, name, optional=optional)
+    dims: dict = {}
+    leaves = {}
+    for field in cls._fields:
+        v = getattr(p, field)
+        if v is None:
+            leaves[field] = None
+            continue
+        want = shapes[field]
+        arr = check_array(v, f"{name}.{field}", tuple(dims.get(s, s) if isinstance(s, str) else s for s in want))
+        for s, size in zip(want, arr.shape):
+            if isinstance(s, str):
+                dims.setdefault(s, size)
+        leaves[field] = arr
+    common_dtype(name, **leaves)
+    return cls(**leaves), dims

@@ -70,3 +70,79 @@ def lstm_loop(p, h0, c0, xs):
         hs.append(h)
         cs.append(c)
     return np.stack(hs), np.stack(cs)
+
+
+def gru_loop(p, h0, xs):
+    """The GRU in the PyTorch convention, written from its equations with NumPy (reset after the hidden matmul)."""
+    f = lambda v: None if v is None else np.asarray(v, np.float64)  # noqa: E731
+    W_r, W_z, W_n = (f(getattr(p, w)) for w in ("W_r", "W_z", "W_n"))
+    b = {k: (0.0 if getattr(p, k) is None else f(getattr(p, k))) for k in ("b_r", "b_z", "b_in", "b_hn")}
+    n = W_r.shape[0]
+    h = np.asarray(h0, np.float64)
+    hs = []
+    for x in np.asarray(xs, np.float64):
+        hx = np.concatenate([h, x])
+        r = _sig(W_r @ hx + b["b_r"])
+        z = _sig(W_z @ hx + b["b_z"])
+        cand = np.tanh(W_n[:, n:] @ x + b["b_in"] + r * (W_n[:, :n] @ h + b["b_hn"]))
+        h = (1 - z) * cand + z * h
+        hs.append(h)
+    return np.stack(hs)
+
+
+def _np(p):
+    return {k: (None if v is None else np.asarray(v, np.float64)) for k, v in p._asdict().items()}
+
+
+def mingru_loop(p, h0, xs):
+    """minGRU (Feng et al. 2024) from its equations: h = (1 - z) h + z h~, z and h~ from x only."""
+    q, h, out = _np(p), np.asarray(h0, np.float64), []
+    for x in np.asarray(xs, np.float64):
+        z = _sig(q["W_z"] @ x + q["b_z"])
+        h = (1 - z) * h + z * (q["W_h"] @ x + q["b_h"])
+        out.append(h)
+    return np.stack(out)
+
+
+def minlstm_loop(p, h0, xs):
+    """minLSTM (Feng et al. 2024): h = f/(f + i) h + i/(f + i) h~."""
+    q, h, out = _np(p), np.asarray(h0, np.float64), []
+    for x in np.asarray(xs, np.float64):
+        f, i = _sig(q["W_f"] @ x + q["b_f"]), _sig(q["W_i"] @ x + q["b_i"])
+        h = f / (f + i) * h + i / (f + i) * (q["W_h"] @ x + q["b_h"])
+        out.append(h)
+    return np.stack(out)
+
+
+def rglru_loop(p, h0, xs):
+    """RG-LRU (De et al. 2024): log a = -8 r softplus(Lambda), h = a h + sqrt(1 - a^2) (i x)."""
+    q, h, out = _np(p), np.asarray(h0, np.float64), []
+    for x in np.asarray(xs, np.float64):
+        r, i = _sig(q["W_a"] @ x + q["b_a"]), _sig(q["W_x"] @ x + q["b_x"])
+        a = np.exp(-8.0 * r * np.log1p(np.exp(q["Lambda"])))
+        h = a * h + np.sqrt(1 - a * a) * (i * x)
+        out.append(h)
+    return np.stack(out)
+
+
+def slstm_loop(p, s0, xs):
+    """sLSTM (xLSTM) from its equations, heads as a block-diagonal recurrent matrix; returns (T, 4n) [h, c, n, m]."""
+    q = _np(p)
+    R = {g: np.zeros((q["W_i"].shape[0],) * 2) for g in "ifzo"}
+    for g in "ifzo":
+        H, d, _ = q[f"R_{g}"].shape
+        for k in range(H):
+            R[g][k * d:(k + 1) * d, k * d:(k + 1) * d] = q[f"R_{g}"][k].T  # rows act as h @ R (row layout)
+    h, c, n, m = (np.asarray(v, np.float64) for v in (s0.h, s0.c, s0.n, s0.m))
+    out = []
+    for x in np.asarray(xs, np.float64):
+        raw = {g: q[f"W_{g}"] @ x + h @ R[g] + q[f"b_{g}"] for g in "ifzo"}
+        logf = -np.log1p(np.exp(-raw["f"]))
+        m_new = np.maximum(logf + m, raw["i"])
+        i, f = np.exp(raw["i"] - m_new), np.exp(logf + m - m_new)
+        c = f * c + i * np.tanh(raw["z"])
+        n = f * n + i
+        h = _sig(raw["o"]) * c / n
+        m = m_new
+        out.append(np.concatenate([h, c, n, m]))
+    return np.stack(out)

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import lstm_jax
-from lstm_jax.io import RecurrentLayer, RecurrentModel
+from lstm_jax import RecurrentLayer, RecurrentModel
 
 from ._kinds import KINDS, kind_of
 
@@ -144,12 +144,21 @@ def _log_suffix_norms(jacs: jax.Array, length, stride: int, G: int) -> jax.Array
 
 @partial(jax.jit, static_argnames=("kind", "n", "k", "transient", "stride"))
 def _layer_stats(params, xs, lengths, keys, times, *, kind, n, k, transient, stride):
-    """Per-sequence raw statistics of one layer for a batch ``xs (B, T, m)`` (vmapped)."""
+    """Per-sequence raw statistics and outputs of one layer for a batch ``xs (B, T, m)`` (vmapped).
+
+    One scan per sequence: its states feed the step Jacobians (the cell protocol's dense consumer), the
+    gates, the eq. (6) terms and the outputs the next layer reads (zero on padded steps).
+    """
     K = KINDS[kind]
+    cell = K.cell
+    w = cell.weights(params)
 
     def one(x, L, key):
         T = x.shape[0]
-        J = K.jacobians(params, x, n)
+        s0 = cell.zero(n, x.dtype)
+        _, traj = cell.run(w, s0, x)
+        states = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), s0, traj)  # s_0..s_T
+        J = cell.jacobians_along(w, s0, traj, x)
         d = J.shape[-1]
         eye = jnp.eye(d, dtype=J.dtype)
         t = jnp.arange(T)
@@ -166,27 +175,21 @@ def _layer_stats(params, xs, lengths, keys, times, *, kind, n, k, transient, str
         # Gates: masked sums per unit and histograms.
         valid = valid_t[:, None]
         gates = {}
-        for name, v in K.gates(params, x, n).items():
-            w = jnp.broadcast_to(valid, v.shape).astype(v.dtype)
+        for name, v in K.gates(params, x, states).items():
+            wt = jnp.broadcast_to(valid, v.shape).astype(v.dtype)
             gates[name] = {
-                "sum": jnp.sum(v * w, axis=0),
+                "sum": jnp.sum(v * wt, axis=0),
                 "low": jnp.sum((v < SAT_LOW) & valid, axis=0),
                 "high": jnp.sum((v > SAT_HIGH) & valid, axis=0),
-                "hist": jnp.histogram(v.ravel(), bins=HIST_BINS, range=(0.0, 1.0), weights=w.ravel())[0],
+                "hist": jnp.histogram(v.ravel(), bins=HIST_BINS, range=(0.0, 1.0), weights=wt.ravel())[0],
             }
         terms = None
         if K.terms is not None:
-            terms = {name: jnp.where(times <= L, v, jnp.nan) for name, v in K.terms(params, x, n, times).items()}
-        return logn, exponents, gates, terms
+            terms = {name: jnp.where(times <= L, v, jnp.nan) for name, v in K.terms(params, x, states, times).items()}
+        outputs = jnp.where(valid, cell.to_blocks(traj)[cell.out_block], 0)
+        return (logn, exponents, gates, terms), outputs
 
     return jax.vmap(one)(xs, lengths, keys)
-
-
-@partial(jax.jit, static_argnames=("kind", "n"))
-def _layer_outputs(params, xs, lengths, *, kind, n):
-    """``(B, T, n)`` outputs of one layer, zero on padded steps."""
-    out = jax.vmap(lambda x: KINDS[kind].outputs(params, x, n))(xs)
-    return jnp.where((jnp.arange(xs.shape[1])[None, :] < lengths[:, None])[..., None], out, 0)
 
 
 def _reverse_valid(xs, lengths):
@@ -546,12 +549,13 @@ def _run_model(model, x, lengths, key, k, transient, chunks, bar):
         xin = _reverse_valid(inputs, lens) if layer.reverse else inputs
         layer_key = jax.random.fold_in(key, i)  # sequence b's directions depend on (layer, b) only,
         keys = jax.vmap(lambda b: jax.random.fold_in(layer_key, b))(jnp.arange(B))  # not on the batch size
-        raw = []
+        raw, outs = [], []
         for s, e in plan:
             idx = np.arange(s, s + size) % B if e - s < size else np.arange(s, e)  # fixed shape: compile once
-            r = _layer_stats(params, xin[idx], lens[idx], keys[idx], jnp.asarray(times), kind=kind.name,
-                             n=model.n, k=k, transient=transient, stride=stride)
+            r, y = _layer_stats(params, xin[idx], lens[idx], keys[idx], jnp.asarray(times), kind=kind.name,
+                                n=model.n, k=k, transient=transient, stride=stride)
             raw.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[: e - s], r))
+            outs.append(y[: e - s])
             bar.update(1)
         logn, exps, gates, terms = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *raw)
         eps = float(jnp.finfo(x.dtype).eps)
@@ -561,6 +565,6 @@ def _run_model(model, x, lengths, key, k, transient, chunks, bar):
         out.append({"m": int(xin.shape[-1]), "flow": flow, "lyapunov": lyap,
                     "agreement": _agreement(flow, lyap, T, transient, eps),
                     "terms": _terms_summary(terms, times), "gates": _gates_summary(gates, lengths, kind.memory_gate, T)})
-        y = _layer_outputs(params, xin, lens, kind=kind.name, n=model.n)
+        y = jnp.concatenate(outs)  # the plan's chunks are s = 0, size, 2 size, ... in order
         depth_outputs.append(_reverse_valid(y, lens) if layer.reverse else y)
     return out

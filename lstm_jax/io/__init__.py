@@ -38,7 +38,7 @@ from ._interop import (
     to_torch_state_dict,
 )
 from ._load import from_torch, from_torch_layers, load, load_model, save
-from ._model import RecurrentLayer, RecurrentModel
+from .._model import RecurrentLayer, RecurrentModel
 from ._sniff import check_input_file, read_npy, sniff
 
 __all__ = [

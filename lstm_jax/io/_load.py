@@ -79,7 +79,7 @@ from ._interop import (
     from_equinox,
     from_torch_arrays,
 )
-from ._model import RecurrentLayer, RecurrentModel
+from .._model import RecurrentLayer, RecurrentModel
 from ._keras import keras_recurrences
 from ._onnx import onnx_recurrences
 from ._torchscript import torchscript_tensors
@@ -97,7 +97,7 @@ from ._sniff import (
 )
 
 FORMAT, VERSION, HEADER = "lstm_jax.model", 1, "__lstm_jax__"
-_PARAMS = {"lstm": LSTMParams, "gru": GRUParams, "rnn-tanh": RNNParams, "rnn-sigmoid": RNNParams}
+_PARAMS = {kind: cell.params_type for kind, cell in lj.CELLS.items()}  # the registry's kinds
 _TORCH_KEY = re.compile(
     r"^(?:(?P<prefix>.*)\.)?(?P<what>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)(?:_l(?P<k>\d+))?(?P<rev>_reverse)?$"
 )

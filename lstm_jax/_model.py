@@ -1,4 +1,6 @@
-"""A recurrent model read from a checkpoint: its layers in lstm_jax's own parameter layouts."""
+"""The model type of the core: a (stacked, bidirectional) recurrent model as layer records in lstm_jax's own
+parameter layouts.  ``run_stack`` and the stack Jacobians take its ``layers``; ``lstm_jax.io`` builds it from
+checkpoints; ``lstm_jax.diagnose`` reads it."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ class RecurrentLayer(NamedTuple):
 
     Attributes:
       name: ``"layer{k}.forward"`` or ``"layer{k}.reverse"``.
-      kind: ``"lstm"``, ``"gru"``, ``"rnn-tanh"`` or ``"rnn-sigmoid"``.
+      kind: a kind of the registry (:data:`lstm_jax.KINDS`: ``"lstm"``, ``"gru"``, ``"rnn-tanh"``, ...).
       params: the lstm_jax parameters (``LSTMParams``, ``GRUParams`` or ``RNNParams``).
       layer: depth index, 0 = the layer that reads the model's inputs.
       reverse: True for the backward direction of a bidirectional model (it runs on reversed time).

@@ -1,0 +1,173 @@
+"""One suite over every cell of the registry, through the cell protocol (``lstm_jax._cell``).
+
+Each member is checked the same way, in float64: its runner against an independent NumPy loop, its dense
+step Jacobian against ``jax.jacfwd`` and ``jax.jacrev`` of the runner, the three other consumers (diagonal,
+``J Q``, ``J^T W``) against that dense matrix, multi-step products against autodiff of the whole scan, the
+custom-VJP batch runner against ``jax.grad`` of the scan, parallel-in-time evaluation (Newton and
+quasi-Newton) against the scan, and matrix-free Lyapunov exponents and flow norms against the dense ones.
+A new cell is covered by one line in ``MEMBERS``.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import lstm_jax as lj
+from _reference import RTOL64, gru_loop, lstm_loop, mingru_loop, minlstm_loop, rel_err, rglru_loop, rnn_loop, slstm_loop
+from lstm_jax import _cell, _fast, _matfree, _parallel
+
+F64 = jnp.float64
+N, M, T = 6, 3, 9
+
+
+def _lstm_ref(p, s0, xs):
+    hs, cs = lstm_loop(p, s0.h, s0.c, xs)
+    return np.concatenate([hs, cs], axis=-1)
+
+
+def _rnn_ref(act):
+    return lambda p, c0, xs: rnn_loop(np.asarray(p.W_rec), np.asarray(p.W_in), np.asarray(p.b), c0, xs, act)
+
+
+#: kind -> (parameters with every bias present, NumPy loop (params, state0, xs) -> (T, d) flat states)
+MEMBERS = {
+    "lstm": (lambda k: lj.init_lstm(k, N, M, scale=1.5, dtype=F64), _lstm_ref),
+    "gru": (lambda k: lj.init_gru(k, N, M, scale=1.5, dtype=F64), lambda p, h0, xs: gru_loop(p, h0, xs)),
+    "rnn-tanh": (lambda k: lj.init_rnn(k, N, M, scale=1.5, bias=True, dtype=F64), _rnn_ref("tanh")),
+    "rnn-sigmoid": (lambda k: lj.init_rnn(k, N, M, scale=1.5, bias=True, dtype=F64), _rnn_ref("sigmoid")),
+    "slstm": (lambda k: lj.init_slstm(k, N, M, heads=2, scale=1.5, dtype=F64), slstm_loop),
+    "mingru": (lambda k: lj.init_mingru(k, N, M, scale=1.5, dtype=F64), mingru_loop),
+    "minlstm": (lambda k: lj.init_minlstm(k, N, M, scale=1.5, dtype=F64), minlstm_loop),
+    "rglru": (lambda k: lj.init_rglru(k, N, scale=1.5, dtype=F64), rglru_loop),
+}
+
+
+def test_every_registered_cell_is_a_member_of_this_suite():
+    assert set(MEMBERS) == set(lj.CELLS) == set(lj.KINDS)
+
+
+def _setup(kind, seed=0):
+    """The cell, parameters with random (non-zero) biases, a random initial state and inputs."""
+    cell = lj.cell_of(kind)
+    k = jax.random.split(jax.random.PRNGKey(seed), 4)
+    p = MEMBERS[kind][0](k[0])
+    leaves, tree = jax.tree_util.tree_flatten(p)
+    keys = jax.random.split(k[1], len(leaves))
+    p = jax.tree_util.tree_unflatten(  # biases and recurrent heads made non-zero, so every path is exercised
+        tree, [v if v.ndim == 2 else 0.5 * jax.random.normal(kk, v.shape, F64) for v, kk in zip(leaves, keys)])
+    s0 = _cell.unflat(cell, 0.5 * jax.random.normal(k[2], (cell.width * N,), F64))
+    if kind == "slstm":  # a normaliser is positive along any run (n_t >= i'_t > 0)
+        s0 = s0._replace(n=jnp.abs(s0.n) + 0.5)
+    xs = jax.random.normal(k[3], (T, cell.check(p)[2]), F64)
+    return cell, p, s0, xs
+
+
+def _flat_step(cell, p):
+    """``s_{t-1} -> s_t`` through the runner itself (one step of the same scan), on flat states."""
+    return lambda s, x: _cell.flat(cell, _cell.run(cell, cell.weights(p), _cell.unflat(cell, s), x[None])[0])
+
+
+@pytest.mark.parametrize("kind", MEMBERS)
+def test_runner_equals_an_independent_numpy_loop(kind):
+    cell, p, s0, xs = _setup(kind)
+    final, traj = _cell.run(cell, cell.weights(p), s0, xs)
+    ref = MEMBERS[kind][1](p, s0, xs)
+    assert rel_err(_cell.flat(cell, traj), ref) < RTOL64
+    np.testing.assert_array_equal(_cell.flat(cell, final), _cell.flat(cell, traj)[-1])
+
+
+@pytest.mark.parametrize("kind", MEMBERS)
+def test_dense_step_jacobian_equals_jacfwd_and_jacrev_of_the_runner(kind):
+    cell, p, s0, xs = _setup(kind, 1)
+    w = cell.weights(p)
+    _, traj = _cell.run(cell, w, s0, xs)
+    J = _cell.jacobians_along(cell, w, s0, traj, xs)
+    prev = jnp.concatenate([_cell.flat(cell, s0)[None], _cell.flat(cell, traj)[:-1]])
+    f = _flat_step(cell, p)
+    fwd = jax.vmap(lambda s, x: jax.jacfwd(f)(s, x))(prev, xs)
+    rev = jax.vmap(lambda s, x: jax.jacrev(f)(s, x))(prev, xs)
+    assert J.shape == (T, cell.width * N, cell.width * N)
+    assert rel_err(J, fwd) < RTOL64 and rel_err(J, rev) < RTOL64
+
+
+@pytest.mark.parametrize("kind", MEMBERS)
+def test_diagonal_jq_and_jtw_consumers_equal_the_dense_jacobian(kind):
+    cell, p, s0, xs = _setup(kind, 2)
+    w = cell.weights(p)
+    blocks, F = _cell.step(cell, w, cell.to_blocks(s0), xs[0])
+    J = _cell.dense_jacobian(cell, w, F, N)
+    d = cell.width * N
+    Q = jax.random.normal(jax.random.PRNGKey(3), (d, 4), F64)
+    assert rel_err(_cell.jacobian_diagonal(cell, w, F, N), jnp.diagonal(J)) < RTOL64
+    assert rel_err(_cell.jvp_rows(cell, w, F, Q.T).T, J @ Q) < RTOL64
+    assert rel_err(_cell.vjp_rows(cell, w, F, Q.T).T, J.T @ Q) < RTOL64
+
+
+@pytest.mark.parametrize("kind", MEMBERS)
+def test_products_of_step_jacobians_equal_autodiff_of_the_whole_scan(kind):
+    cell, p, s0, xs = _setup(kind, 4)
+    w = cell.weights(p)
+    J = _cell.jacobians_along(cell, w, s0, _cell.run(cell, w, s0, xs)[1], xs)
+    P = lj.jacobian_products(J)[-1]  # d s_T / d s_0
+    whole = jax.jacrev(lambda s: _cell.flat(cell, _cell.run(cell, w, _cell.unflat(cell, s), xs)[0]))(_cell.flat(cell, s0))
+    assert rel_err(P, whole) < RTOL64
+
+
+@pytest.mark.parametrize("kind", MEMBERS)
+def test_batch_runner_custom_vjp_equals_jax_grad_of_the_scan(kind):
+    cell, p, s0, xs = _setup(kind, 5)
+    B = 3
+    X = jax.random.normal(jax.random.PRNGKey(6), (T, B, xs.shape[-1]), F64)
+    S0 = jax.tree_util.tree_map(lambda a: jnp.stack([a, 0.5 * a, 2 * a]), s0)
+    proj = jax.random.normal(jax.random.PRNGKey(7), (N,), F64)
+
+    def fast(p, S0, X):
+        final, outs = _fast._run_batch(cell, p, S0, "state0", X, True, False, 1)
+        return jnp.sum(jnp.sin(outs @ proj)) + jnp.sum(_cell.flat(cell, final) ** 2)
+
+    def scan(p, S0, X):
+        final, traj = jax.vmap(lambda s, x: _cell.run(cell, cell.weights(p), s, x), in_axes=(0, 1))(S0, X)
+        outs = jnp.swapaxes(cell.to_blocks(traj)[cell.out_block], 0, 1)
+        return jnp.sum(jnp.sin(outs @ proj)) + jnp.sum(_cell.flat(cell, final) ** 2)
+
+    assert abs(fast(p, S0, X) - scan(p, S0, X)) < 1e-12 * abs(scan(p, S0, X))
+    got, want = jax.grad(fast, argnums=(0, 1, 2))(p, S0, X), jax.grad(scan, argnums=(0, 1, 2))(p, S0, X)
+    for g, r in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        assert rel_err(g, r) < RTOL64
+
+
+@pytest.mark.parametrize("mode", [lj.DENSE, lj.DIAGONAL], ids=lambda m: m.name)
+@pytest.mark.parametrize("kind", MEMBERS)
+def test_parallel_in_time_evaluation_equals_the_scan_and_so_does_its_gradient(kind, mode):
+    cell, p, s0, xs = _setup(kind, 8)
+    states, info = _parallel._parallel_run(cell, p, s0, "state0", xs, mode, None, None)
+    ref = _cell.run(cell, cell.weights(p), s0, xs)[1]
+    assert bool(info.converged) and not bool(info.fell_back)
+    assert rel_err(_cell.flat(cell, states), _cell.flat(cell, ref)) < RTOL64
+    loss = lambda traj: jnp.sum(jnp.tanh(_cell.flat(cell, traj)))  # noqa: E731
+    g_par = jax.grad(lambda p: loss(_parallel._parallel_run(cell, p, s0, "state0", xs, mode, None, None)[0]))(p)
+    g_seq = jax.grad(lambda p: loss(_cell.run(cell, cell.weights(p), s0, xs)[1]))(p)
+    for a, b in zip(jax.tree_util.tree_leaves(g_par), jax.tree_util.tree_leaves(g_seq)):
+        assert rel_err(a, b) < 1e-10  # the adjoint solve reassociates T products: measured <= 3e-15
+
+
+@pytest.mark.parametrize("kind", MEMBERS)
+def test_matrix_free_lyapunov_and_flow_norms_equal_the_dense_ones(kind):
+    cell, p, s0, xs = _setup(kind, 9)
+    w = cell.weights(p)
+    J = _cell.jacobians_along(cell, w, s0, _cell.run(cell, w, s0, xs)[1], xs)
+    for k in (1, cell.width * N):
+        mf = _matfree._lyapunov(cell, p, s0, "state0", xs, k, None)
+        dense = lj.lyapunov(J, k)
+        # Exponents of directions that J_t annihilates are -inf and come out as rounding noise (-13 to -31 here)
+        # in both computations: the sLSTM maps the gauge direction (-c, -n, +1) of a unit whose stabiliser resets
+        # (m_t = i~_t) to exactly 0.  Only resolved exponents (a factor above 1e-4 per step) are compared.
+        resolved = dense.exponents > jnp.log(1e-4)
+        assert bool(resolved[0])
+        # measured: <= 4e-13, except 6.6e-11 for the sLSTM (two exponents 4e-4 apart mix in the QR)
+        assert rel_err(mf.exponents[resolved], dense.exponents[resolved]) < 1e-9
+    flow = _matfree._flow(cell, p, s0, "state0", xs, None, None)
+    assert rel_err(flow.log_spectral, lj.gradient_flow_norms(J).log_spectral) < 1e-12
