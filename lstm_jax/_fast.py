@@ -45,6 +45,7 @@ modes) for Jacobians and the article's checks.
 from __future__ import annotations
 
 import functools
+import itertools
 import jax
 import jax.numpy as jnp
 
@@ -74,7 +75,8 @@ def _scan(cell, cfg, w, s0, xs, *, residuals):
     def body(blocks, z_x):
         new, F = cell.update(blocks, recurrent_preactivation(cell, w, blocks), z_x)
         out = new[cell.out_block]
-        return new, ((out, F) if residuals else out)
+        # the factors stored as one (B, K) row per step: one write per step instead of one per factor
+        return new, ((out, jnp.concatenate(jax.tree_util.tree_leaves(F), axis=-1)) if residuals else out)
 
     if hoist:
         return jax.lax.scan(body, s0, _proj(xs, w.W_x, w.b_x), unroll=unroll)
@@ -91,19 +93,31 @@ def _core_fwd(cell, cfg, w, s0, xs):
     return (final, outs), (w, s0, xs, outs, F)
 
 
+def _factor_tree(cell, w, s0, xs):
+    """The structure of the cell's factors (traced once, shapes only) and each leaf's width."""
+    F = jax.eval_shape(lambda: cell.update(s0, recurrent_preactivation(cell, w, s0), input_preactivation(w, xs[0]))[1])
+    leaves, tree = jax.tree_util.tree_flatten(F)
+    return tree, [leaf.shape[-1] for leaf in leaves]
+
+
 def _core_bwd(cell, cfg, res, cts):
     w, s0, xs, outs, F = res
+    tree, widths = _factor_tree(cell, w, s0, xs)
+    cuts = list(itertools.accumulate(widths))[:-1]
     d_final, d_outs = cts
     W_h_t = None if w.W_h is None else w.W_h.T
     o = cell.out_block
 
     def back(g, inp):
-        d_out, F_t = inp
+        d_out, packed = inp
+        F_t = jax.tree_util.tree_unflatten(tree, jnp.split(packed, cuts, axis=-1))  # this step's factors
         g = tuple(v + d_out if j == o else v for j, v in enumerate(g))
         g, dz_h, dz_x = vjp_blocks(cell, W_h_t, F_t, g)
-        return g, (dz_h, dz_x)
+        # one stored row when the two pre-activations share their cotangent (LSTM, RNN, sLSTM)
+        return g, ((dz_h,) if dz_x is dz_h else (dz_h, dz_x))
 
-    d_s0, (dZ_h, dZ_x) = jax.lax.scan(back, tuple(d_final), (d_outs, F), reverse=True, unroll=cfg[1])
+    d_s0, dZ = jax.lax.scan(back, tuple(d_final), (d_outs, F), reverse=True, unroll=cfg[1])
+    dZ_h, dZ_x = (dZ[0], dZ[0]) if len(dZ) == 1 else dZ
     # the weight gradients after the loop, each one GEMM over all T·B rows
     T, B, m = xs.shape
     rows_x = dZ_x.reshape(T * B, -1)

@@ -184,12 +184,14 @@ def unfuse_lstm_params(fused: FusedLSTMParams, n: int) -> LSTMParams:
 
 
 class LSTMFactors(NamedTuple):
-    r"""The six diagonal factors of one step's joint Jacobian (each ``(..., n)``), the LSTM's :class:`~lstm_jax._cell.Cell` factors.
+    r"""The six diagonal factors of one step's joint Jacobian, the LSTM's :class:`~lstm_jax._cell.Cell` factors.
 
-    :math:`a_f = c_{t-1}\sigma'(z_f)`, :math:`a_i = \tilde c_t\sigma'(z_i)`, :math:`a_c = i_t\tanh'(z_c)` (the row
-    scales of :math:`K_t = \partial c_t/\partial h_{t-1} = \operatorname{diag}(a_f)U_f + \operatorname{diag}(a_i)U_i
-    + \operatorname{diag}(a_c)U_c`), :math:`f_t` (:math:`\partial c_t/\partial c_{t-1}`, the article's :math:`B_t`),
-    :math:`a_o = \tanh(c_t)\sigma'(z_o)` and :math:`e_t = o_t\tanh'(c_t)`, so that
+    ``a`` ``(..., 4n)`` holds, in gate order f, i, c̃, o, :math:`a_f = c_{t-1}\sigma'(z_f)`,
+    :math:`a_i = \tilde c_t\sigma'(z_i)`, :math:`a_c = i_t\tanh'(z_c)` (the row scales of
+    :math:`K_t = \partial c_t/\partial h_{t-1} = \operatorname{diag}(a_f)U_f + \operatorname{diag}(a_i)U_i
+    + \operatorname{diag}(a_c)U_c`) and :math:`a_o = \tanh(c_t)\sigma'(z_o)`, stored together so that the
+    cotangent of all four pre-activations is one product; ``f`` is :math:`f_t`
+    (:math:`\partial c_t/\partial c_{t-1}`, the article's :math:`B_t`) and ``e`` is :math:`e_t = o_t\tanh'(c_t)`:
 
     .. math::
 
@@ -199,12 +201,19 @@ class LSTMFactors(NamedTuple):
     with :math:`\delta z_g = U_g\,\delta h_{t-1}`: the joint Jacobian of :func:`~lstm_jax.lstm_step_jacobian`.
     """
 
-    a_f: jax.Array
-    a_i: jax.Array
-    a_c: jax.Array
+    a: jax.Array
     f: jax.Array
-    a_o: jax.Array
     e: jax.Array
+
+    def gate(self, g: int) -> jax.Array:
+        """The row scale of gate ``g`` (0 f, 1 i, 2 c̃, 3 o)."""
+        n = self.f.shape[-1]
+        return self.a[..., g * n:(g + 1) * n]
+
+    a_f = property(lambda self: self.gate(0))
+    a_i = property(lambda self: self.gate(1))
+    a_c = property(lambda self: self.gate(2))
+    a_o = property(lambda self: self.gate(3))
 
 
 def _weights(p: LSTMParams) -> Weights:
@@ -223,20 +232,21 @@ def _update(blocks, z_h, z_x):
     f, i, g, o = jax.nn.sigmoid(z_f), jax.nn.sigmoid(z_i), jnp.tanh(z_c), jax.nn.sigmoid(z_o)
     c = c_prev * f + g * i  # article eq. (5)
     tc = jnp.tanh(c)
-    F = LSTMFactors(c_prev * _dsig(z_f), g * _dsig(z_i), i * _dtanh(z_c), f, tc * _dsig(z_o), o * _dtanh(c))
+    F = LSTMFactors(jnp.concatenate([c_prev * _dsig(z_f), g * _dsig(z_i), i * _dtanh(z_c), tc * _dsig(z_o)], axis=-1),
+                    f, o * _dtanh(c))
     return (o * tc, c), F
 
 
 def _tangent(F: LSTMFactors, dz, ds):
-    dz_f, dz_i, dz_c, dz_o = jnp.split(dz, 4, axis=-1)
-    dc = F.a_f * dz_f + F.a_i * dz_i + F.a_c * dz_c + F.f * ds[1]
-    return F.a_o * dz_o + F.e * dc, dc
+    p_f, p_i, p_c, p_o = jnp.split(F.a * dz, 4, axis=-1)
+    dc = p_f + p_i + p_c + F.f * ds[1]
+    return p_o + F.e * dc, dc
 
 
 def _cotangent(F: LSTMFactors, g):
     g_h, g_c = g
     g_c = g_c + F.e * g_h  # the cotangent reaching c_t
-    dz = jnp.concatenate([F.a_f * g_c, F.a_i * g_c, F.a_c * g_c, F.a_o * g_h], axis=-1)
+    dz = F.a * jnp.concatenate([g_c, g_c, g_c, g_h], axis=-1)
     return dz, dz, (None, F.f * g_c)
 
 

@@ -171,3 +171,57 @@ def test_matrix_free_lyapunov_and_flow_norms_equal_the_dense_ones(kind):
         assert rel_err(mf.exponents[resolved], dense.exponents[resolved]) < 1e-9
     flow = _matfree._flow(cell, p, s0, "state0", xs, None, None)
     assert rel_err(flow.log_spectral, lj.gradient_flow_norms(J).log_spectral) < 1e-12
+
+
+DIAGONAL_LINEAR = [k for k in MEMBERS if lj.cell_of(k).diagonal_linear]
+
+
+def test_the_diagonal_linear_cells_are_mingru_minlstm_and_rglru():
+    assert sorted(DIAGONAL_LINEAR) == ["mingru", "minlstm", "rglru"]
+
+
+@pytest.mark.parametrize("kind", DIAGONAL_LINEAR)
+def test_diagonal_cells_step_jacobian_is_the_gate_and_k_step_products_never_mix_units(kind):
+    cell, p, s0, xs = _setup(kind, 10)
+    w = cell.weights(p)
+    J = _cell.jacobians_along(cell, w, s0, _cell.run(cell, w, s0, xs)[1], xs)
+    a, _ = _cell.linear_coefficients(cell, w, xs, N)
+    off = J - jax.vmap(jnp.diag)(jnp.diagonal(J, axis1=1, axis2=2))
+    assert float(jnp.max(jnp.abs(off))) == 0.0  # A = C = D = 0: exactly, not to rounding
+    assert rel_err(jnp.diagonal(J, axis1=1, axis2=2), a) < RTOL64
+    assert bool(jnp.all((a > 0) & (a < 1)))
+    whole = jax.jacrev(lambda s: _cell.run(cell, w, s, xs)[0])(s0)  # d h_T / d h_0 by autodiff of the scan
+    assert rel_err(whole, jnp.diag(jnp.prod(a, axis=0))) < RTOL64
+
+
+@pytest.mark.parametrize("kind", DIAGONAL_LINEAR)
+def test_parallel_linear_scan_equals_the_sequential_runner_and_its_gradient(kind):
+    cell, p, s0, xs = _setup(kind, 11)
+    seq = lambda p: lj.run_cell(kind, p, s0, xs)[1]  # noqa: E731
+    par = lambda p: lj.parallel_run_linear(kind, p, s0, xs)  # noqa: E731
+    assert rel_err(par(p), seq(p)) < RTOL64
+    g_par = jax.grad(lambda p: jnp.sum(jnp.sin(par(p))))(p)
+    g_seq = jax.grad(lambda p: jnp.sum(jnp.sin(seq(p))))(p)
+    for a, b in zip(jax.tree_util.tree_leaves(g_par), jax.tree_util.tree_leaves(g_seq)):
+        assert rel_err(a, b) < RTOL64
+
+
+def test_parallel_linear_refuses_a_cell_with_state_dependent_gates():
+    _, p, s0, xs = _setup("lstm")
+    with pytest.raises(ValueError, match="not a diagonal linear recurrence.*mingru"):
+        lj.parallel_run_linear("lstm", p, s0, xs)
+
+
+def test_slstm_maps_the_gauge_direction_of_a_unit_whose_stabiliser_resets_to_zero():
+    # (c, n, m) -> (c e^-d, n e^-d, m + d) leaves h unchanged; where m_t = i~_t the step forgets m_(t-1), so the
+    # direction (-c, -n, +1) of that unit is annihilated: an exactly singular Jacobian (exponent -inf).
+    cell, p, s0, xs = _setup("slstm", 12)
+    w = cell.weights(p)
+    blocks, F = _cell.step(cell, w, cell.to_blocks(s0), xs[0])
+    reset = np.flatnonzero(np.asarray(F.s) == 0)
+    assert reset.size  # this draw has units whose stabiliser resets
+    J = _cell.dense_jacobian(cell, w, F, N)
+    for j in reset:
+        v = np.zeros(4 * N)
+        v[N + j], v[2 * N + j], v[3 * N + j] = -s0.c[j], -s0.n[j], 1.0
+        assert float(jnp.max(jnp.abs(J @ v))) < 1e-15 * float(jnp.max(jnp.abs(J)))

@@ -149,21 +149,32 @@ def test_bad_stacks_are_rejected_with_the_reason():
         lj.run_stack(layers[::-1], jnp.zeros((T, M)))
 
 
+_INIT = {
+    "lstm": lambda k: lj.init_lstm(k, N, M, dtype=jnp.float64),
+    "gru": lambda k: lj.init_gru(k, N, M, dtype=jnp.float64),
+    "rnn-tanh": lambda k: lj.init_rnn(k, N, M, bias=True, dtype=jnp.float64),
+    "rnn-sigmoid": lambda k: lj.init_rnn(k, N, M, bias=True, dtype=jnp.float64),
+    "slstm": lambda k: lj.init_slstm(k, N, M, dtype=jnp.float64),
+    "mingru": lambda k: lj.init_mingru(k, N, M, dtype=jnp.float64),
+    "minlstm": lambda k: lj.init_minlstm(k, N, M, dtype=jnp.float64),
+    "rglru": lambda k: lj.init_rglru(k, N, dtype=jnp.float64),
+}
+
+
 @pytest.mark.parametrize("kind", lj.KINDS)
 def test_step_jacobians_of_any_kind_multiply_to_the_padded_flow(kind):
     """step_jacobians(kind, ...) with seq_lengths: the product equals jacfwd of the truncated run (float64)."""
-    key = jax.random.PRNGKey(5)
-    init = {"lstm": lj.init_lstm, "gru": lj.init_gru}.get(kind, lambda k, n, m, dtype: lj.init_rnn(k, n, m, bias=True, dtype=dtype))
-    p = init(key, N, M, dtype=jnp.float64)
-    xs = jnp.asarray(_xs(1)[0])
+    cell = lj.cell_of(kind)
+    p = _INIT[kind](jax.random.PRNGKey(5))
+    m = cell.check(p)[2]
+    xs = jax.random.normal(jax.random.PRNGKey(6), (T, m), jnp.float64)
     J = jax.jit(lambda x: lj.step_jacobians(kind, p, x, seq_lengths=6))(xs)
     rec = lio.RecurrentLayer("layer0.forward", kind, p, 0, False)
-    d = 2 * N if kind == "lstm" else N
+    d = cell.width * N
 
     def final(s0):
-        st = [lj.LSTMState(s0[:N], s0[N:])] if kind == "lstm" else [s0]
-        f = lj.run_stack([rec], xs[:6], states0=st).finals[0]
-        return jnp.concatenate([f.h, f.c]) if kind == "lstm" else f
+        f = lj.run_stack([rec], xs[:6], states0=[cell.from_blocks(tuple(jnp.split(s0, cell.width)))]).finals[0]
+        return cell.flat(f)
 
     np.testing.assert_allclose(lj.jacobian_products(J)[-1], jax.jacfwd(final)(jnp.zeros(d)), rtol=0, atol=1e-12)
     np.testing.assert_array_equal(J[6:], np.broadcast_to(np.eye(d), (T - 6, d, d)))
