@@ -11,7 +11,8 @@ object of ``(T + 1, n)`` arrays, :math:`s_0..s_T`), so that no entry runs the la
 * ``gates(params, xs, states)``: dict ``name -> (T, n)`` activations mapped to ``[0, 1]`` (a tanh value
   ``v`` as ``(v + 1)/2``), used for histograms and saturation; ``memory_gate`` names the one whose
   mean :math:`\bar f` sets the per-unit memory time constant :math:`\tau = -1/\log\bar f`
-  (LSTM: the forget gate ``f``; GRU: the update gate ``z``; RNN: none).
+  (LSTM and sLSTM: the forget gate ``f``; GRU: the update gate ``z``; minGRU and RG-LRU: the retention ``a``;
+  minLSTM: the normalised forget gate ``f``; RNN: none).
 * ``fresh(key, like, n, m, dtype)``: a freshly initialised layer of the same shape (the baseline).
 """
 
@@ -111,11 +112,54 @@ def _gru_fresh(key, like, n, m, dtype):
     return lstm_jax.init_gru(key, n, m, bias=like.b_z is not None, dtype=dtype)
 
 
+# --------------------------------------------------------------------------- modern cells (lstm_jax._mingru, _rglru, _slstm)
+
+
+def _factors(kind, params, xs, states):
+    """The cell's factors at every step, from the layer's own states (the protocol's step, no scan)."""
+    cell = lstm_jax.cell_of(kind)
+    w = cell.weights(params)
+    prev = jax.tree_util.tree_map(lambda a: a[:-1], states)
+    z_h = None if cell.rec_block is None else cell.to_blocks(prev)[cell.rec_block] @ w.W_h
+    z_x = xs @ w.W_x + (0 if w.b_x is None else w.b_x)
+    return cell.update(cell.to_blocks(prev), z_h, z_x)[1]
+
+
+def _mingru_gates(params, xs, states):
+    F = _factors("mingru", params, xs, states)
+    return {"a": F.a, "z": F.z}  # a = 1 - z: the retention, the whole step Jacobian
+
+
+def _minlstm_gates(params, xs, states):
+    F = _factors("minlstm", params, xs, states)
+    return {"f": F.f, "i": F.i}  # the normalised gates f' = f/(f + i), i' = 1 - f'
+
+
+def _rglru_gates(params, xs, states):
+    F = _factors("rglru", params, xs, states)
+    return {"a": F.a, "r": jax.nn.sigmoid(xs @ params.W_a.T + params.b_a), "i": jax.nn.sigmoid(xs @ params.W_x.T + params.b_x)}
+
+
+def _slstm_gates(params, xs, states):
+    F = _factors("slstm", params, xs, states)
+    # stabilised exponential gates i' = exp(i~ - m_t), f' = exp(log sigma(f~) + m_(t-1) - m_t), both in (0, 1];
+    # the output gate from e = o / n_t
+    return {"f": F.f, "i": F.i, "z": _as01(F.z), "o": F.e * states.n[1:]}
+
+
 KINDS = {
     "lstm": Kind("lstm", lstm_jax.cell_of("lstm"), _lstm_terms, _lstm_gates, "f", _lstm_fresh),
     "rnn-tanh": _rnn_kind(lstm_jax.TANH),
     "rnn-sigmoid": _rnn_kind(lstm_jax.SIGMOID),
     "gru": Kind("gru", lstm_jax.cell_of("gru"), _gru_terms, _gru_gates, "z", _gru_fresh),
+    "slstm": Kind("slstm", lstm_jax.cell_of("slstm"), None, _slstm_gates, "f",
+                  lambda key, like, n, m, dtype: lstm_jax.init_slstm(key, n, m, heads=like.R_i.shape[0], dtype=dtype)),
+    "mingru": Kind("mingru", lstm_jax.cell_of("mingru"), None, _mingru_gates, "a",
+                   lambda key, like, n, m, dtype: lstm_jax.init_mingru(key, n, m, dtype=dtype)),
+    "minlstm": Kind("minlstm", lstm_jax.cell_of("minlstm"), None, _minlstm_gates, "f",
+                    lambda key, like, n, m, dtype: lstm_jax.init_minlstm(key, n, m, dtype=dtype)),
+    "rglru": Kind("rglru", lstm_jax.cell_of("rglru"), None, _rglru_gates, "a",
+                  lambda key, like, n, m, dtype: lstm_jax.init_rglru(key, n, dtype=dtype)),
 }
 
 

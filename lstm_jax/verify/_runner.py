@@ -13,13 +13,14 @@ from typing import Callable, Optional, Sequence
 import jax
 
 from ._claims_lstm import LSTM_CLAIMS
+from ._claims_modern import MODERN_CLAIMS
 from ._claims_rnn import RNN_CLAIMS
 from ._claims_training import TRAINING_CLAIMS
 from ._root_causes import ROOT_CAUSES
 from ._types import Claim, Context, Report, Verdict, bound_fmt
 
 #: every claim, in report order
-CLAIMS: tuple = (*RNN_CLAIMS, *LSTM_CLAIMS, *TRAINING_CLAIMS)
+CLAIMS: tuple = (*RNN_CLAIMS, *LSTM_CLAIMS, *TRAINING_CLAIMS, *MODERN_CLAIMS)
 
 
 def claim_ids(claims: Optional[Sequence[Claim]] = None) -> list[str]:
