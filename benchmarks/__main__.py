@@ -7,7 +7,7 @@
     python -m benchmarks                  # full sizes (about an hour on 2 CPU cores); benchmarks/results/
     python -m benchmarks --only speed,memory
     python -m benchmarks --summarize      # the targets from the newest results already in benchmarks/results/
-    python -m benchmarks --readme         # README.md's targets tables from every committed targets-*.json
+    python -m benchmarks --readme         # docs/guide/benchmarks.md's targets tables from every committed targets-*.json
 
 ``lstm-jax bench ...`` runs the same from a source checkout. Each script runs in its own process (fresh JAX
 runtime, its own peak memory), prints its table and writes ``<name>-<platform>-<UTC time>.json/.md``.
@@ -82,7 +82,7 @@ def targets(results: dict) -> list[dict]:
     return out
 
 
-README = HERE.parent / "README.md"
+README = HERE.parent / "docs" / "guide" / "benchmarks.md"  # the benchmarks guide holds the generated tables
 README_MARKER = "bench-targets"
 
 
@@ -127,7 +127,7 @@ def splice_readme(text: str, block: str) -> str:
     start, end = f"<!-- {README_MARKER}:start -->", f"<!-- {README_MARKER}:end -->"
     pat = re.compile(rf"{re.escape(start)}\n.*?{re.escape(end)}", re.S)
     if not pat.search(text):
-        raise ValueError(f"README.md: no {start} … {end} block")
+        raise ValueError(f"docs/guide/benchmarks.md: no {start} … {end} block")
     return pat.sub(lambda _: f"{start}\n{block}\n{end}", text, count=1)
 
 
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     ap.add_argument("--summarize", action="store_true",
                     help="run nothing: evaluate the targets from the newest targets/jacobians/memory JSON in the results directory")
     ap.add_argument("--readme", action="store_true",
-                    help="run nothing: rewrite README.md's targets tables from every committed targets-*.json")
+                    help="run nothing: rewrite docs/guide/benchmarks.md's targets tables from every committed targets-*.json")
     args = ap.parse_args(argv)
     if args.readme:
         others = [f for f, v in (("--quick", args.quick), ("--targets", args.targets), ("--out", args.out),

@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-#: Exit codes of every subcommand (the error policy, README "Errors and exit codes").
+#: Exit codes of every subcommand (the error policy, docs/guide/errors.md).
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_IO = 0, 1, 2, 3
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143
 

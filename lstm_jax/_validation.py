@@ -1,7 +1,7 @@
 r"""Argument validation at the public boundary, and the package's error policy.
 
 **Error policy** (applies to every public function of :mod:`lstm_jax`, to :mod:`lstm_jax.io`
-and to the command line; README "Errors and exit codes"):
+and to the command line; docs/guide/errors.md):
 
 1. Every argument is validated **before any work** (no computation, no file written):
    type, range, shape and dtype.

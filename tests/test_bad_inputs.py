@@ -3,7 +3,7 @@ what is accepted, before any work; the CLI answers with one line and exit code 2
 leaves no file behind; the atomic writer survives a SIGKILL in the middle of a write.
 
 The error policy these tests hold the code to is the module docstring of ``lstm_jax/_validation.py``
-(README "Errors and exit codes").  Each core case is ``(id, call, exception type, fragments)``: the
+(docs/guide/errors.md).  Each core case is ``(id, call, exception type, fragments)``: the
 message must contain every fragment, in order.
 """
 
@@ -398,7 +398,7 @@ _WRITER = textwrap.dedent("""
 @pytest.mark.parametrize("mode", ["stall", "loop"])
 def test_sigkill_mid_write_leaves_the_old_file_or_a_complete_new_one(tmp_path, mode):
     """SIGKILL cannot be caught: the target must hold a complete document (the old one, or for the loop a whole
-    new version).  A stray hidden ``.NAME.*.tmp`` may remain (documented, README "Errors and exit codes")."""
+    new version).  A stray hidden ``.NAME.*.tmp`` may remain (documented, docs/guide/errors.md)."""
     target = tmp_path / "report.json"
     target.write_text(json.dumps({"old": True}))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}

@@ -66,7 +66,7 @@ def _float32_gradient_error(loss, run, ref, p64, state64, xs64):
     """``(max |g32 - g64|, scale of g64)``: ``jax.grad`` of ``loss(run)`` on float32 copies of the arguments
     against ``loss(ref)`` in float64.  float32 arithmetic also on GPUs, whose default float32 matmul is TF32
     (10-bit mantissa; on an H200 the LSTM test below gave 1.6e-4 of the gradient scale under that default, over
-    its bound; README "Precision on GPU")."""
+    its bound; docs/guide/benchmarks.md, "Precision on GPU")."""
     f32 = lambda tree: jax.tree.map(lambda a: a.astype(jnp.float32), tree)  # noqa: E731
     with jax.default_matmul_precision("float32"):
         g32 = jax.grad(loss(run), argnums=(0, 1, 2))(f32(p64), f32(state64), f32(xs64))

@@ -253,7 +253,7 @@ def test_shared_derivatives_are_more_accurate_than_autodiff_in_float64():
 
 
 def test_readme_flow_table_is_what_the_committed_flow_json_says():
-    """The README's ``lstm-jax flow`` table (2 significant digits) against docs/figures/flow.json, which
+    """The flow guide's ``lstm-jax flow`` table (2 significant digits) against docs/figures/flow.json, which
     ``lstm-jax flow --out docs/figures`` writes: regenerate both together."""
     import json
     import math
@@ -264,7 +264,7 @@ def test_readme_flow_table_is_what_the_committed_flow_json_says():
     doc = json.loads((root / "docs" / "figures" / "flow.json").read_text())
     labels = {"RNN-σ": "rnn-sigmoid", "RNN-tanh": "rnn-tanh", "LSTM, forget bias 0": "lstm-forget-bias0",
               "LSTM, forget bias 1": "lstm-forget-bias1", "LSTM, forget bias 3": "lstm-forget-bias3"}
-    readme = (root / "README.md").read_text()
+    readme = (root / "docs" / "guide" / "flow.md").read_text()
     seen = 0
     for label, key in labels.items():
         row = re.search(rf"^\| {re.escape(label)} \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", readme, re.M)
