@@ -24,8 +24,8 @@ step for the LSTM) with QR re-orthonormalisation, giving the norms of
 :math:`q_0^\top \partial s_T/\partial s_t` for every ``t`` — those of :func:`~lstm_jax.gradient_flow_norms`
 when ``k`` is the full state size.
 
-Gates and pre-activations come from the library's own cell (``_gates`` / the cell update ``_update``,
-the derivatives of :mod:`lstm_jax._activations`); the QR step and the returned :class:`~lstm_jax.Lyapunov`
+Gates, pre-activations and the diagonal factors come from the cell protocol (:mod:`lstm_jax._cell`: each
+cell's ``update``, ``tangent`` and ``cotangent``, so every registered cell has these diagnostics); the QR step and the returned :class:`~lstm_jax.Lyapunov`
 are those of :func:`~lstm_jax.lyapunov` (Benettin et al. 1980; Engelken, Wolf & Abbott 2020).  The
 Lyapunov loop advances the trajectory in the same step: one GEMM :math:`U\,[h_{t-1} \mid Q_h]`
 (``(4n, n) @ (n, 1 + k)``) gives the recurrent pre-activation and :math:`P = U Q_h`, so no trajectory is

@@ -1,4 +1,4 @@
-r"""Parallel-in-time evaluation of the RNN and the LSTM: Newton (DEER) and quasi-Newton iterations.
+r"""Parallel-in-time evaluation of every cell: Newton (DEER) and quasi-Newton iterations, and one associative scan for the diagonal linear cells.
 
 A recurrence :math:`s_t = F(s_{t-1}, x_t)`, ``t = 1..T``, is the root of the
 residual :math:`r_t(s) = s_t - F(s_{t-1}, x_t)`.  Linearising around the current

@@ -34,10 +34,12 @@ the terms through :math:`h_{t-1}` (the analogues of :math:`A_t, C_t, D_t`: forge
 read :math:`R h_{t-1}`) remain, as in the LSTM, and the normaliser and stabiliser add paths
 :math:`\partial h_t/\partial n_{t-1}` and :math:`\partial(c_t, n_t)/\partial m_{t-1}`.
 
-Differences from the ``xlstm`` reference: its first step with :math:`n_0 = 0` sets :math:`m_1 = \tilde\imath_1`
-(a global "all normalisers zero" test); here :math:`m_1 = \max(\ell_1 + m_0, \tilde\imath_1)` always.  Both give
-the same :math:`c_1/n_1` and so the same outputs :math:`h_t` (the stabiliser cancels in :math:`c/n`), but a
-different :math:`m_1`.
+A unit whose normaliser is empty (:math:`n_{t-1} = 0`, the first step from the zero state) takes
+:math:`m_t = \tilde\imath_t` (:math:`s = 0`), as the ``xlstm`` reference does for its first step (there a global
+"all normalisers zero" test; here unit by unit, which is the same from the zero state).  Without it :math:`i'_1`
+underflows when :math:`\tilde\imath_1 \ll \log\sigma(\tilde f_1)` and :math:`h_1 = 0/0`.  Such a unit also
+takes :math:`f'_t = 0` (it multiplies :math:`c_{t-1} = n_{t-1} = 0`; the reference's :math:`\exp(\ell + m - \tilde\imath)`
+there can overflow to ``inf`` and give ``inf * 0 = nan``).
 
 Initialisation: input weights ``N(0, 1)/sqrt(m)``, recurrent blocks zero, forget-gate bias
 ``linspace(3, 6)`` over the units (xLSTM's ``bias_linspace_init``), other biases zero.
@@ -144,9 +146,12 @@ def _update(blocks, z_h, z_x):
     zi, zf, zz, zo = jnp.split(z_h + z_x, 4, axis=-1)
     log_f = jax.nn.log_sigmoid(zf)
     lfm = log_f + m_prev
-    m = jnp.maximum(lfm, zi)
-    s = (lfm >= zi).astype(zi.dtype)
-    i, f = jnp.exp(zi - m), jnp.exp(lfm - m)
+    # a unit with an empty normaliser (n_(t-1) = 0: the first step from the zero state) takes m_t = i~_t, as the
+    # xlstm reference does; otherwise i' can underflow and h_t = 0/0
+    s = ((lfm >= zi) & (n_prev != 0)).astype(zi.dtype)
+    m = jnp.where(s > 0, lfm, zi)
+    # f' = 0 on an empty normaliser: it multiplies c_(t-1) = n_(t-1) = 0 there, and exp(l + m - i~) may overflow
+    i, f = jnp.exp(zi - m), jnp.where(n_prev != 0, jnp.exp(lfm - m), 0)
     z, o = jnp.tanh(zz), jax.nn.sigmoid(zo)
     c = f * c_prev + i * z
     nn = f * n_prev + i

@@ -118,10 +118,10 @@ def _reverse_index(T: int, L):
     return T - 1 - t if L is None else jnp.where(t < L, L - 1 - t, t)
 
 
-def _run_one(kind, params, state0, xs, L):
+def _run_one(kind, params, state0, xs, L, state_name="state0"):
     cell = cell_of(kind)
-    p = cell.check(params, "params")[0]
-    final, traj = run(cell, cell.weights(p), state0, xs, seq_lengths=L)
+    p, s0, xs, _, _ = check_call(cell, params, state0, state_name, xs, "xs")  # validated and cast to one dtype
+    final, traj = run(cell, cell.weights(p), s0, xs, seq_lengths=L)
     return final, traj, cell.to_blocks(traj)[cell.out_block]
 
 
@@ -158,7 +158,7 @@ def run_stack(layers: Sequence[Any], xs: jax.Array, *, states0: Sequence[Any] | 
                                  f"but depth {k - 1} outputs {layer_in.shape[1]}")
             x_own = layer_in[rev] if rec.reverse else layer_in
             s0 = cell_of(rec.kind).zero(n, xs.dtype) if states0 is None else states0[i]
-            final, traj, hs = _run_one(rec.kind, rec.params, s0, x_own, L)
+            final, traj, hs = _run_one(rec.kind, rec.params, s0, x_own, L, f"states0[{i}]")
             inputs.append(x_own)
             finals.append(final)
             trajs.append(traj)
@@ -183,7 +183,7 @@ def mask_padded_jacobians(jacs: jax.Array, seq_lengths) -> jax.Array:
 def _own_jacobians(kind, params, s0, xs):
     """The exact step Jacobians of one recurrence from ``s0`` (the cell protocol's dense consumer)."""
     cell = cell_of(kind)
-    p = cell.check(params, "params")[0]
+    p, s0, xs, _, _ = check_call(cell, params, s0, "state0", xs, "xs")
     w = cell.weights(p)
     return jacobians_along(cell, w, s0, run(cell, w, s0, xs)[1], xs)
 

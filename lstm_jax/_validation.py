@@ -395,7 +395,9 @@ def check_fields(params: Any, cls: type, name: str, shapes: dict, optional: Sequ
         arr = check_array(v, f"{name}.{field}", tuple(dims.get(s, s) if isinstance(s, str) else s for s in want))
         for s, size in zip(want, arr.shape):
             if isinstance(s, str):
-                dims.setdefault(s, size)
+                if dims.setdefault(s, size) != size:  # a symbol repeated within one array, e.g. ("H", "d", "d")
+                    raise ValueError(f"{name}.{field} has shape {arr.shape} but {_fmt(want)} is expected "
+                                     f"({s} = {dims[s]} and {size})")
         leaves[field] = arr
     common_dtype(name, **leaves)
     return cls(**leaves), dims

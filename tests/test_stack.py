@@ -178,3 +178,13 @@ def test_step_jacobians_of_any_kind_multiply_to_the_padded_flow(kind):
 
     np.testing.assert_allclose(lj.jacobian_products(J)[-1], jax.jacfwd(final)(jnp.zeros(d)), rtol=0, atol=1e-12)
     np.testing.assert_array_equal(J[6:], np.broadcast_to(np.eye(d), (T - 6, d, d)))
+
+
+def test_run_stack_validates_and_promotes_states_and_inputs_like_the_single_runners():
+    p = lj.init_lstm(jax.random.PRNGKey(0), N, M, dtype=jnp.float64)
+    rec = lio.RecurrentLayer("layer0.forward", "lstm", p, 0, False)
+    xs32 = jnp.ones((T, M), jnp.float32)
+    out = lj.run_stack([rec], xs32, states0=[{"h": jnp.zeros(N), "c": jnp.zeros(N)}])  # a dict state, float32 inputs
+    assert out.outputs.dtype == jnp.float64
+    with pytest.raises(ValueError, match=r"states0\[0\].h has shape"):
+        lj.run_stack([rec], xs32, states0=[lj.LSTMState(jnp.zeros(N + 1), jnp.zeros(N + 1))])

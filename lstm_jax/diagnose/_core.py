@@ -168,7 +168,8 @@ def _layer_stats(params, xs, lengths, keys, times, *, kind, n, k, transient, str
         if cell.diagonal_linear:
             # J_t = diag(a_t): the exponents are the time averages of log a_t per unit, exactly, with no QR
             # (a QR from random directions reaches them only as T grows)
-            logs = jnp.log(jnp.diagonal(J_right, axis1=1, axis2=2))  # padded steps: log 1 = 0
+            # padded steps: log 1 = 0; floored at the smallest normal number, as lstm_jax.lyapunov does
+            logs = jnp.log(jnp.maximum(jnp.diagonal(J_right, axis1=1, axis2=2), jnp.finfo(J.dtype).tiny))
             mean = jnp.sum(jnp.where((t >= transient)[:, None], logs, 0), axis=0) / (L - transient).astype(J.dtype)
             exponents = -jnp.sort(-mean)[:k]
         else:
@@ -484,7 +485,7 @@ def diagnose(model: RecurrentModel, xs, *, seq_lengths=None, k: Optional[int] = 
             stats_b = {"flow": b["flow"], "lyapunov": b["lyapunov"], "agreement": b["agreement"],
                        "terms": b["terms"], "gates": b["gates"],
                        "init": "lstm_jax.init_lstm (forget bias 1)" if layer.kind == "lstm" else
-                               f"lstm_jax.init_{'gru' if layer.kind == 'gru' else 'rnn'}"}
+                               f"lstm_jax.init_{'rnn' if layer.kind.startswith('rnn') else layer.kind}"}
         layers.append(LayerDiagnosis(layer.name, layer.kind, layer.layer, layer.reverse, model.n,
                                      stats["m"], stats["flow"], stats["lyapunov"], stats["agreement"],
                                      stats["terms"], stats["gates"], stats_b))

@@ -120,31 +120,33 @@ def _factors(kind, params, xs, states):
     cell = lstm_jax.cell_of(kind)
     w = cell.weights(params)
     prev = jax.tree_util.tree_map(lambda a: a[:-1], states)
-    z_h = None if cell.rec_block is None else cell.to_blocks(prev)[cell.rec_block] @ w.W_h
+    z_h = None if cell.rec_block is None else cell.to_blocks(prev)[cell.rec_block] @ w.W_h + (0 if w.b_h is None else w.b_h)
     z_x = xs @ w.W_x + (0 if w.b_x is None else w.b_x)
-    return cell.update(cell.to_blocks(prev), z_h, z_x)[1]
+    return cell.update(cell.to_blocks(prev), z_h, z_x)[1], (z_h, z_x)
 
 
 def _mingru_gates(params, xs, states):
-    F = _factors("mingru", params, xs, states)
+    F = _factors("mingru", params, xs, states)[0]
     return {"a": F.a, "z": F.z}  # a = 1 - z: the retention, the whole step Jacobian
 
 
 def _minlstm_gates(params, xs, states):
-    F = _factors("minlstm", params, xs, states)
+    F = _factors("minlstm", params, xs, states)[0]
     return {"f": F.f, "i": F.i}  # the normalised gates f' = f/(f + i), i' = 1 - f'
 
 
 def _rglru_gates(params, xs, states):
-    F = _factors("rglru", params, xs, states)
+    F = _factors("rglru", params, xs, states)[0]
     return {"a": F.a, "r": jax.nn.sigmoid(xs @ params.W_a.T + params.b_a), "i": jax.nn.sigmoid(xs @ params.W_x.T + params.b_x)}
 
 
 def _slstm_gates(params, xs, states):
-    F = _factors("slstm", params, xs, states)
-    # stabilised exponential gates i' = exp(i~ - m_t), f' = exp(log sigma(f~) + m_(t-1) - m_t), both in (0, 1];
+    F, (z_h, z_x) = _factors("slstm", params, xs, states)
+    z_f = jnp.split(z_h + z_x, 4, axis=-1)[1]
+    # "f" is the forget gate sigma(f~) (its mean sets tau); the stabilised f' = exp(log sigma(f~) + m_(t-1) - m_t)
+    # is exactly 1 whenever the max takes the forget branch, so it is reported apart; i' = exp(i~ - m_t) in (0, 1];
     # the output gate from e = o / n_t
-    return {"f": F.f, "i": F.i, "z": _as01(F.z), "o": F.e * states.n[1:]}
+    return {"f": jax.nn.sigmoid(z_f), "f_stabilised": F.f, "i": F.i, "z": _as01(F.z), "o": F.e * states.n[1:]}
 
 
 KINDS = {
