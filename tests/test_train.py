@@ -176,19 +176,18 @@ def test_chrono_initialisation_draws_log_uniform_forget_biases_and_opposite_inpu
 
 
 def _qr_penalty_reference(p, xs, k):
-    """Engelken's flossing loss written independently: Jacobians by jax.jacfwd of rnn_step, a Python loop of
+    """Engelken's flossing loss written independently: Jacobians by jax.jacfwd of rnn_step, a scan of
     QR steps, sum of squared exponents (summed over sequences, divided by their number)."""
     n = p.W_rec.shape[0]
     total = 0.0
     for x in xs:
-        c = jnp.zeros(n, F64)
-        Q = jnp.eye(n, k, dtype=F64)
-        logs = 0.0
-        for t in range(x.shape[0]):
-            J = jax.jacfwd(lambda c_: rnn_step(p, c_, x[t], TANH))(c)
+        def step(carry, x_t):  # one QR step (a scan body: the compiled graph stays small)
+            c, Q, logs = carry
+            J = jax.jacfwd(lambda c_: rnn_step(p, c_, x_t, TANH))(c)
             Q, R = jnp.linalg.qr(J @ Q)
-            logs = logs + jnp.log(jnp.abs(jnp.diagonal(R)))
-            c = rnn_step(p, c, x[t], TANH)
+            return (rnn_step(p, c, x_t, TANH), Q, logs + jnp.log(jnp.abs(jnp.diagonal(R)))), None
+
+        (_, _, logs), _ = jax.lax.scan(step, (jnp.zeros(n, F64), jnp.eye(n, k, dtype=F64), jnp.zeros(k, F64)), x)
         total = total + jnp.sum((logs / x.shape[0]) ** 2)
     return total / xs.shape[0]
 
