@@ -457,3 +457,20 @@ def test_diagonal_cells_exponents_are_the_time_averaged_log_gates_without_a_qr(k
     per_seq = [np.sort(np.mean(np.log(np.asarray(_cell.linear_coefficients(cell, cell.weights(p), x, 6)[0][5:])), 0))[::-1]
                for x in xs]
     np.testing.assert_allclose(d.layers[0].lyapunov["exponents"], np.mean(per_seq, axis=0), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", _MODERN)
+def test_a_modern_cell_saved_by_lstm_jax_is_diagnosed_from_its_file_by_the_cli(kind, tmp_path):
+    import lstm_jax.io as lio
+    from lstm_jax import _cli
+
+    p = _MODERN[kind](jax.random.PRNGKey(5))
+    path = lio.save(tmp_path / f"{kind}.npz", p)
+    model = lio.load_model(path)
+    assert model.kind == kind and type(model.layers[0].params) is type(p)
+    for a, b in zip(model.layers[0].params, p):  # the file round-trips every array exactly
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    out = tmp_path / "diag"
+    assert _cli.main(["diagnose", str(path), "--T", "30", "--batch", "2", "--out", str(out)]) == 0
+    doc = json.loads((out / "diagnosis.json").read_text())
+    assert doc["layers"][0]["kind"] == kind and (out / "report.html").exists()

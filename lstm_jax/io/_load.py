@@ -98,6 +98,9 @@ from ._sniff import (
 
 FORMAT, VERSION, HEADER = "lstm_jax.model", 1, "__lstm_jax__"
 _PARAMS = {kind: cell.params_type for kind, cell in lj.CELLS.items()}  # the registry's kinds
+#: lstm_jax parameter types whose kind the type alone says (all but the RNN's, whose activation it does not record)
+_KIND_OF_TYPE = {cell.params_type: kind for kind, cell in lj.CELLS.items() if cell.params_type is not RNNParams}
+_OWN_TYPES = (*_KIND_OF_TYPE, RNNParams)
 _TORCH_KEY = re.compile(
     r"^(?:(?P<prefix>.*)\.)?(?P<what>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)(?:_l(?P<k>\d+))?(?P<rev>_reverse)?$"
 )
@@ -218,7 +221,7 @@ def _walk_mapping(tree: Mapping, path: str, found: _Found, kind, origin: str, de
         return
     flat = {}
     for key, value in tree.items():
-        if isinstance(value, (LSTMParams, GRUParams, RNNParams)):
+        if isinstance(value, _OWN_TYPES):
             _add_params(_join(path, key), value, found, kind, origin)
         elif isinstance(value, Mapping):
             _walk_mapping(value, _join(path, key), found, kind, origin, depth + 1)
@@ -231,10 +234,8 @@ def _walk_mapping(tree: Mapping, path: str, found: _Found, kind, origin: str, de
 
 
 def _add_params(name, params, found, kind, origin):
-    if isinstance(params, LSTMParams):
-        knd = "lstm"
-    elif isinstance(params, GRUParams):
-        knd = "gru"
+    if type(params) in _KIND_OF_TYPE:
+        knd = _KIND_OF_TYPE[type(params)]
     else:
         if kind not in ("rnn-tanh", "rnn-sigmoid"):
             raise ValueError(f"RNNParams{f' at {name!r}' if name else ''} do not say their activation: pass "
@@ -317,7 +318,7 @@ def _collect(source, found: _Found, kind, origin: str, argument: str, allow_pick
         _walk_nnx(source, found, kind, origin)
     elif _is_instance_of(source, "equinox", "Module"):
         _walk_equinox(source, found, kind, origin)
-    elif isinstance(source, (LSTMParams, GRUParams, RNNParams)):
+    elif isinstance(source, _OWN_TYPES):
         _add_params("", source, found, kind, origin)
     elif isinstance(source, Mapping):
         _walk_mapping(source, "", found, kind, origin)
