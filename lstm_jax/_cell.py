@@ -115,6 +115,14 @@ class Cell(NamedTuple):
         """:func:`jacobians_along` of this cell: ``(T, d, d)``."""
         return jacobians_along(self, w, state0, trajectory, xs)
 
+    def preactivations(self, w: "Weights", blocks: tuple, x: jax.Array) -> tuple:
+        """:func:`preactivations` of this cell: ``(z_h, z_x)``."""
+        return preactivations(self, w, blocks, x)
+
+    def step(self, w: "Weights", blocks: tuple, x: jax.Array) -> tuple:
+        """:func:`step` of this cell: ``(blocks_t, F_t)`` (rows ``(..., n)``, inputs ``(..., m)``)."""
+        return step(self, w, blocks, x)
+
     def flat(self, state: Any) -> jax.Array:
         """:func:`flat` of this cell."""
         return flat(self, state)
@@ -251,8 +259,8 @@ def dense_jacobian(cell: Cell, w: Weights, F: Any, n: int) -> jax.Array:
     with the GEMM replaced by its value (the rows of :math:`W_h`), transposed; every other column block is
     diagonal in each output block (the update is unit-wise and only the ``rec_block`` meets a weight), so it
     is one impulse of ones through the cell's tangent, the diagonals placed on ``n x n`` blocks.  ``O(G n^2)``
-    elementwise work, no GEMM.  (Measured 1.7-1.9x the time of the LSTM-only block assembly this replaced, at
-    ``n = 256``, ``T = 64``, float32 on CPU: the transpose of the row layout; ``benchmarks/jacobians.py``.)
+    elementwise work, no GEMM; the rec columns are a transpose of the row layout, which makes this slower than an
+    assembly written for one cell (``benchmarks/jacobians.py`` times the dense Jacobians).
     """
     dtype = w.W_x.dtype
     eye = jnp.eye(n, dtype=dtype)

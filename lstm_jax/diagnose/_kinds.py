@@ -120,29 +120,29 @@ def _factors(kind, params, xs, states):
     cell = lstm_jax.cell_of(kind)
     w = cell.weights(params)
     prev = jax.tree_util.tree_map(lambda a: a[:-1], states)
-    z_h = None if cell.rec_block is None else cell.to_blocks(prev)[cell.rec_block] @ w.W_h + (0 if w.b_h is None else w.b_h)
-    z_x = xs @ w.W_x + (0 if w.b_x is None else w.b_x)
-    return cell.update(cell.to_blocks(prev), z_h, z_x)[1], (z_h, z_x)
+    return cell.step(w, cell.to_blocks(prev), xs)[1]
 
 
 def _mingru_gates(params, xs, states):
-    F = _factors("mingru", params, xs, states)[0]
+    F = _factors("mingru", params, xs, states)
     return {"a": F.a, "z": F.z}  # a = 1 - z: the retention, the whole step Jacobian
 
 
 def _minlstm_gates(params, xs, states):
-    F = _factors("minlstm", params, xs, states)[0]
+    F = _factors("minlstm", params, xs, states)
     return {"f": F.f, "i": F.i}  # the normalised gates f' = f/(f + i), i' = 1 - f'
 
 
 def _rglru_gates(params, xs, states):
-    F = _factors("rglru", params, xs, states)[0]
+    F = _factors("rglru", params, xs, states)
     return {"a": F.a, "r": jax.nn.sigmoid(xs @ params.W_a.T + params.b_a), "i": jax.nn.sigmoid(xs @ params.W_x.T + params.b_x)}
 
 
 def _slstm_gates(params, xs, states):
-    F, (z_h, z_x) = _factors("slstm", params, xs, states)
-    z_f = jnp.split(z_h + z_x, 4, axis=-1)[1]
+    F = _factors("slstm", params, xs, states)
+    cell = lstm_jax.cell_of("slstm")
+    z_h, z_x = cell.preactivations(cell.weights(params), (states.h[:-1],), xs)
+    z_f = jnp.split(z_h + z_x, 4, axis=-1)[1]  # gate order i, f, z, o
     # "f" is the forget gate sigma(f~) (its mean sets tau); the stabilised f' = exp(log sigma(f~) + m_(t-1) - m_t)
     # is exactly 1 whenever the max takes the forget branch, so it is reported apart; i' = exp(i~ - m_t) in (0, 1];
     # the output gate from e = o / n_t
