@@ -155,7 +155,7 @@ def main(argv=None) -> int:
                   if v]
         if others:
             return _usage_error(f"--readme runs nothing and reads benchmarks/results/; it takes no {', '.join(others)}")
-        from lstm_jax.io import atomic_write
+        from lstm_jax.outputs import atomic_write
 
         try:
             atomic_write(README, splice_readme(README.read_text(encoding="utf-8"), readme_block()))

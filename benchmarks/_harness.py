@@ -18,7 +18,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from lstm_jax.io import AtomicOutputs
+from lstm_jax.outputs import AtomicOutputs
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 

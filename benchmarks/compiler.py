@@ -70,7 +70,7 @@ def main(argv=None) -> int:
     except FileNotFoundError as exc:
         print(f"python -m benchmarks.compiler: I/O error: {exc}", file=sys.stderr)
         return 3
-    from lstm_jax.io import atomic_write
+    from lstm_jax.outputs import atomic_write
 
     print(f"wrote {atomic_write(DIR / 'README.md', text)}")
     return 0

@@ -25,7 +25,7 @@ from lstm_jax import run_lstm, zero_state
 from lstm_jax.experiments import ModelSpec, TrainSettings, adding_problem_1997, init_model, loss_terms
 from lstm_jax.experiments._models import final_states_batch
 from lstm_jax.experiments._train import make_chunk
-from lstm_jax.io import atomic_write, strict_json
+from lstm_jax.outputs import atomic_write, strict_json
 
 TASK = "adding-1997"
 OUT = pathlib.Path(__file__).resolve().parents[1] / "docs" / "long-lag" / "vmap_timing.json"

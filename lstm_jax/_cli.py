@@ -33,7 +33,7 @@ def _verify(args: argparse.Namespace) -> int:
             else:
                 os.environ["XLA_FLAGS"] = saved
 
-    from .io import atomic_write, check_writable_file, strict_json
+    from .outputs import atomic_write, check_writable_file, strict_json
 
     # The claims are checked in float64; switching it on is this entry point's job,
     # never the library's on import.
@@ -233,7 +233,7 @@ def _output_folders(args: argparse.Namespace) -> list[tuple[pathlib.Path, str, b
 
 def _after_interrupt(args: argparse.Namespace, started: float) -> str:
     """Finish or remove what an interrupted run left in its output folders; say what is true afterwards."""
-    from .io import complete_outputs
+    from .outputs import complete_outputs
 
     completed, removed = [], 0
     for folder, pattern, deep in _output_folders(args):

@@ -8,7 +8,7 @@ article's :math:`\\prod(A+B+C+D)` beside it), the leading Lyapunov exponent
 :math:`\\|\\partial c_t/\\partial c_u\\|` (over the first ``min(T, LAG_MAP_MAX)`` steps, said
 in the figure and the JSON) and the sizes of the eq. (6) terms along the trajectory.
 Written as strict JSON and three PNG figures, all published together
-(:class:`lstm_jax.io.AtomicOutputs`): on any error no file is created or changed.
+(:class:`lstm_jax.outputs.AtomicOutputs`): on any error no file is created or changed.
 """
 
 from __future__ import annotations
@@ -217,13 +217,13 @@ def run_flow_cli(seed: int, T: int, n: int, m: int, out: str, figures: bool,
     """``lstm-jax flow``: validate everything, check ``out``, compute, then publish all files together.
 
     Order: arguments (:func:`check_flow_args`, memory estimate included) and the output folder
-    (:func:`lstm_jax.io.check_writable_dir`) are checked before any computation; flow.json
+    (:func:`lstm_jax.outputs.check_writable_dir`) are checked before any computation; flow.json
     (strict JSON: NaN/inf as ``null``, counted in ``non_finite_replaced_by_null``) and the
     figures are staged and renamed into place only when all of them were written.
     """
     from tqdm import tqdm
 
-    from .io import AtomicOutputs, check_writable_dir, check_writable_file, strict_json
+    from .outputs import AtomicOutputs, check_writable_dir, check_writable_file, strict_json
 
     seed, T, n, m = check_flow_args(seed, T, n, m)
     outdir = check_writable_dir(out, "--out")

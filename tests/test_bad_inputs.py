@@ -26,7 +26,7 @@ import pytest
 
 import lstm_jax as lj
 from lstm_jax import _cli
-from lstm_jax.io import AtomicOutputs, atomic_write
+from lstm_jax.outputs import AtomicOutputs, atomic_write
 
 KEY = jax.random.PRNGKey(0)
 P = lj.init_lstm(KEY, 4, 3)
@@ -375,7 +375,7 @@ def test_published_files_get_umask_permissions_not_mkstemp_0600(tmp_path):
 
 _WRITER = textwrap.dedent("""
     import json, sys, time
-    from lstm_jax.io import AtomicOutputs, atomic_write
+    from lstm_jax.outputs import AtomicOutputs, atomic_write
     target, mode = sys.argv[1], sys.argv[2]
     if mode == "stall":  # a large file half written, then the process hangs until it is killed
         def slow(path):

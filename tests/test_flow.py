@@ -7,6 +7,7 @@ import pytest
 
 import lstm_jax as lj
 import lstm_jax.io as lio
+from lstm_jax import outputs
 from _reference import check_close
 
 F64 = jnp.float64
@@ -111,7 +112,7 @@ def test_flow_cli_writes_json_and_three_figures(tmp_path):
     assert report["models"]["lstm-forget-bias1"]["lag_map_steps"] == 30  # the whole sequence, not a silent cut
     assert sorted(p.name for p in tmp_path.iterdir()) == ["flow.json", "flow_vs_lag.png", "lag_map.png", "manifest.json",
                                                           "terms.png"]
-    assert sorted(lio.check_output_set(tmp_path)["files"]) == ["flow.json", "flow_vs_lag.png", "lag_map.png", "terms.png"]
+    assert sorted(outputs.check_output_set(tmp_path)["files"]) == ["flow.json", "flow_vs_lag.png", "lag_map.png", "terms.png"]
     assert set(report["models"]) == {"rnn-sigmoid", "rnn-tanh", "lstm-forget-bias0", "lstm-forget-bias1",
                                      "lstm-forget-bias3"}
     lstm = report["models"]["lstm-forget-bias1"]

@@ -27,6 +27,7 @@ import torch
 
 import lstm_jax as lj
 import lstm_jax.io as lio
+from lstm_jax import outputs
 from lstm_jax import _cli
 from lstm_jax.io import _sniff
 
@@ -345,7 +346,7 @@ def test_lyapunov_under_jit_accepts_a_closed_over_q0():
 
 
 def _publish(folder, version: int) -> None:
-    with lio.AtomicOutputs() as out:
+    with outputs.AtomicOutputs() as out:
         for name in ("report.html", "diagnosis.json", "a.png"):
             out.write(folder / name, f"{name} v{version}\n")
 
@@ -356,7 +357,7 @@ def _contents(folder):
 
 _KILL_AT = textwrap.dedent("""
     import os, pathlib, signal, sys
-    import lstm_jax.io as lio
+    from lstm_jax import outputs
     folder, kill_at = pathlib.Path(sys.argv[1]), int(sys.argv[2])
     real, calls = os.replace, [0]
     def replace(src, dst):                       # the test hook: SIGKILL at the kill_at-th rename
@@ -365,7 +366,7 @@ _KILL_AT = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
         return real(src, dst)
     os.replace = replace
-    with lio.AtomicOutputs() as out:
+    with outputs.AtomicOutputs() as out:
         for name in ("report.html", "diagnosis.json", "a.png"):
             out.write(folder / name, f"{name} v2\\n")
 """)
@@ -378,7 +379,7 @@ def test_a_kill_at_any_rename_leaves_the_old_set_or_the_new_set(tmp_path, kill_a
     old = _contents(tmp_path)
     proc = subprocess.run([sys.executable, "-c", _KILL_AT, str(tmp_path), str(kill_at)], timeout=120)
     assert proc.returncode == -signal.SIGKILL
-    manifest = lio.check_output_set(tmp_path)  # the reader's side: completes a committed set, checks every file
+    manifest = outputs.check_output_set(tmp_path)  # the reader's side: completes a committed set, checks every file
     got = _contents(tmp_path)
     new = {k: v.replace("v1", "v2") for k, v in old.items()}
     assert got == (old if kill_at == 1 else new)
@@ -390,7 +391,7 @@ def test_a_mixed_set_is_detected_by_the_reader(tmp_path):
     _publish(tmp_path, 1)
     (tmp_path / "report.html").write_text("edited by hand\n")
     with pytest.raises(ValueError, match="'report.html' is not the file published with this set"):
-        lio.check_output_set(tmp_path)
+        outputs.check_output_set(tmp_path)
 
 
 def test_interrupt_message_is_true_about_what_was_left(tmp_path):
@@ -423,7 +424,7 @@ def test_sigterm_during_diagnose_removes_its_files_and_says_so(tmp_path):
 
 def test_an_interrupt_just_after_the_commit_point_keeps_what_the_journal_needs(tmp_path, monkeypatch):
     """Ctrl-C while the journal is being written (the first rename): the staged files stay, so the set completes."""
-    from lstm_jax.io import _files
+    from lstm_jax import outputs as _files
 
     _publish(tmp_path, 1)
     real = _files._fsync_dir
@@ -437,7 +438,7 @@ def test_an_interrupt_just_after_the_commit_point_keeps_what_the_journal_needs(t
     with pytest.raises(KeyboardInterrupt):
         _publish(tmp_path, 2)
     monkeypatch.undo()
-    lio.check_output_set(tmp_path)
+    outputs.check_output_set(tmp_path)
     assert set(_contents(tmp_path).values()) == {"report.html v2\n", "diagnosis.json v2\n", "a.png v2\n"}
 
 

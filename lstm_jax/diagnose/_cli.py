@@ -49,7 +49,8 @@ def _bounded(name: str, value, lo: int, hi: int):
 
 def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
     from lstm_jax._validation import SEED_MAX
-    from lstm_jax.io import check_input_file, check_writable_dir, read_npy
+    from lstm_jax.io import check_input_file, read_npy
+    from lstm_jax.outputs import check_writable_dir
 
     # 1. plain options, the output folder, the input files' kinds: all before any model is read.
     _bounded("T", args.T, 2, MAX_T)

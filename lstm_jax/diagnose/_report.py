@@ -2,7 +2,7 @@
 
 Figures are drawn with matplotlib's object API (:class:`matplotlib.figure.Figure`, no pyplot state),
 encoded once as PNG bytes, embedded in the HTML as ``data:image/png;base64,`` URIs and written beside
-it; all files are published together through :class:`lstm_jax.io.AtomicOutputs` (none on failure).
+it; all files are published together through :class:`lstm_jax.outputs.AtomicOutputs` (none on failure).
 Every number the HTML shows sits in ``<span class="num" data-path="layers.0.flow.rate">`` whose
 ``data-path`` names the same number in ``diagnosis.json``.
 """
@@ -18,7 +18,7 @@ from typing import Optional
 
 import numpy as np
 
-from lstm_jax.io import AtomicOutputs, check_writable_dir, strict_json
+from lstm_jax.outputs import AtomicOutputs, check_writable_dir, strict_json
 
 TRAINED, FRESH = "#1f5fa8", "#d9822b"
 # eq. (6) terms (LSTM A, B, C, D) and the GRU analogue (B = diag(z), Z, R, N): gate path, additive path, ...

@@ -1,5 +1,5 @@
 """The ``train`` subcommand (``lstm-jax train`` and ``python -m lstm_jax.experiments``): options, validation
-before any work, and the outputs (written together through :class:`lstm_jax.io.AtomicOutputs`)."""
+before any work, and the outputs (written together through :class:`lstm_jax.outputs.AtomicOutputs`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 import pathlib
 import sys
 
-from ..io import AtomicOutputs, check_writable_dir, strict_json
+from ..outputs import AtomicOutputs, check_writable_dir, strict_json
 from ._models import MODELS, ModelSpec, parameter_count
 from ._tasks import TASKS
 

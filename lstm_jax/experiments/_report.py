@@ -3,7 +3,7 @@ r"""The long-lag report (``docs/long-lag/README.md``, ``results.json``, figures)
 One report folder holds **studies**: its own ``runs/`` (the main sweep) and every ``<name>/runs/`` below it
 (the chrono/ablation study, the forget-bias threshold and its n/lr variants).  A study's settings are read from
 its runs (one set per study; mixed settings in one folder are refused), never from the command line.
-:func:`write_report` regenerates everything together (:class:`lstm_jax.io.AtomicOutputs`).
+:func:`write_report` regenerates everything together (:class:`lstm_jax.outputs.AtomicOutputs`).
 
 What the report states and how (each sentence is computed from the runs, with its test — :mod:`._stats`):
 
@@ -32,7 +32,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from ..io import AtomicOutputs, strict_json
+from ..outputs import AtomicOutputs, strict_json
 from . import _stats
 from ._models import (CONSTANT, FORGET_BIAS_MODELS, LSTM_MODELS, RNN_MODELS, TORCH_MODELS, ModelSpec, half_life,
                       init_model, parameter_count)

@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from ..io import atomic_write, strict_json
+from ..outputs import atomic_write, strict_json
 from ._models import CONSTANT, FORGET_BIAS_MODELS, LSTM_MODELS, RNN_MODELS, TORCH_MODELS, ModelSpec, half_life, parameter_count
 from ._train import TrainSettings, train_run
 

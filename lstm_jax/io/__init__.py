@@ -1,4 +1,4 @@
-"""Files and models in and out: atomic output files, strict JSON, and loading real recurrent models.
+"""Models in: loading real recurrent models (and their inputs) from the files and objects users have.
 
 Front door of the ``lstm_jax.io`` wing; it uses only the public names of :mod:`lstm_jax`.
 
@@ -11,21 +11,11 @@ Front door of the ``lstm_jax.io`` wing; it uses only the public names of :mod:`l
 * :func:`check_input_file`, :func:`sniff`, :func:`read_npy`: a user's file checked (regular file, size, format
   from its first bytes, declared array sizes) before anything in it is read.
 * ``from_*`` / ``to_*``: one cell's weights between lstm_jax and Flax, Equinox, PyTorch.
-* :func:`atomic_write`, :class:`AtomicOutputs`, :func:`check_writable_dir`, :func:`check_writable_file`,
-  :func:`strict_json`, :func:`check_output_set`, :func:`complete_outputs`: output files
-  that appear whole or not at all, output sets with a manifest that is all or nothing under a kill.
+
+Output files (atomic writes, output sets, strict JSON) are :mod:`lstm_jax.outputs`, shared by every wing.
 """
 
 from ._capture import Captured, capture_inputs
-from ._files import (
-    AtomicOutputs,
-    atomic_write,
-    check_output_set,
-    check_writable_dir,
-    check_writable_file,
-    complete_outputs,
-    strict_json,
-)
 from ._interop import (
     from_equinox,
     from_flax_linen,
@@ -44,13 +34,6 @@ from ._sniff import check_input_file, read_npy, sniff
 __all__ = [
     "capture_inputs",
     "Captured",
-    "AtomicOutputs",
-    "atomic_write",
-    "check_writable_dir",
-    "check_writable_file",
-    "check_output_set",
-    "complete_outputs",
-    "strict_json",
     # models
     "RecurrentLayer",
     "RecurrentModel",

@@ -68,7 +68,7 @@ import numpy as np
 import lstm_jax as lj
 from lstm_jax import GRUParams, LSTMParams, RNNParams
 
-from ._files import MANIFEST, atomic_write, check_output_set
+from ..outputs import MANIFEST, atomic_write, check_output_set
 from ._interop import (
     _flax_gate_fns,
     _flax_gru,

@@ -53,8 +53,8 @@ def stale_docs(reports, root) -> list[str]:
 
 
 def sync_docs(reports, root) -> list[str]:
-    """Rewrite the generated blocks (atomically, through :func:`lstm_jax.io.atomic_write`); returns the files changed."""
-    from lstm_jax.io import atomic_write
+    """Rewrite the generated blocks (atomically, through :func:`lstm_jax.outputs.atomic_write`); returns the files changed."""
+    from lstm_jax.outputs import atomic_write
 
     changed = []
     for rel, (old, new) in rendered_docs(reports, root).items():

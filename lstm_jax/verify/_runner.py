@@ -96,7 +96,7 @@ def _root_json(root):
 
 
 def reports_to_json(reports: Sequence[Report], seed: int) -> dict:
-    """The ``--json`` document (write it with :func:`lstm_jax.io.strict_json`): claims with verdicts, readings,
+    """The ``--json`` document (write it with :func:`lstm_jax.outputs.strict_json`): claims with verdicts, readings,
     root causes and exact numbers; the errata by root cause; jax version, device."""
     dev = jax.devices()[0]
     return {

@@ -51,7 +51,7 @@ class Finding(NamedTuple):
 
     Attributes:
       verdict: derived from ``measured`` by the rule in the claim's proof.
-      measured: numbers (arrays allowed; written with ``lstm_jax.io.strict_json``).
+      measured: numbers (arrays allowed; written with ``lstm_jax.outputs.strict_json``).
       statement: the corrected statement, the intended formula (typo) or the conditions, in one sentence.
       corrected_ok: whether the corrected / exact statement agreed with its reference within :data:`TOL`.
       figure: the short measured figure for the table (round-off-level numbers printed as upper bounds).

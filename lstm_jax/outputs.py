@@ -1,6 +1,7 @@
 r"""Atomic output files and strict JSON: nothing half-written is ever left behind.
 
-Every file the command line writes goes through this module:
+Every file the command line, the experiments, the reports and the benchmarks write goes through this module
+(the model files :func:`lstm_jax.io.save` writes too); it imports nothing of lstm_jax:
 
 * :func:`atomic_write` writes ``data`` to a temporary file in the **same folder** as
   ``path`` (so the final :func:`os.replace` is a rename on one file system, atomic on
@@ -36,6 +37,9 @@ import tempfile
 from typing import Any, Optional, Union
 
 import numpy as np
+
+__all__ = ["AtomicOutputs", "atomic_write", "check_output_set", "check_writable_dir", "check_writable_file",
+           "complete_outputs", "strict_json"]
 
 PathLike = Union[str, os.PathLike]
 
