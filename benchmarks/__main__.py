@@ -9,9 +9,10 @@
     python -m benchmarks --summarize      # the targets from the newest results already in benchmarks/results/
     python -m benchmarks --readme         # docs/guide/benchmarks.md's targets tables from every committed targets-*.json
 
-``lstm-jax bench ...`` runs the same from a source checkout. Each script runs in its own process (fresh JAX
-runtime, its own peak memory), prints its table and writes ``<name>-<platform>-<UTC time>.json/.md``.
-Afterwards the targets are evaluated from the JSON just written and written as ``summary-...json/.md``:
+``lstm-jax bench ...`` runs the same from a source checkout. Each script runs in its own process
+(``python -m benchmarks.<name>``: fresh JAX runtime, its own peak memory), prints its table, writes
+``<name>-<platform>-<UTC time>.json/.md`` and hands its results back through a JSON file (``_harness.run_child``).
+Afterwards the targets are evaluated from those results and written as ``summary-...json/.md``:
 
   targets    (targets.py) forward <= 1.0x and value_and_grad <= 0.8x torch.nn.LSTM at five sizes,
              >= 70 % of the in-scan GEMM rate, value_and_grad >= 2x run_lstm at the long-lag shape,
@@ -28,12 +29,11 @@ import argparse
 import json
 import pathlib
 import re
-import subprocess
 import sys
 
+from . import _harness as H
+
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import _harness as H  # noqa: E402
 
 SCRIPTS = {
     "speed": "speed.py",
@@ -183,17 +183,12 @@ def main(argv=None) -> int:
         names = []
     for name in names:
         print(f"\n=== {name} ({SCRIPTS[name]}) ===", flush=True)
-        cmd = [sys.executable, str(HERE / SCRIPTS[name]), "--out", str(out)] + (["--quick"] if args.quick else [])
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        written = None
-        for line in proc.stdout:
-            print(line, end="", flush=True)
-            m = re.match(r"wrote (.+\.json)$", line.strip())
-            written = m.group(1) if m else written
-        if proc.wait() != 0 or written is None:
+        module = f"{__package__}.{pathlib.Path(SCRIPTS[name]).stem}"
+        try:  # the child runs from the checkout's root: pass the results directory as an absolute path
+            results[name] = H.run_child(module, ["--out", out.resolve()] + (["--quick"] if args.quick else []))
+        except H.ChildFailed as e:
+            print(f"{name}: {e}", file=sys.stderr, flush=True)
             failed.append(name)
-            continue
-        results[name] = json.loads(pathlib.Path(written).read_text())
     rows = targets(results)
     if rows:
         md = H.markdown_table(["target", "where", "measured", "verdict"],

@@ -1,26 +1,40 @@
-"""Shared timing and reporting for the benchmark scripts (outside the package).
+"""Shared timing, reporting and child processes for the benchmark scripts (outside the installed package).
 
 Timing follows the diffrax/JAX convention: the function is jitted, compiled once
 (reported separately), warmed up, then run ``repeats`` times with
 ``jax.block_until_ready``; median and minimum are reported.
+
+A script that needs a fresh process (``python -m benchmarks`` runs each script in one; ``memory`` and ``sharding``
+run each configuration in one) calls :func:`run_child`: the child is ``python -m benchmarks.<name> ...`` with the
+hidden option ``--result-to PATH``, writes its result there as JSON (:func:`write_child_result`) and the parent
+reads that file; the child's printed output goes straight to the terminal and is never parsed.
 """
 
 from __future__ import annotations
 
+import argparse
+import collections
 import datetime as _dt
 import json
 import pathlib
 import platform
+import signal
 import statistics
+import subprocess
+import sys
+import tempfile
+import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import numpy as np
 
-from lstm_jax.outputs import AtomicOutputs
+from lstm_jax.outputs import AtomicOutputs, atomic_write
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+ROOT = pathlib.Path(__file__).resolve().parents[1]  # the checkout's root: child modules run from here
+RESULT_OPTION = "--result-to"  # the hidden option through which a child is told where to write its JSON result
 
 
 def _cpu_model() -> str:
@@ -232,17 +246,113 @@ def write_results(name: str, rows: list[dict], meta: dict, markdown: str, out: p
 
 
 def add_output_args(ap) -> None:
-    """The options every script shares: ``--quick``, ``--no-write``, ``--out``."""
+    """The options every script shares: ``--quick``, ``--no-write``, ``--out`` (and the hidden ``--result-to``)."""
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (smoke test, seconds)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write JSON/Markdown")
     ap.add_argument("--out", default=str(RESULTS), help="directory for the JSON + Markdown results (default: %(default)s)")
+    add_result_arg(ap)
+
+
+def add_result_arg(ap) -> None:
+    """The hidden ``--result-to PATH`` of a script run by :func:`run_child` (``args.result_to``, None if absent)."""
+    ap.add_argument(RESULT_OPTION, dest="result_to", default=None, metavar="PATH", help=argparse.SUPPRESS)
+
+
+def write_child_result(path: pathlib.Path | str, result: Any) -> pathlib.Path:
+    """Write a child's ``result`` as JSON to ``path`` (atomically: the parent reads all of it or none)."""
+    return atomic_write(path, json.dumps(result) + "\n")
 
 
 def report(args, name: str, rows: list[dict], meta: dict, markdown: str, footer: str = "") -> None:
-    """Print the table (and a footer line), then write the results unless ``--no-write``."""
-    print("\n" + markdown + (f"\n\n{footer}" if footer else ""))
+    """Print the table (and a footer line), then write the results unless ``--no-write``; under ``--result-to``
+    also hand the results (``meta``, ``rows`` and the path of the JSON written, or None) to the parent."""
+    print("\n" + markdown + (f"\n\n{footer}" if footer else ""), flush=True)
+    written = None
     if not args.no_write:
-        print(f"wrote {write_results(name, rows, meta, markdown, args.out)}")
+        written = write_results(name, rows, meta, markdown, args.out)
+        print(f"wrote {written}", flush=True)
+    if getattr(args, "result_to", None):
+        write_child_result(args.result_to, {"meta": meta, "rows": rows, "json": None if written is None else str(written)})
+
+
+class ChildFailed(RuntimeError):
+    """A child run by :func:`run_child` exited with an error, ran past its time limit or wrote no JSON result.
+
+    ``returncode`` is the child's exit status (negative: killed by that signal; None if it was stopped for its
+    time limit) and ``stderr`` the last lines it wrote to stderr."""
+
+    def __init__(self, message: str, returncode: int | None = None, stderr: str = ""):
+        super().__init__(message)
+        self.returncode, self.stderr = returncode, stderr
+
+
+STDERR_TAIL_LINES = 50
+
+
+def _exit_words(rc: int) -> str:
+    if rc < 0:
+        try:
+            return f"was killed by {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"was killed by signal {-rc}"
+    return f"exited with status {rc}"
+
+
+def run_child(module: str, args: Sequence[Any] = (), *, env: Mapping[str, str] | None = None,
+              timeout: float | None = None, echo_stderr: bool = True) -> Any:
+    """Run ``python -m <module> <args> --result-to PATH`` in its own process and return the JSON it wrote to PATH.
+
+    The child runs from the checkout's root (so ``benchmarks.<name>`` imports) with ``env`` (default: this
+    process's environment), in a fresh interpreter: its own JAX runtime, its own peak memory, its own XLA flags.
+    PATH lies in a temporary directory removed afterwards. The child's stdout is this process's stdout (its tables
+    print as they come); its stderr is passed on as it comes too (``echo_stderr``) and its last lines are kept for
+    the error. Raises :class:`ChildFailed` if the child exits non-zero or is killed, runs past ``timeout`` seconds,
+    or exits 0 without writing a readable JSON file to PATH.
+    """
+    what = f"python -m {module}"
+    with tempfile.TemporaryDirectory(prefix="lstm-jax-bench-") as tmp:
+        path = pathlib.Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", module, *map(str, args), RESULT_OPTION, str(path)]
+        tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=None if env is None else dict(env), stderr=subprocess.PIPE,
+                                text=True, errors="replace")
+
+        def pump():
+            for line in proc.stderr:
+                tail.append(line)
+                if echo_stderr:
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            reader.join()
+            raise ChildFailed(f"{what} did not finish in {timeout:g} s", None, "".join(tail)) from None
+        except BaseException:  # Ctrl-C and the like: the child does not outlive the parent
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            reader.join()
+            proc.stderr.close()
+        err = "".join(tail)
+        if rc != 0:
+            last = err.strip().splitlines()[-1:]
+            raise ChildFailed(f"{what} {_exit_words(rc)}" + (f": {last[0]}" if last else ""), rc, err)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ChildFailed(f"{what} exited with status 0 but wrote no result ({RESULT_OPTION} {path.name})",
+                              rc, err) from None
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise ChildFailed(f"{what} wrote a result that is not JSON: {e}", rc, err) from None
 
 
 def loglog_slope(x, y) -> float:

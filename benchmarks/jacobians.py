@@ -14,8 +14,8 @@ Whole sequence (float32, n = 16, m = 16, T = 10^3 ... 10^5):
   flow      dS_T/dS_0: last product from the analytic steps vs ``jacfwd``/``jacrev`` of ``lstm_flow_map``
   norms     ``gradient_flow_norms`` (suffix products + spectral/Frobenius norms) from the step Jacobians
 
-    python benchmarks/jacobians.py            # ~5 minutes on 2 CPU cores
-    python benchmarks/jacobians.py --quick    # seconds
+    python -m benchmarks.jacobians            # ~5 minutes on 2 CPU cores
+    python -m benchmarks.jacobians --quick    # seconds
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ import sys
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-import _harness as H  # noqa: E402
+import lstm_jax as lj
 
-import lstm_jax as lj  # noqa: E402
+from . import _harness as H
 
 M = 32
 
@@ -163,7 +162,8 @@ def tables(step_rows, seq_rows):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     H.add_output_args(ap)
     args = ap.parse_args(argv)
     if args.quick:

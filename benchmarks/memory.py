@@ -15,8 +15,8 @@ generation does not count; elsewhere ru_maxrss over the whole process); on GPU t
 machine's physical memory is compiled but not run (reported as such). Also: the remat time overhead
 (time / time without remat, same T) and the log-log slope of time vs T (1.0 = linear).
 
-    python benchmarks/memory.py            # ~10 minutes on 2 CPU cores
-    python benchmarks/memory.py --quick    # seconds
+    python -m benchmarks.memory            # ~10 minutes on 2 CPU cores
+    python -m benchmarks.memory --quick    # seconds
 """
 
 from __future__ import annotations
@@ -27,13 +27,10 @@ import math
 import os
 import pathlib
 import resource
-import subprocess
 import sys
 import time
 
-
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-import _harness as H  # noqa: E402
+from . import _harness as H
 
 STRATEGIES = ("none", "step", "segments")
 B, N, M = 8, 64, 64
@@ -109,12 +106,11 @@ def child(T: int, strategy: str, repeats: int, budget: int) -> dict:
 
 
 def _spawn(T, strategy, repeats, budget):
-    cmd = [sys.executable, __file__, "--child", str(T), strategy, str(repeats), str(budget)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return {"T": T, "strategy": strategy, "ran": False,
-                "reason": f"process exited with {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """One configuration in its own process (``--child``); a child that fails is recorded as not run, with why."""
+    try:
+        return H.run_child(__spec__.name, ["--child", T, strategy, repeats, budget], echo_stderr=False)
+    except H.ChildFailed as e:
+        return {"T": T, "strategy": strategy, "ran": False, "reason": str(e)}
 
 
 def run(Ts, repeats_for, budget):
@@ -157,13 +153,18 @@ def table(rows, slopes):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     H.add_output_args(ap)
     ap.add_argument("--child", nargs=4, metavar=("T", "STRATEGY", "REPEATS", "BUDGET"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         T, s, rep, budget = args.child
-        print(json.dumps(child(int(T), s, int(rep), int(budget))))
+        out = child(int(T), s, int(rep), int(budget))
+        if args.result_to:
+            H.write_child_result(args.result_to, out)
+        else:  # run by hand
+            print(json.dumps(out))
         return 0
     import jax
 

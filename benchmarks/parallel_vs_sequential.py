@@ -5,8 +5,8 @@ Forward pass of one sequence (B = 1; batch with vmap), float32, over T and hidde
 sequential / parallel (> 1 means the parallel evaluator is faster). Dense mode is skipped where one
 iteration would exceed a FLOP budget (T (2n)^3 > 3e10, the O(d^3) combine).
 
-    python benchmarks/parallel_vs_sequential.py            # full grid (several minutes on 2 CPU cores)
-    python benchmarks/parallel_vs_sequential.py --quick    # seconds; smoke test
+    python -m benchmarks.parallel_vs_sequential            # full grid (several minutes on 2 CPU cores)
+    python -m benchmarks.parallel_vs_sequential --quick    # seconds; smoke test
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import sys
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-import _harness as H  # noqa: E402
+import lstm_jax as lj
 
-import lstm_jax as lj  # noqa: E402
+from . import _harness as H
 
 DENSE_FLOP_BUDGET = 3e10
 
@@ -63,7 +62,8 @@ def _fmt_row(row):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     H.add_output_args(ap)
     args = ap.parse_args(argv)
     if args.quick:

@@ -7,8 +7,8 @@ float32, B = 8, m = 64, batch by vmap, loss mean(h_T^2); gradient = value_and_gr
           per-iteration overhead vs code size; on GPU this overhead is larger)
 Reports times and the fitted log-log slopes. (T = 10^6 with checkpointing: benchmarks/memory.py.)
 
-    python benchmarks/scaling.py            # ~5 minutes on 2 CPU cores
-    python benchmarks/scaling.py --quick    # seconds
+    python -m benchmarks.scaling            # ~5 minutes on 2 CPU cores
+    python -m benchmarks.scaling --quick    # seconds
 """
 
 from __future__ import annotations
@@ -19,10 +19,9 @@ import sys
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-import _harness as H  # noqa: E402
+import lstm_jax as lj
 
-import lstm_jax as lj  # noqa: E402
+from . import _harness as H
 
 B, M = 8, 64
 
@@ -45,7 +44,8 @@ def measure(model, n, T, repeats, batch=B, unroll=1):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     H.add_output_args(ap)
     args = ap.parse_args(argv)
     if args.quick:

@@ -8,8 +8,8 @@ starts, so each d runs in its own process) sharing this machine's cores: a 1-dev
 cores for its GEMMs, so the table measures the overhead/benefit of partitioning, not extra hardware.
 On a multi-GPU/TPU host the real devices are used (d up to the device count).
 
-    python benchmarks/sharding.py            # ~3 minutes on 2 CPU cores
-    python benchmarks/sharding.py --quick    # seconds
+    python -m benchmarks.sharding            # ~3 minutes on 2 CPU cores
+    python -m benchmarks.sharding --quick    # seconds
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-import _harness as H  # noqa: E402
+from . import _harness as H
 
 
 CHILD_TIMEOUT_S = 900
@@ -69,23 +67,25 @@ def _spawn(d, args, base_env):
     env = {**base_env}
     if base_env.get("JAX_PLATFORMS", "cpu") == "cpu":
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={d}").strip()
-    cmd = [sys.executable, __file__, "--child", json.dumps([d, *args])]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=CHILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"sharding child with {d} devices did not finish in {CHILD_TIMEOUT_S} s") from None
-    if proc.returncode != 0:
-        raise RuntimeError(f"sharding child with {d} devices failed:\n{proc.stderr[-2000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    try:  # its own process: XLA_FLAGS are read once, when JAX starts
+        return H.run_child(__spec__.name, ["--child", json.dumps([d, *args])], env=env, timeout=CHILD_TIMEOUT_S,
+                           echo_stderr=False)
+    except H.ChildFailed as e:
+        raise RuntimeError(f"sharding child with {d} devices failed: {e}\n{e.stderr[-2000:]}") from None
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     H.add_output_args(ap)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(child(*json.loads(args.child))))
+        out = child(*json.loads(args.child))
+        if args.result_to:
+            H.write_child_result(args.result_to, out)
+        else:  # run by hand
+            print(json.dumps(out))
         return 0
     import jax
 

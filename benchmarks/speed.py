@@ -27,8 +27,8 @@ m=64, T=10^4, 10^5, 10^6). At T=10^6 the gradient is run only with lstm_jax's se
 (remat=1000, O(sqrt T) memory): without checkpointing XLA plans tens of GiB of temporaries (the planned
 size of each JAX peer's gradient is still compiled and reported), and torch keeps every step's activations.
 
-    python benchmarks/speed.py              # all sizes (~15 minutes on 2 CPU cores)
-    python benchmarks/speed.py --quick      # tiny sizes, seconds
+    python -m benchmarks.speed              # all sizes (~15 minutes on 2 CPU cores)
+    python -m benchmarks.speed --quick      # tiny sizes, seconds
 """
 
 from __future__ import annotations
@@ -43,11 +43,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-import _harness as H  # noqa: E402
-import _inloop as L  # noqa: E402
+import lstm_jax as lj
 
-import lstm_jax as lj  # noqa: E402
+from . import _harness as H
+from . import _inloop as L
 
 # (label, B, n, m, T)
 LATENCY_MEDIUM = (("latency", 1, 32, 32, 1000), ("medium", 32, 128, 64, 1000), ("medium", 32, 256, 64, 1000))
@@ -286,7 +285,8 @@ def table(rows):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     H.add_output_args(ap)
     ap.add_argument("--no-long", action="store_true", help="skip the long sizes (T = 10^4 ... 10^6)")
     args = ap.parse_args(argv)

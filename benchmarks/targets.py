@@ -16,8 +16,8 @@ Jacobians every step, Vogt et al. 2022) at n = 512, T = 10^3; matrix-free at n =
 --lyap-T steps and extrapolated linearly to T = 10^5 (the loop is a fixed cost per step), with the memory
 XLA plans for the full T = 10^5 run (compiled, not run); --lyap-T 100000 runs it in full.
 
-    python benchmarks/targets.py              # all targets (about 5-10 minutes on 2 CPU cores)
-    python benchmarks/targets.py --quick      # tiny sizes (seconds)
+    python -m benchmarks.targets              # all targets (about 5-10 minutes on 2 CPU cores)
+    python -m benchmarks.targets --quick      # tiny sizes (seconds)
 """
 
 from __future__ import annotations
@@ -37,11 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
-import _harness as H  # noqa: E402
-import _inloop as L  # noqa: E402
+import lstm_jax as lj
 
-import lstm_jax as lj  # noqa: E402
+from . import _harness as H
+from . import _inloop as L
 
 # (label, B, n, m, T, also time run_lstm)
 SIZES = (("latency", 1, 32, 32, 1000, True), ("medium", 32, 128, 64, 1000, True), ("medium", 32, 256, 64, 1000, True),
@@ -331,7 +330,8 @@ def _activation_text(info):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(prog=f"python -m {__spec__.name}", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     H.add_output_args(ap)
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds per comparison (default 5; quick 2)")
     ap.add_argument("--lyap-T", type=int, default=None,

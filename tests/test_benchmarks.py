@@ -159,3 +159,61 @@ def test_the_runner_timing_compares_the_training_objective_with_the_same_objecti
     t = time_value_and_grad(4, 4, 20, reps=1)
     assert (t["B"], t["n"], t["T"], t["padded_T"]) == (4, 4, 20, 22)
     assert min(t["median_ms"], t["baseline_median_ms"], t["fast_median_ms"]) > 0
+
+
+TINY_CHILD = '''
+import json, sys, time
+args = sys.argv[1:]
+path = args[args.index("--result-to") + 1]
+if "fail" in args:
+    print("tiny child: asked to fail", file=sys.stderr)
+    sys.exit(3)
+if "hang" in args:
+    time.sleep(60)
+if "not-json" in args:
+    open(path, "w").write("{half")
+if "ok" in args:
+    print("a table on stdout, never parsed")
+    json.dump({"args": args[:args.index("--result-to")]}, open(path, "w"))
+'''
+
+
+def test_the_child_runner_returns_the_child_s_json_and_reports_a_child_that_fails_or_writes_nothing(tmp_path):
+    # a tiny real child module, run as python -m tiny_bench_child from the checkout's root like every benchmark
+    import os
+
+    from benchmarks import _harness as H
+
+    (tmp_path / "tiny_bench_child.py").write_text(TINY_CHILD)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    assert H.run_child("tiny_bench_child", ["ok", 3], env=env) == {"args": ["ok", "3"]}
+    with pytest.raises(H.ChildFailed, match="tiny_bench_child exited with status 3: tiny child: asked to fail") as e:
+        H.run_child("tiny_bench_child", ["fail"], env=env, echo_stderr=False)
+    assert e.value.returncode == 3 and "asked to fail" in e.value.stderr
+    with pytest.raises(H.ChildFailed, match="exited with status 0 but wrote no result"):
+        H.run_child("tiny_bench_child", ["silent"], env=env)
+    with pytest.raises(H.ChildFailed, match="wrote a result that is not JSON"):
+        H.run_child("tiny_bench_child", ["not-json"], env=env)
+    with pytest.raises(H.ChildFailed, match="did not finish in 2 s"):
+        H.run_child("tiny_bench_child", ["hang"], env=env, timeout=2)
+    with pytest.raises(H.ChildFailed, match="No module named"):  # an unknown module: the child's own error
+        H.run_child("no_such_bench_child", env=env, echo_stderr=False)
+
+
+def test_a_memory_configuration_runs_in_its_own_process_and_comes_back_as_json():
+    from benchmarks import _harness as H
+    from benchmarks import memory
+
+    r = memory._spawn(50, "step", 1, 2**40)
+    assert r["ran"] is True and (r["T"], r["strategy"], r["remat"]) == (50, "step", True) and r["median_s"] > 0
+    with pytest.raises(H.ChildFailed, match="benchmarks.memory exited with status 1: .*KeyError"):
+        H.run_child("benchmarks.memory", ["--child", 50, "no-such-strategy", 1, 2**40], echo_stderr=False)
+    bad = memory._spawn(50, "no-such-strategy", 1, 2**40)  # memory records a failed child as not run, with why
+    assert bad["ran"] is False and "exited with status 1" in bad["reason"]
+
+
+def test_no_benchmarks_file_edits_sys_path_and_only_the_harness_starts_processes():
+    files = sorted((ROOT / "benchmarks").rglob("*.py"))
+    assert len(files) >= 10
+    assert [f.name for f in files if "sys.path" in f.read_text(encoding="utf-8")] == []
+    assert [f.name for f in files if "subprocess" in f.read_text(encoding="utf-8")] == ["_harness.py"]
