@@ -5,7 +5,8 @@ and multi-step Jacobians (the article's eq. 2 and eq. 6, as published and
 corrected, and the exact joint ``(h, c)`` Jacobian), the GRU (PyTorch convention) with its
 exact Jacobian and eq. 6 analogue, stacked / bidirectional / right-padded models, gradient-flow
 diagnostics (log-space Lyapunov exponents), parallel-in-time evaluation (DEER), and executable checks of every claim of the
-article (``lstm-jax verify``).  Command line: ``lstm-jax verify | flow | train | bench``.
+article (``lstm-jax verify``).  Command line: ``lstm-jax verify | diagnose | flow | train | sweep | bench``
+(:mod:`lstm_jax.cli`).
 
 Importing the package never changes JAX's configuration: enable float64 with
 ``jax.config.update("jax_enable_x64", True)`` in your own entry point.
@@ -23,11 +24,16 @@ from ._flow import (
     FlowNorms,
     Lyapunov,
     gradient_flow_norms,
+    half_life,
     lag_map,
+    log_renormalise,
+    log_spectral,
     lstm_flow_map,
     lyapunov,
+    qr_step,
     rnn_flow_map,
     suffix_products,
+    time_constant,
 )
 from ._fast import run_gru_batch, run_lstm_batch, run_rnn_batch
 from ._matfree import (
@@ -192,6 +198,12 @@ __all__ = [
     "lag_map",
     "Lyapunov",
     "lyapunov",
+    # the flow toolkit's primitives (every flow computation of the package is built from them)
+    "log_renormalise",
+    "log_spectral",
+    "qr_step",
+    "half_life",
+    "time_constant",
     "lstm_lyapunov_matfree",
     "rnn_lyapunov_matfree",
     "gru_lyapunov_matfree",

@@ -1,7 +1,7 @@
-"""``python -m lstm_jax verify``."""
+"""``python -m lstm_jax ...`` = ``lstm-jax ...``."""
 
 import sys
 
-from ._cli import main
+from .cli import main
 
 sys.exit(main())

@@ -44,6 +44,71 @@ from ._validation import check_array, check_int
 _HI = jax.lax.Precision.HIGHEST
 
 
+# --------------------------------------------------------------------------- the toolkit's three primitives
+# Every gradient-flow computation of the package (dense and matrix-free, diagnose, the training snapshots,
+# lstm-jax flow) is built from these: one log-space accumulator, one QR step, one preparation of k and q0.
+
+
+def log_renormalise(M: jax.Array, L: jax.Array) -> tuple[jax.Array, jax.Array]:
+    r"""One step of the log-space accumulator: a product carried as :math:`e^{L} M` becomes
+    :math:`(M/\|M\|_F,\ L + \log\|M\|_F)`, so :math:`\|M\|_F = 1` and nothing under- or overflows.
+
+    An exactly zero product gives ``M = 0`` and ``L = -inf`` (and stays so): :math:`\log 0`, not a floor.
+    """
+    nu = jnp.sqrt(jnp.sum(M * M))
+    pos = nu > 0
+    return jnp.where(pos, M / jnp.where(pos, nu, 1), 0), L + jnp.log(nu)
+
+
+def log_spectral(M: jax.Array, L: jax.Array) -> jax.Array:
+    r""":math:`\log\|e^L M\|_2 = L + \log\|M\|_2` of an accumulated product (``-inf`` for an exact zero)."""
+    return L + jnp.log(jnp.linalg.norm(M, ord=2, axis=(-2, -1)))
+
+
+def qr_step(X: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    r"""One re-orthonormalisation of Benettin's algorithm: :math:`X = QR` with :math:`R_{ii} \ge 0`.
+
+    Returns ``(Q, log|R_ii|, floored)``: the logs raised to the dtype's smallest normal number where
+    :math:`|R_{ii}|` is below it (an exactly singular step), and the number of such entries.
+    """
+    Q, R = jnp.linalg.qr(X)
+    r = jnp.diagonal(R)
+    sign = jnp.where(r < 0, -1.0, 1.0).astype(Q.dtype)
+    a = jnp.abs(r)
+    tiny = jnp.finfo(X.dtype).tiny
+    return Q * sign[None, :], jnp.log(jnp.maximum(a, tiny)), jnp.sum(a < tiny)
+
+
+def start_directions(q0: Optional[jax.Array], d: int, k: Optional[int], dtype) -> jax.Array:
+    """``(d, k)`` orthonormal start directions for the Lyapunov and flow-norm algorithms, dense and matrix-free:
+    ``k`` checked (an int in ``1..d``, default ``d``), ``q0`` checked and orthonormalised (default the first ``k``
+    columns of the identity; see :func:`lyapunov`)."""
+    k = d if k is None else check_int(k, "k", lo=1, hi=d, accepts=f"an int in 1..{d} (the state size d)")
+    return jnp.eye(d, k, dtype=dtype) if q0 is None else _orthonormal_q0(q0, d, k, dtype)
+
+
+def check_transient(transient, T: int) -> int:
+    """``transient``: the steps left out of the exponents' average, an int in ``0..T-1``."""
+    return check_int(transient, "transient", lo=0, hi=T - 1, accepts=f"an int in 0..{T - 1} (fewer than the {T} steps)")
+
+
+def half_life(rate):
+    r"""Steps over which a norm decaying at ``rate`` (natural log per step, ``< 0``) halves: :math:`\ln 2/(-r)`;
+    ``inf`` for ``rate >= 0`` (no decay).  NumPy, elementwise (a doubling time is ``half_life(-rate)``)."""
+    r = np.asarray(rate, np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(r < 0, np.log(2.0) / np.where(r < 0, -r, 1.0), np.inf)[()]
+
+
+def time_constant(f):
+    r"""Memory time constant of a retention factor :math:`f \in [0, 1]` applied every step:
+    :math:`\tau = -1/\log f` (steps for a stored value to fall by :math:`e`); ``inf`` for ``f >= 1``, ``0`` for
+    ``f = 0``.  NumPy, elementwise."""
+    f = np.asarray(f, np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(f < 1, -1.0 / np.log(np.where(f < 1, f, 0.5)), np.inf)[()]
+
+
 def _check_jacs(jacs) -> jax.Array:
     jacs = check_array(jacs, "jacs", ("T", "d", "d"))
     if jacs.shape[1] != jacs.shape[2]:
@@ -106,17 +171,12 @@ def gradient_flow_norms(jacs: jax.Array) -> FlowNorms:
     T, d, _ = jacs.shape
 
     def step(carry, J):
-        M, L = carry
-        M = jnp.matmul(M, J, precision=_HI)
-        nu = jnp.sqrt(jnp.sum(M * M))
-        pos = nu > 0
-        M = jnp.where(pos, M / jnp.where(pos, nu, 1), 0)
-        L = L + jnp.log(nu)  # -inf (and M = 0 from here on) only for an exactly zero product
+        M, L = log_renormalise(jnp.matmul(carry[0], J, precision=_HI), carry[1])
         return (M, L), (M, L)
 
     init = (jnp.eye(d, dtype=jacs.dtype), jnp.zeros((), jacs.dtype))
     _, (Ms, log_fro) = jax.lax.scan(step, init, jacs, reverse=True)
-    log_spec = log_fro + jnp.log(jnp.linalg.norm(Ms, ord=2, axis=(-2, -1)))
+    log_spec = log_spectral(Ms, log_fro)
     return FlowNorms(jnp.arange(T, 0, -1), jnp.exp(log_spec), jnp.exp(log_fro), log_spec, log_fro)
 
 
@@ -190,21 +250,12 @@ def lyapunov(jacs: jax.Array, k: Optional[int] = None, q0: Optional[jax.Array] =
     """
     jacs = _linalg_dtype(_check_jacs(jacs))
     T, d, _ = jacs.shape
-    k = d if k is None else check_int(k, "k", lo=1, hi=d, accepts=f"an int in 1..{d} (the state size d)")
-    transient = check_int(transient, "transient", lo=0, hi=T - 1,
-                          accepts=f"an int in 0..{T - 1} (fewer than the {T} steps)")
-    if q0 is None:
-        q0 = jnp.eye(d, k, dtype=jacs.dtype)
-    else:
-        q0 = _orthonormal_q0(q0, d, k, jacs.dtype)
-    tiny = jnp.finfo(jacs.dtype).tiny
+    transient = check_transient(transient, T)
+    q0 = start_directions(q0, d, k, jacs.dtype)
 
     def step(Q, J):
-        Q, R = jnp.linalg.qr(jnp.matmul(J, Q, precision=_HI))
-        r = jnp.diagonal(R)
-        sign = jnp.where(r < 0, -1.0, 1.0).astype(Q.dtype)
-        a = jnp.abs(r)
-        return Q * sign[None, :], (jnp.log(jnp.maximum(a, tiny)), jnp.sum(a < tiny))
+        Q, logs, low = qr_step(jnp.matmul(J, Q, precision=_HI))
+        return Q, (logs, low)
 
     _, (logs, low) = jax.lax.scan(step, q0, jacs)  # (T, k)
     rates = jnp.mean(logs[transient:], axis=0)

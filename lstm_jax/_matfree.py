@@ -51,20 +51,13 @@ import jax.numpy as jnp
 
 from ._activations import SIGMOID, Activation, as_activation
 from ._cell import Cell, check_call, preactivations, run, step, vjp_rows
-from ._flow import FlowNorms, Lyapunov, _orthonormal_q0
+from ._flow import FlowNorms, Lyapunov, log_renormalise, log_spectral, qr_step, start_directions
 from ._gru import CELL as GRU_CELL
 from ._gru import GRUParams
 from ._lstm import CELL as LSTM_CELL
 from ._lstm import LSTMParams, LSTMState
 from ._rnn import RNNParams, rnn_cell
 from ._scan import previous_states
-from ._validation import check_int
-
-
-def _q0(q0, d: int, k: Optional[int], dtype) -> jax.Array:
-    """``k`` and ``q0`` checked and prepared exactly as :func:`lstm_jax.lyapunov` does (one check for both)."""
-    k = d if k is None else check_int(k, "k", lo=1, hi=d, accepts=f"an int in 1..{d} (the state size d)")
-    return jnp.eye(d, k, dtype=dtype) if q0 is None else _orthonormal_q0(q0, d, k, dtype)
 
 
 def _qr_lyapunov(step, carry0, q0, inputs) -> Lyapunov:
@@ -74,16 +67,12 @@ def _qr_lyapunov(step, carry0, q0, inputs) -> Lyapunov:
     step (the recurrent product of the trajectory and the Jacobian's weight product share one GEMM), so
     the trajectory is never stored: memory ``O(nk)`` plus the ``(T, k)`` logs.
     """
-    tiny = jnp.finfo(q0.dtype).tiny
 
     def body(carry, inp):
         state, Q = carry
         state, X = step(state, Q, inp)
-        Q, R = jnp.linalg.qr(X)
-        r = jnp.diagonal(R)
-        sign = jnp.where(r < 0, -1.0, 1.0).astype(Q.dtype)
-        a = jnp.abs(r)  # floored at the smallest normal number and counted, as lstm_jax.lyapunov does
-        return (state, Q * sign[None, :]), (jnp.log(jnp.maximum(a, tiny)), jnp.sum(a < tiny))
+        Q, logs, low = qr_step(X)  # the QR step of lstm_jax.lyapunov (floored logs counted)
+        return (state, Q), (logs, low)
 
     _, (logs, low) = jax.lax.scan(body, (carry0, q0), inputs)  # logs (T, k)
     means = jnp.mean(logs, axis=0)
@@ -94,7 +83,7 @@ def _qr_lyapunov(step, carry0, q0, inputs) -> Lyapunov:
 def _lyapunov(cell: Cell, params, state0, state_name, xs, k, q0) -> Lyapunov:
     """Matrix-free Lyapunov exponents of any cell: one GEMM :math:`[r_{t-1}; Q_{rec}^T] W_h` a step (module docstring)."""
     p, s0, xs, n, _ = check_call(cell, params, state0, state_name, xs, "xs")
-    q0 = _q0(q0, cell.width * n, k, xs.dtype)
+    q0 = start_directions(q0, cell.width * n, k, xs.dtype)
     w = cell.weights(p)
 
     def one(s, Q, x):
@@ -116,7 +105,7 @@ def _lyapunov(cell: Cell, params, state0, state_name, xs, k, q0) -> Lyapunov:
 def _flow(cell: Cell, params, state0, state_name, xs, k, q0) -> FlowNorms:
     """Matrix-free flow norms of any cell: adjoint rows :func:`~lstm_jax._cell.vjp_rows` a step, reverse QR scan."""
     p, s0, xs, n, _ = check_call(cell, params, state0, state_name, xs, "xs")
-    q0 = _q0(q0, cell.width * n, k, xs.dtype)
+    q0 = start_directions(q0, cell.width * n, k, xs.dtype)
     w = cell.weights(p)
     _, traj = run(cell, w, s0, xs)
     prev = previous_states(s0, traj)
@@ -206,11 +195,8 @@ def _flow_norms(jtq, q0, inputs) -> FlowNorms:
     def step(carry, inp):
         Q, M, s = carry
         Q, R = jnp.linalg.qr(jtq(Q, inp))
-        M = R @ M
-        scale = jnp.linalg.norm(M)
-        M = M / scale
-        s = s + jnp.log(scale)
-        return (Q, M, s), (s + jnp.log(jnp.linalg.norm(M, ord=2)), s)  # ||M||_F = 1 after the rescale
+        M, s = log_renormalise(R @ M, s)
+        return (Q, M, s), (log_spectral(M, s), s)  # ||M||_F = 1 after the rescale
 
     init = (q0, jnp.eye(k, dtype=q0.dtype), jnp.zeros((), q0.dtype))
     _, (log_spec, log_fro) = jax.lax.scan(step, init, inputs, reverse=True)

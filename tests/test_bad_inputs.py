@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import lstm_jax as lj
-from lstm_jax import _cli
+from lstm_jax import cli
 from lstm_jax.outputs import AtomicOutputs, atomic_write
 
 KEY = jax.random.PRNGKey(0)
@@ -289,7 +289,7 @@ FLOW_BAD = [
 @pytest.mark.parametrize("opts, fragments", [pytest.param(o, f, id=" ".join(o)) for o, *f in FLOW_BAD])
 def test_flow_bad_option_is_one_line_exit_2_and_no_file(tmp_path, capsys, opts, fragments):
     out = tmp_path / "out"
-    code = _cli.main(["flow", "--out", str(out), *opts])
+    code = cli.main(["flow", "--out", str(out), *opts])
     err = capsys.readouterr().err
     assert code == 2
     assert re.search(".*".join(re.escape(f) for f in fragments), err), err
@@ -301,11 +301,11 @@ def test_flow_output_path_problems_exit_3_before_computing(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("keep")
     t0 = time.perf_counter()
-    assert _cli.main(["flow", "--out", str(blocker)]) == 3
-    assert _cli.main(["flow", "--out", str(blocker / "sub")]) == 3
+    assert cli.main(["flow", "--out", str(blocker)]) == 3
+    assert cli.main(["flow", "--out", str(blocker / "sub")]) == 3
     clash = tmp_path / "clash"
     (clash / "terms.png").mkdir(parents=True)
-    assert _cli.main(["flow", "--out", str(clash)]) == 3
+    assert cli.main(["flow", "--out", str(clash)]) == 3
     assert time.perf_counter() - t0 < 10  # refused up front: the full report takes ~50 s
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("lstm-jax flow: I/O error: --out:") for line in err), err
@@ -316,7 +316,7 @@ def test_flow_output_path_problems_exit_3_before_computing(tmp_path, capsys):
 
 def test_flow_failure_leaves_an_existing_report_unchanged(tmp_path, capsys):
     (tmp_path / "flow.json").write_text('{"old": true}\n')
-    assert _cli.main(["flow", "--out", str(tmp_path), "--T", "1"]) == 2
+    assert cli.main(["flow", "--out", str(tmp_path), "--T", "1"]) == 2
     assert json.loads((tmp_path / "flow.json").read_text()) == {"old": True}
     assert _no_files(tmp_path) == ["flow.json"]
 
@@ -335,9 +335,9 @@ def test_flow_bad_options_in_a_subprocess_print_no_traceback(tmp_path, argv, cod
 
 
 def test_main_returns_argparse_codes_in_process(capsys):
-    assert _cli.main(["flow", "--help"]) == 0
-    assert _cli.main(["nonsense"]) == 2
-    assert _cli.main([]) == 2
+    assert cli.main(["flow", "--help"]) == 0
+    assert cli.main(["nonsense"]) == 2
+    assert cli.main([]) == 2
 
 
 # ----------------------------------------------------------------------------- atomic outputs

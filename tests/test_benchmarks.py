@@ -8,10 +8,9 @@ import sys
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.__main__ import targets
 
-from benchmarks.__main__ import targets  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_lstm_jax_bench_quick_runs_every_script_and_writes_results(tmp_path):

@@ -15,7 +15,8 @@ import sys
 import numpy as np
 import pytest
 
-from lstm_jax.verify import Verdict, claim_ids, run_claims, stale_docs
+from lstm_jax.verify import Verdict, claim_ids, run_claims
+from tools.sync_docs import stale_docs
 from lstm_jax.verify._root_causes import ROOT_CAUSES
 from lstm_jax.verify._types import FAIL_AT, TOL
 
@@ -106,7 +107,7 @@ def test_readme_table_and_proofs_are_what_verify_prints_now(run):
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- verify-table:start -->\n(.*?)\n<!-- verify-table:end -->", readme, re.S).group(1)
     assert block == markdown.rstrip("\n")
-    assert stale_docs(doc, ROOT) == [], "regenerate with lstm_jax.verify.sync_docs(json.load(...), '.')"
+    assert stale_docs(doc, ROOT) == [], "regenerate with: python -m tools.sync_docs"
 
 
 def test_tables_print_round_off_as_an_upper_bound_only(run):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from lstm_jax import _cli
+from lstm_jax import cli
 from lstm_jax.verify import Claim, Finding, Verdict, claim_ids
 from lstm_jax.verify import _runner
 
@@ -45,7 +45,7 @@ def test_unknown_id_is_a_clear_error_with_exit_code_2():
 
 
 def test_list_prints_every_id(capsys):
-    assert _cli.main(["verify", "--list"]) == 0
+    assert cli.main(["verify", "--list"]) == 0
     assert capsys.readouterr().out.split() == claim_ids()
 
 
@@ -69,7 +69,7 @@ def _fake(verdict, ok=True, boom=False):
 )
 def test_exit_code_is_nonzero_exactly_when_a_check_misbehaves(monkeypatch, capsys, claim, status):
     monkeypatch.setattr(_runner, "CLAIMS", (claim,))
-    code = _cli.main(["verify"])
+    code = cli.main(["verify"])
     out = capsys.readouterr()
     assert (code == 0) == (status == "ok")
     assert status in out.out
@@ -82,5 +82,5 @@ def test_unwritable_output_path_exits_3_before_any_claim_runs(tmp_path, monkeypa
     monkeypatch.setattr(_runner, "CLAIMS", (Claim("c", "t", "(0)", Verdict.HOLDS, None, "p.md", never),))
     blocker = tmp_path / "file"
     blocker.write_text("")
-    assert _cli.main(["verify", "--json", str(blocker / "out.json")]) == 3
+    assert cli.main(["verify", "--json", str(blocker / "out.json")]) == 3
     assert "--json" in capsys.readouterr().err

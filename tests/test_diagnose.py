@@ -20,7 +20,7 @@ import pytest
 
 import lstm_jax
 import lstm_jax.io
-from lstm_jax import _cli
+from lstm_jax import cli
 from lstm_jax.diagnose import SCHEMA_VERSION, diagnose, write_report
 from lstm_jax.io import load_model
 from lstm_jax.diagnose._core import _log_suffix_norms
@@ -364,12 +364,12 @@ def _bad_cases(tmp, ckpt):
 def test_bad_inputs_exit_2_or_3_with_one_line_and_leave_no_files(checkpoint, tmp_path, capsys):
     for argv, code, text in _bad_cases(tmp_path, str(checkpoint)):
         out = tmp_path / f"out{len(argv)}{code}"
-        assert _cli.main([*argv, "--out", str(out)]) == code, argv
+        assert cli.main([*argv, "--out", str(out)]) == code, argv
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and (text is None or text in err), (argv, err)
         assert not out.exists() or not any(out.iterdir()), argv
     # the output folder is checked before anything else (a file in the way: exit 3)
-    assert _cli.main(["diagnose", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "file")]) == 3
+    assert cli.main(["diagnose", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "file")]) == 3
     assert "--out" in capsys.readouterr().err
 
 
@@ -462,7 +462,7 @@ def test_diagonal_cells_exponents_are_the_time_averaged_log_gates_without_a_qr(k
 @pytest.mark.parametrize("kind", _MODERN)
 def test_a_modern_cell_saved_by_lstm_jax_is_diagnosed_from_its_file_by_the_cli(kind, tmp_path):
     import lstm_jax.io as lio
-    from lstm_jax import _cli
+    from lstm_jax import cli
 
     p = _MODERN[kind](jax.random.PRNGKey(5))
     path = lio.save(tmp_path / f"{kind}.npz", p)
@@ -471,6 +471,6 @@ def test_a_modern_cell_saved_by_lstm_jax_is_diagnosed_from_its_file_by_the_cli(k
     for a, b in zip(model.layers[0].params, p):  # the file round-trips every array exactly
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     out = tmp_path / "diag"
-    assert _cli.main(["diagnose", str(path), "--T", "30", "--batch", "2", "--out", str(out)]) == 0
+    assert cli.main(["diagnose", str(path), "--T", "30", "--batch", "2", "--out", str(out)]) == 0
     doc = json.loads((out / "diagnosis.json").read_text())
     assert doc["layers"][0]["kind"] == kind and (out / "report.html").exists()

@@ -101,9 +101,9 @@ def test_lag_map_entries_equal_direct_product_norms_and_nan_above_the_diagonal()
 def test_flow_cli_writes_json_and_three_figures(tmp_path):
     import json
 
-    from lstm_jax import _cli
+    from lstm_jax import cli
 
-    assert _cli.main(["flow", "--T", "30", "--n", "4", "--m", "2", "--out", str(tmp_path)]) == 0
+    assert cli.main(["flow", "--T", "30", "--n", "4", "--m", "2", "--out", str(tmp_path)]) == 0
     def no_nan(token):
         raise AssertionError(f"flow.json is not strict JSON: {token}")
 
@@ -277,3 +277,34 @@ def test_readme_flow_table_is_what_the_committed_flow_json_says():
         assert abs(lyap - v["lyapunov_top"]) < 5e-4, label
         seen += 1
     assert seen == 5
+
+
+# --------------------------------------------------------------------------- the toolkit's primitives
+
+
+def test_log_renormalise_keeps_the_product_and_gives_minus_inf_for_an_exact_zero():
+    M = jax.random.normal(jax.random.PRNGKey(3), (4, 4), F64) * 1e150
+    Mn, L = lj.log_renormalise(M, jnp.asarray(2.0, F64))
+    check_close(np.exp(float(L) - 2.0) * np.asarray(Mn), np.asarray(M), 1e-13, "e^L M is the product")
+    assert abs(float(jnp.linalg.norm(Mn)) - 1.0) < 1e-15
+    check_close(float(lj.log_spectral(Mn, L)), np.log(np.linalg.norm(np.asarray(M), 2)) + 2.0, 1e-13, "log ||.||_2")
+    Z, L0 = lj.log_renormalise(jnp.zeros((3, 3), F64), jnp.asarray(0.0, F64))
+    assert float(L0) == -np.inf and not np.any(np.asarray(Z))
+
+
+def test_qr_step_has_a_nonnegative_diagonal_and_floors_exactly_singular_directions():
+    X = jax.random.normal(jax.random.PRNGKey(4), (6, 3), F64)
+    Q, logs, low = lj.qr_step(X)
+    R = np.asarray(Q).T @ np.asarray(X)
+    check_close(np.asarray(Q) @ R, np.asarray(X), 1e-13, "Q R = X")
+    check_close(np.asarray(logs), np.log(np.abs(np.diag(np.linalg.qr(np.asarray(X))[1]))), 1e-13, "log |R_ii|")
+    assert np.all(np.diag(R) > 0) and int(low) == 0
+    _, logs, low = lj.qr_step(X.at[:, 2].set(0.0))
+    assert int(low) == 1 and float(logs[2]) == np.log(np.finfo(np.float64).tiny)
+
+
+def test_half_life_and_time_constant_known_values():
+    assert lj.half_life(-np.log(2) / 10) == pytest.approx(10.0, rel=1e-15)
+    assert lj.half_life(0.0) == np.inf and lj.half_life(0.3) == np.inf
+    assert lj.time_constant(np.exp(-1 / 7)) == pytest.approx(7.0, rel=1e-14)
+    np.testing.assert_array_equal(lj.time_constant(np.array([0.0, 1.0, 1.5])), [0.0, np.inf, np.inf])

@@ -20,7 +20,7 @@ import pytest
 
 import lstm_jax as lj
 import lstm_jax.io as lio
-from lstm_jax import _cli
+from lstm_jax import cli
 from lstm_jax.io import RecurrentModel
 
 torch = pytest.importorskip("torch")
@@ -479,7 +479,7 @@ def test_lstm_jax_npz_round_trip_and_declared_shapes(tmp_path):
 def test_the_params_npz_of_lstm_jax_train_loads(model_kind, tmp_path):
     """The file ``lstm-jax train`` writes (one real training step through the command line): pytree paths as
     keys (``['cell'].W_f``), the readout beside the cell, the run's ``log.json`` (its config) beside the file."""
-    from lstm_jax._cli import main
+    from lstm_jax.cli import main
 
     out = tmp_path / "run"
     assert main(["train", "--model", model_kind, "--n", str(N), "--T", "5", "--steps", "1", "--eval-every", "1",
@@ -601,14 +601,14 @@ def test_capture_inputs_records_what_the_layer_receives_in_the_users_model(tmp_p
     cap = lio.capture_inputs(stream, "rnn", frames)
     np.save(tmp_path / "x.npy", cap.xs)
     torch.save(stream.state_dict(), tmp_path / "sd.pt")
-    code = _cli.main(["diagnose", str(tmp_path / "sd.pt"), "--layer", "rnn", "--data", str(tmp_path / "x.npy"),
+    code = cli.main(["diagnose", str(tmp_path / "sd.pt"), "--layer", "rnn", "--data", str(tmp_path / "x.npy"),
                       "--no-baseline", "--k", "2", "--out", str(tmp_path / "d")])
     assert code == 0
     d = json.loads((tmp_path / "d" / "diagnosis.json").read_text())
     assert d["inputs"]["source"] == "x.npy" and (d["inputs"]["batch"], d["inputs"]["T"]) == (2, T)
     assert "Note:" not in (tmp_path / "d" / "report.html").read_text() and "Gaussian noise" not in capsys.readouterr().out
     # generated inputs: the CLI and the report say in one line that they may not be the model's
-    assert _cli.main(["diagnose", str(tmp_path / "sd.pt"), "--layer", "rnn", "--T", "10", "--batch", "1",
+    assert cli.main(["diagnose", str(tmp_path / "sd.pt"), "--layer", "rnn", "--T", "10", "--batch", "1",
                       "--no-baseline", "--k", "2", "--out", str(tmp_path / "g")]) == 0
     assert "may not resemble what the model sees in use" in capsys.readouterr().out
     assert "capture_inputs" in (tmp_path / "g" / "report.html").read_text()

@@ -28,7 +28,7 @@ import torch
 import lstm_jax as lj
 import lstm_jax.io as lio
 from lstm_jax import outputs
-from lstm_jax import _cli
+from lstm_jax import cli
 from lstm_jax.io import _sniff
 
 M, N = 3, 4
@@ -37,7 +37,7 @@ ACCEPTED = "accepted: a PyTorch state_dict"
 
 def _diagnose(capsys, *argv):
     """``lstm-jax diagnose`` in process: (exit code, stderr lines)."""
-    code = _cli.main(["diagnose", *map(str, argv)])
+    code = cli.main(["diagnose", *map(str, argv)])
     return code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -150,7 +150,7 @@ def test_diagnose_sizes_beyond_what_xla_or_memory_allows_are_refused_up_front(tm
 
 
 def test_verify_seed_overflow_is_a_usage_error(capsys):
-    assert _cli.main(["verify", "--seed", str(2**64)]) == 2
+    assert cli.main(["verify", "--seed", str(2**64)]) == 2
     assert capsys.readouterr().err.strip() == "lstm-jax verify: error: --seed must be in 0..2**63-1, got 18446744073709551616"
 
 
@@ -323,7 +323,7 @@ def test_an_unimportable_pickled_class_is_one_line_exit_2(tmp_path):
 
 
 def test_version_is_printed(capsys):
-    assert _cli.main(["--version"]) == 0
+    assert cli.main(["--version"]) == 0
     assert re.fullmatch(r"lstm-jax \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
 
 
@@ -395,12 +395,10 @@ def test_a_mixed_set_is_detected_by_the_reader(tmp_path):
 
 
 def test_interrupt_message_is_true_about_what_was_left(tmp_path):
-    import argparse
-
-    args = argparse.Namespace(out=str(tmp_path))
-    assert _cli._after_interrupt(args, time.time()) == "interrupted; no partial output was left"
+    args = cli.build_parser().parse_args(["diagnose", "model.pt", "--out", str(tmp_path)])
+    assert cli._main._after_interrupt(args, time.time()) == "interrupted; no partial output was left"
     (tmp_path / ".report.html.abc.tmp").write_text("half")
-    msg = _cli._after_interrupt(args, time.time())
+    msg = cli._main._after_interrupt(args, time.time())
     assert msg == "interrupted; removed 1 temporary file(s); no partial output was left"
     assert not list(tmp_path.glob(".*.tmp"))
 

@@ -60,6 +60,9 @@ def _module_of(path: pathlib.Path) -> tuple[str, str]:
 def test_the_package_import_graph_has_no_circle():
     """Module-level and function-level imports between lstm_jax modules form a DAG — a package's own
     ``__init__`` included: a submodule that imports from the ``__init__`` that imports it is a circle."""
+    def exists(target):
+        return (ROOT / (target.replace(".", "/") + ".py")).is_file() or (ROOT / target.replace(".", "/")).is_dir()
+
     graph = {}
     for path in (ROOT / "lstm_jax").rglob("*.py"):
         name, package = _module_of(path)
@@ -67,9 +70,10 @@ def test_the_package_import_graph_has_no_circle():
         for mod, names in _imports(path, package):
             if not mod or not mod.startswith("lstm_jax"):
                 continue
-            for target in [mod] + [f"{mod}.{n}" for n in names]:
-                if (ROOT / (target.replace(".", "/") + ".py")).is_file() or (ROOT / target.replace(".", "/")).is_dir():
-                    deps.add(target)
+            submodules = [f"{mod}.{n}" for n in names if exists(f"{mod}.{n}")]
+            # `from package import submodule` reads no name of the package's __init__; any other name does
+            reads_package = exists(mod) and (not names or len(submodules) < len(names))
+            deps.update(submodules + ([mod] if reads_package else []))
         deps.discard(name)
         graph[name] = deps
     state = {}
@@ -103,3 +107,21 @@ def test_the_verify_wing_uses_only_the_public_api():
     src = "".join(p.read_text() for p in (ROOT / "lstm_jax" / "verify").glob("*.py"))
     used = set(re.findall(r"\blj\.([A-Za-z_]\w*)", src))
     assert used <= set(lstm_jax.__all__), used - set(lstm_jax.__all__)
+
+
+def test_repository_tooling_and_benchmarks_are_not_installed():
+    """The wheel ships lstm_jax only: tools/ (README/proofs regeneration) and benchmarks/ stay in the checkout, and
+    no module of the package knows the markers of README's and the proofs' generated blocks (tools/sync_docs.py
+    is their one writer)."""
+    import fnmatch
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]["find"]
+    packages = [p.parent.relative_to(ROOT).as_posix().replace("/", ".") for p in ROOT.glob("*/**/__init__.py")
+                if ".venv" not in p.parts and "site-packages" not in p.parts]
+    shipped = [p for p in packages if any(fnmatch.fnmatch(p, pat) for pat in cfg["include"])]
+    assert {"lstm_jax", "lstm_jax.cli", "tools", "benchmarks"} <= set(packages)
+    assert "lstm_jax.cli" in shipped and not [p for p in shipped if not p.startswith("lstm_jax")], shipped
+    writers = [p.name for p in (ROOT / "lstm_jax").rglob("*.py")
+               if re.search(r"<!-- \{?marker|verify-table|verify-measured|verify-errata", p.read_text(encoding="utf-8"))]
+    assert writers == [], writers

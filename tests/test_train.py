@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from lstm_jax import TANH, lstm_gates, rnn_step, run_lstm, zero_state
-from lstm_jax import _cli
+from lstm_jax import cli
 from lstm_jax.experiments import (
     MODELS,
     ModelSpec,
@@ -23,7 +23,7 @@ from lstm_jax.experiments import (
     loss_terms,
     train_run,
 )
-from lstm_jax.experiments._command import load_params
+from lstm_jax.experiments._train import load_params
 from lstm_jax.experiments._flow_during import _log_norm_from, diagnostic_batch, per_step_gradients
 from lstm_jax.experiments._forget_claim import verdict
 from lstm_jax.experiments._models import (final_states, final_states_batch, forget_gate_is_one, make_optimizer,
@@ -273,32 +273,36 @@ def test_forget_claim_verdict_rules_on_injected_measurements():
     assert v == "holds only under conditions" and "not learned" in s
 
 
-BAD = [["--T", "1"], ["--n", "0"], ["--batch", "0"], ["--eval-every", "0"], ["--sweep", "--Ts", "junk"],
-       ["--seed", str(2**64)], ["--clip", "-1"], ["--lr", "-1"], ["--lr", "nan"], ["--lr", "1e30"],
-       ["--steps", "0"], ["--steps", "-5"], ["--sweep", "--seeds", "0"], ["--forget-bias", "inf"],
-       ["--model", "gru"], ["--task", "copy"], ["--sweep", "--models", "lstm-bf9"]]
+BAD = [["train", "--T", "1"], ["train", "--n", "0"], ["train", "--batch", "0"], ["train", "--eval-every", "0"],
+       ["sweep", "--Ts", "junk"], ["train", "--seed", str(2**64)], ["train", "--clip", "-1"], ["train", "--lr", "-1"],
+       ["train", "--lr", "nan"], ["train", "--lr", "1e30"], ["train", "--steps", "0"], ["train", "--steps", "-5"],
+       ["sweep", "--seeds", "0"], ["train", "--forget-bias", "inf"], ["train", "--model", "gru"],
+       ["train", "--task", "copy"], ["sweep", "--models", "lstm-bf9"], ["sweep", "--n", "0"],
+       ["sweep", "--lr", "nan"]]
 
 
 @pytest.mark.parametrize("bad", BAD, ids=[" ".join(b) for b in BAD])
-def test_train_cli_rejects_bad_options_before_any_work(bad, tmp_path, capsys):
+def test_train_and_sweep_reject_bad_options_before_any_work(bad, tmp_path, capsys):
     out = tmp_path / "out"
-    assert _cli.main(["train", *bad, "--out", str(out)]) == 2
+    assert cli.main([*bad, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("lstm-jax train: error: --")
+    assert len(err) == 1 and err[0].startswith(f"lstm-jax {bad[0]}: error: --")
     assert not out.exists()
 
 
-def test_python_m_lstm_jax_experiments_is_the_same_command(tmp_path, capsys):
-    from lstm_jax.experiments._command import main
-
-    assert main(["--lr", "nan", "--out", str(tmp_path / "x")]) == 2
-    assert capsys.readouterr().err.strip() == "lstm-jax train: error: --lr must be a finite number > 0 and <= 10, got nan"
-    assert not (tmp_path / "x").exists()
+def test_train_and_sweep_are_separate_subcommands(tmp_path, capsys):
+    """The sweep's options are not train's and the other way round (argparse usage error, exit 2); no option is
+    taken for an abbreviation of another (``sweep --model`` is not ``--models``)."""
+    assert cli.main(["train", "--sweep", "--out", str(tmp_path / "a")]) == 2
+    assert cli.main(["sweep", "--model", "lstm-bf1", "--out", str(tmp_path / "b")]) == 2
+    assert cli.main(["sweep", "--forget-bias", "3", "--out", str(tmp_path / "b")]) == 2
+    assert cli.main(["diagnose", "m.pt", "--bat", "2", "--out", str(tmp_path / "b")]) == 2
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_train_cli_single_run_writes_log_and_params_together(tmp_path):
     out = tmp_path / "one"
-    assert _cli.main(["train", "--T", "10", "--n", "4", "--budget", "640", "--model", "lstm-1997",
+    assert cli.main(["train", "--T", "10", "--n", "4", "--budget", "640", "--model", "lstm-1997",
                       "--out", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["log.json", "manifest.json", "params.npz"]
     log = json.loads((out / "log.json").read_text())  # strict JSON (no NaN tokens)
@@ -311,9 +315,9 @@ def test_train_cli_single_run_writes_log_and_params_together(tmp_path):
 
 def test_sweep_saves_each_run_and_a_rerun_skips_finished_runs(tmp_path):
     out = tmp_path / "sweep"
-    args = ["train", "--sweep", "--Ts", "10", "--models", "rnn-tanh", "--seeds", "2", "--n", "4",
+    args = ["sweep", "--Ts", "10", "--models", "rnn-tanh", "--seeds", "2", "--n", "4",
             "--budget", "640", "--out", str(out)]
-    assert _cli.main(args) == 0
+    assert cli.main(args) == 0
     runs = sorted((out / "runs").glob("*.json"))
     assert [p.name for p in runs] == ["adding-1997_constant_T10_s0.json", "adding-1997_constant_T10_s1.json",
                                       "adding-1997_rnn-tanh_T10_s0.json", "adding-1997_rnn-tanh_T10_s1.json"]
@@ -324,7 +328,7 @@ def test_sweep_saves_each_run_and_a_rerun_skips_finished_runs(tmp_path):
                                                  "test_prediction_std", "curves"}
     assert "| rnn-tanh | 10 | 0/2 [0.00, 0.84] |" in (out / "README.md").read_text()
     assert (out / "flow_T10.png").read_bytes()[:4] == b"\x89PNG"
-    assert _cli.main(args) == 0  # resumed: nothing retrained
+    assert cli.main(args) == 0  # resumed: nothing retrained
     assert [p.stat().st_mtime_ns for p in sorted((out / "runs").glob("*.json"))] == stamps
     assert not [p for p in pathlib.Path(out).rglob(".*.tmp")]
 

@@ -116,26 +116,22 @@ def _log_suffix_norms(jacs: jax.Array, length, stride: int, G: int) -> jax.Array
 
     ``jacs (T, d, d)`` in time order, valid for ``t < length``.  Returns ``(G,)``: entry ``g - 1`` is
     :math:`\log\|J_L\cdots J_{L-g\,\mathrm{stride}+1}\|_2` (lag ``g * stride``; steps before the first
-    count as identities).  Accumulated from the last valid step backwards with Frobenius renormalisation
-    every step, reading ``jacs`` in place (no shifted copy).
+    count as identities).  Accumulated from the last valid step backwards in log space
+    (:func:`lstm_jax.log_renormalise` every step), reading ``jacs`` in place (no shifted copy); an exactly
+    zero product is ``-inf``.
     """
     T, d, _ = jacs.shape
     eye = jnp.eye(d, dtype=jacs.dtype)
-    tiny = jnp.finfo(jacs.dtype).tiny
     offset = G * stride - length  # position p holds step p - offset
 
     def inner(carry, p):
-        M, a = carry
         src = p - offset
         J = jnp.where(src >= 0, jax.lax.dynamic_index_in_dim(jacs, jnp.clip(src, 0, T - 1), keepdims=False), eye)
-        M = M @ J
-        f = jnp.maximum(jnp.linalg.norm(M), tiny)
-        return (M / f, a + jnp.log(f)), None
+        return lstm_jax.log_renormalise(carry[0] @ J, carry[1]), None
 
     def outer(carry, positions):
         carry, _ = jax.lax.scan(inner, carry, positions, reverse=True)
-        M, a = carry
-        return carry, a + jnp.log(jnp.maximum(jnp.linalg.norm(M, ord=2), tiny))
+        return carry, lstm_jax.log_spectral(*carry)
 
     start = (eye, jnp.zeros((), jacs.dtype))
     _, out = jax.lax.scan(outer, start, jnp.arange(G * stride).reshape(G, stride), reverse=True)
@@ -248,12 +244,12 @@ def _flow_summary(logn: np.ndarray, lengths: np.ndarray, stride: int, transient:
     half_width = max(DISAGREE_SIGMAS * se if math.isfinite(se) else 0.0, _floor(eps, rate))
     lo_r, hi_r = rate - half_width, rate + half_width
     measurable = math.isfinite(rate) and (hi_r < 0 or lo_r > 0)
-    ln2 = math.log(2)
-    half = ln2 / -rate if measurable and rate < 0 else None
-    double = ln2 / rate if measurable and rate > 0 else None
-    # the interval of ln2/|r| from the rate's interval (open-ended where the interval reaches 0)
-    half_iv = [ln2 / -lo_r, ln2 / -hi_r] if half is not None else None
-    double_iv = [ln2 / hi_r, ln2 / lo_r] if double is not None else None
+    half_life = lstm_jax.half_life
+    half = float(half_life(rate)) if measurable and rate < 0 else None
+    double = float(half_life(-rate)) if measurable and rate > 0 else None
+    # the interval of ln2/|r| from the rate's interval (measurable: the interval excludes 0)
+    half_iv = [float(half_life(lo_r)), float(half_life(hi_r))] if half is not None else None
+    double_iv = [float(half_life(-hi_r)), float(half_life(-lo_r))] if double is not None else None
     fit = [fit_from, int(lengths.max())]
     window = fit[1] - fit[0]
     extrapolated = any(v is not None and v > window for v in (half, double))
@@ -370,7 +366,7 @@ def _gates_summary(raw: dict, lengths: np.ndarray, memory_gate: Optional[str], T
     if memory_gate is not None:
         fbar = np.asarray(gates[memory_gate]["unit_mean"])
         with np.errstate(divide="ignore", invalid="ignore"):
-            tau = np.where(fbar < 1, -1.0 / np.log(fbar), np.inf)
+            tau = lstm_jax.time_constant(fbar)
         out["tau"] = tau.tolist()
         out["tau_median"] = float(np.median(tau))
         out["tau_longer_than_T"] = float(np.mean(tau > T))

@@ -10,7 +10,7 @@ Front door of the ``lstm_jax.experiments`` wing; it uses only the public names o
   training objective, written once), :func:`floss_penalty` (gradient flossing);
 * training: :class:`TrainSettings`, :func:`train_run` (to the stopping rule, with
   :func:`flow_snapshot` gradient-flow measurements along the way);
-* the sweep and its report: ``lstm-jax train --sweep`` (``docs/long-lag/``; the report's statistics come from
+* the sweep and its report: ``lstm-jax sweep`` (``docs/long-lag/``; the report's statistics come from
   ``scipy.stats``, ``_stats.py``; controls, collapse rule and contrasts in ``_report.py``);
 * the article's learning claim: :func:`measure_forget_claim` (``key -> dict``) and
   :func:`forget_claim_verdict` (``dict -> (verdict, statement)``), id :data:`FORGET_CLAIM_ID`

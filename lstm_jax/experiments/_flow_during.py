@@ -35,6 +35,8 @@ import numpy as np
 from .. import (
     LSTMParams,
     LSTMState,
+    log_renormalise,
+    log_spectral,
     lstm_gates,
     lstm_step,
     lstm_step_jacobians,
@@ -43,6 +45,7 @@ from .. import (
     rnn_step,
     rnn_step_jacobians,
     run_lstm,
+    time_constant,
     zero_state,
 )
 from ._models import _activation, is_lstm, predict
@@ -120,19 +123,17 @@ def per_step_gradients(params: dict, batch, model: str):
 def _log_norm_from(jacs: jax.Array, t1: jax.Array) -> jax.Array:
     r""":math:`\log\|J_T\cdots J_{t_1+2}\|_2` for ``jacs (T, d, d)`` (0-based ``jacs[t]`` = step ``t+1``):
     the Jacobian :math:`\partial s_T/\partial s_{t_1+1}` from the state after the first mark to the end;
-    the product is renormalised every step (the log scale is accumulated)."""
+    the product is carried in log space (:func:`lstm_jax.log_renormalise`)."""
     d = jacs.shape[-1]
 
     def step(carry, inp):
-        P, logscale = carry
         t, J = inp
-        Q = jnp.where(t > t1, J @ P, P)
-        s = jnp.linalg.norm(Q)
-        return (Q / s, logscale + jnp.log(s)), None
+        return jax.tree.map(lambda new, old: jnp.where(t > t1, new, old),
+                            log_renormalise(J @ carry[0], carry[1]), carry), None
 
-    (P, logscale), _ = jax.lax.scan(step, (jnp.eye(d, dtype=jacs.dtype), jnp.zeros((), jacs.dtype)),
-                                    (jnp.arange(jacs.shape[0]), jacs))
-    return logscale + jnp.log(jnp.linalg.norm(P, ord=2))
+    carry, _ = jax.lax.scan(step, (jnp.eye(d, dtype=jacs.dtype), jnp.zeros((), jacs.dtype)),
+                            (jnp.arange(jacs.shape[0]), jacs))
+    return log_spectral(*carry)
 
 
 def _snapshot_arrays(params: dict, batch, t1, model: str, full: bool = True) -> dict:
@@ -196,8 +197,7 @@ def flow_snapshot(params: dict, batch, t1, model: str, full: bool = True) -> dic
         res["terms"] = {k: float(v) for k, v in a["terms"].items()}
     if "f_mean" in a:
         f_unit = np.asarray(a["f_unit"], np.float64)
-        with np.errstate(divide="ignore"):
-            tau = [None if fu >= 1.0 else float(-1.0 / np.log(fu)) for fu in f_unit]
+        tau = [None if fu >= 1.0 else float(time_constant(fu)) for fu in f_unit]
         res.update(f_mean=float(a["f_mean"]), f_quantiles=[float(q) for q in a["f_quantiles"]],
                    f_lag=float(a["f_lag"]), f_other=float(a["f_other"]), lag_units=[int(u) for u in a["lag_units"]],
                    tau=tau)

@@ -51,7 +51,6 @@ descent through dynamic control of Jacobians", NeurIPS 2023.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -64,6 +63,7 @@ from .. import (
     LSTMParams,
     LSTMState,
     RNNParams,
+    half_life,
     init_lstm,
     init_rnn,
     lyapunov,
@@ -255,6 +255,7 @@ def forget_gate_is_one(params: dict) -> bool:
     return bool(jnp.all(c.W_f == 0) and jnp.all(jax.nn.sigmoid(c.b_f) == 1))
 
 
-def half_life(lyap: float) -> float | None:
-    """Gradient half-life ``ln 2 / -lambda_1`` in steps for a negative leading exponent (else None)."""
-    return math.log(2) / -lyap if lyap is not None and lyap < 0 else None
+def gradient_half_life(lyap: float | None) -> float | None:
+    """Gradient half-life ``ln 2 / -lambda_1`` in steps (:func:`lstm_jax.half_life`) for a negative leading
+    exponent; None when it is not measured or not negative (no decay)."""
+    return float(half_life(lyap)) if lyap is not None and lyap < 0 else None

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..outputs import AtomicOutputs, strict_json
 from . import _stats
-from ._models import (CONSTANT, FORGET_BIAS_MODELS, LSTM_MODELS, RNN_MODELS, TORCH_MODELS, ModelSpec, half_life,
+from ._models import (CONSTANT, FORGET_BIAS_MODELS, LSTM_MODELS, RNN_MODELS, TORCH_MODELS, ModelSpec, gradient_half_life,
                       init_model, parameter_count)
 from ._sweep import FALLBACK_PROMISING, HS1997, MAX_TEST_ERRORS, SEEDS_LSTM, SEEDS_T1000, TASK, load_runs
 from ._tasks import ERROR_THRESHOLD, STOP_WINDOW, TEST_SIZE
@@ -58,7 +58,7 @@ STUDIES = {
     "forget-bias-n64": ("The forget-bias threshold at n = 64", "does a wider layer move the threshold?"),
     "forget-bias-lr1e-3": ("The forget-bias threshold at lr 10⁻³", "does a smaller step move the threshold?"),
 }
-COMMAND = "lstm-jax train --sweep --report-only"
+COMMAND = "lstm-jax sweep --report-only"
 
 
 def forget_bias_of(model: str) -> Optional[float]:
@@ -143,7 +143,7 @@ def half_life_text(lam: Optional[float], T: int) -> str:
     """The half-life column, with the reason when it is empty and a flag when it is extrapolated past T."""
     if lam is None:
         return "– (not measured)"
-    hl = half_life(lam)
+    hl = gradient_half_life(lam)
     if hl is None:
         return "– (λ₁ ≥ 0: no decay)"
     return f"{hl:.1f} steps" + (f" (> T = {T}: extrapolated)" if hl > T else "")
@@ -523,7 +523,7 @@ def _study_text(s: dict) -> list[str]:
              f"2-core machine). Hidden size n = {s['n']}; Adam lr {st['lr']:g}, global-norm clip {st['clip']}, "
              f"{st['batch']} sequences per update, budget {st['budget']:,} training sequences per run, stopping rule "
              f"checked every {st['check_every'] * st['batch']} sequences. Resume or extend with "
-             f"`nice -n 19 lstm-jax train --sweep {opts} --models … --Ts … --seeds …` (finished runs are skipped).", ""]
+             f"`nice -n 19 lstm-jax sweep {opts} --models … --Ts … --seeds …` (finished runs are skipped).", ""]
     if untested:
         parts += [f"{untested} of these runs predate the test-time rule: they were scored with the parameters after "
                   f"the rest of the stopping check's chunk (up to {st['check_every'] - 1} further Adam steps), not the "

@@ -34,7 +34,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from ..outputs import atomic_write, strict_json
-from ._models import CONSTANT, FORGET_BIAS_MODELS, LSTM_MODELS, RNN_MODELS, TORCH_MODELS, ModelSpec, half_life, parameter_count
+from ._models import CONSTANT, FORGET_BIAS_MODELS, LSTM_MODELS, RNN_MODELS, TORCH_MODELS, ModelSpec, gradient_half_life, parameter_count
 from ._train import TrainSettings, train_run
 
 TASK = "adding-1997"
@@ -125,7 +125,7 @@ def run_record(spec: ModelSpec, seed: int, settings: TrainSettings, r) -> dict:
             "test_prediction_std": r.test_prediction_std,
             "tested": "parameters that scored the last training batch (no update after the stopping rule)",
             "n": spec.n, "parameters": {"trainable": trainable, "total": total},
-            "final_lyapunov": lyap, "final_half_life_steps": half_life(lyap),
+            "final_lyapunov": lyap, "final_half_life_steps": gradient_half_life(lyap),
             "seconds": round(r.seconds, 1), "settings": settings._asdict(), "curves": r.curves}
 
 

@@ -180,3 +180,29 @@ def train_run(spec: ModelSpec, seed: int, settings: TrainSettings = TrainSetting
     errors, spread = test_scores(params, jax_spec)
     return RunResult(params, solved, seqs, errors, {"points": curves}, time.perf_counter() - t0,
                      earlier + (errors,), spread)
+
+
+def params_npz_bytes(params: dict) -> bytes:
+    """``params.npz``: one array per leaf, keyed by ``jax.tree_util.keystr`` of its path (e.g.
+    ``['cell'].W_f``, ``['W_out']``)."""
+    import io
+
+    import jax
+    import numpy as np
+
+    buf = io.BytesIO()
+    leaves = jax.tree_util.tree_leaves_with_path(params)
+    np.savez(buf, **{jax.tree_util.keystr(k): np.asarray(a) for k, a in leaves})
+    return buf.getvalue()
+
+
+def load_params(path, like: dict) -> dict:
+    """Load a ``params.npz`` written by the ``train`` command into the structure of ``like``."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    data = np.load(path)
+    paths = jax.tree_util.tree_leaves_with_path(like)
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like),
+                                        [jnp.asarray(data[jax.tree_util.keystr(k)]) for k, _ in paths])

@@ -14,10 +14,10 @@ Example::
     print(format_table(run_claims(seed=0, only=["lstm-eq6-D"])))
 """
 
-from ._docs import stale_docs, sync_docs
 from ._runner import (
     check_only,
     claim_ids,
+    format_claim_block,
     format_errata,
     format_markdown,
     format_table,
@@ -41,6 +41,5 @@ __all__ = [
     "format_errata",
     "reports_to_json",
     "summary_line",
-    "stale_docs",
-    "sync_docs",
+    "format_claim_block",
 ]

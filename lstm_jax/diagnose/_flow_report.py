@@ -19,14 +19,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._activations import SIGMOID, TANH
-from ._flow import gradient_flow_norms, lag_map, lyapunov, suffix_products
-from ._article import lstm_terms_along
-from ._jacobians import lstm_step_jacobians, rnn_step_jacobians
-from ._lstm import init_lstm, zero_state
-from ._plotting import subplots
-from ._rnn import init_rnn
-from ._validation import SEED_MAX, _available_bytes, check_int
+from lstm_jax import (
+    SIGMOID,
+    TANH,
+    gradient_flow_norms,
+    init_lstm,
+    init_rnn,
+    lag_map,
+    lstm_step_jacobians,
+    lstm_terms_along,
+    lyapunov,
+    rnn_step_jacobians,
+    suffix_products,
+    zero_state,
+)
+from lstm_jax._validation import SEED_MAX, _available_bytes, check_int
 
 F64 = jnp.float64
 FORGET_BIASES = (0.0, 1.0, 3.0)
@@ -61,6 +68,15 @@ def estimate_bytes(T: int, n: int, m: int) -> int:
     L = min(T, LAG_MAP_MAX)
     d = 2 * n
     return 8 * (12 * T * d * d + 10 * T * n * n + 4 * L * d * d + 4 * T * (n + m)) + 2**30
+
+
+def subplots(figsize=(6.4, 4.8), **kwargs):
+    """``(fig, ax)``: a new :class:`matplotlib.figure.Figure` (not registered with pyplot: no global state, any
+    backend of the caller's program) and its Axes; matplotlib is imported only when a figure is drawn."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.subplots(**kwargs)
 
 
 def check_flow_args(seed, T, n, m, available: Optional[int] = None) -> tuple[int, int, int, int]:
@@ -223,7 +239,7 @@ def run_flow_cli(seed: int, T: int, n: int, m: int, out: str, figures: bool,
     """
     from tqdm import tqdm
 
-    from .outputs import AtomicOutputs, check_writable_dir, check_writable_file, strict_json
+    from ..outputs import AtomicOutputs, check_writable_dir, check_writable_file, strict_json
 
     seed, T, n, m = check_flow_args(seed, T, n, m)
     outdir = check_writable_dir(out, "--out")

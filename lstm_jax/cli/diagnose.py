@@ -1,7 +1,7 @@
-"""``lstm-jax diagnose MODEL``: the command line of :mod:`lstm_jax.diagnose` (parser in ``lstm_jax._cli``).
+"""``lstm-jax diagnose MODEL``: the command line of :mod:`lstm_jax.diagnose`.
 
 Every option is validated before any computation (``ValueError`` → exit 2, ``OSError`` → exit 3,
-one line, through ``lstm_jax._cli.main``); the output folder is checked first and nothing is
+one line, through :func:`lstm_jax.cli.main`); the output folder is checked first and nothing is
 written there unless the whole report succeeds.
 """
 
@@ -13,6 +13,14 @@ from typing import Callable
 
 import numpy as np
 
+from ._options import bounded, x64
+
+HELP = "diagnose the gradient flow of your own model file: report.html + diagnosis.json + PNGs"
+DESCRIPTION = (
+    "Per layer and direction of MODEL: ‖∂s_T/∂s_t‖ against the lag (median, 10–90 % band), the growth rate per "
+    "step and gradient half-life, Lyapunov exponents from random start directions, eq. (6) terms, gate "
+    "histograms and memory time constants, saturation, and the same for a freshly initialised model. Writes "
+    "OUT/report.html (self-contained), OUT/diagnosis.json and the PNG figures, together or not at all.")
 
 #: bounds of the integer options: beyond them XLA aborts the process (int32 sizes) long before memory runs out.
 MAX_T, MAX_BATCH, MAX_K = 1_000_000, 100_000, 4096
@@ -42,22 +50,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the freshly initialised comparison model")
 
 
-def _bounded(name: str, value, lo: int, hi: int):
-    if value is not None and not lo <= value <= hi:
-        raise ValueError(f"--{name} must be in {lo}..{hi:,}, got {value}")
+def outputs(args: argparse.Namespace) -> list[str]:
+    """The output folder (cleaned up after an interrupt by :func:`lstm_jax.cli.main`)."""
+    return [args.out]
 
 
 def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
-    from lstm_jax._validation import SEED_MAX
-    from lstm_jax.io import check_input_file, read_npy
-    from lstm_jax.outputs import check_writable_dir
+    from .._validation import SEED_MAX
+    from ..io import check_input_file, read_npy
+    from ..outputs import check_writable_dir
 
     # 1. plain options, the output folder, the input files' kinds: all before any model is read.
-    _bounded("T", args.T, 2, MAX_T)
-    _bounded("batch", args.batch, 1, MAX_BATCH)
-    _bounded("k", args.k, 1, MAX_K)
-    _bounded("transient", args.transient, 0, MAX_T)
-    _bounded("seed", args.seed, 0, SEED_MAX)
+    bounded("T", args.T, 2, MAX_T)
+    bounded("batch", args.batch, 1, MAX_BATCH)
+    bounded("k", args.k, 1, MAX_K)
+    bounded("transient", args.transient, 0, MAX_T)
+    bounded("seed", args.seed, 0, SEED_MAX)
     if args.data is not None and (args.T is not None or args.batch is not None):
         raise ValueError("--T and --batch size generated inputs; with --data the file gives (B, T, m)")
     if args.lengths is not None and args.data is None:
@@ -70,13 +78,11 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
 
     import jax
 
-    from lstm_jax.io import load_model
+    from ..diagnose import diagnose, estimate_bytes, write_report
+    from ..diagnose._report import GENERATED_NOTE, GENERATED_PREFIX
+    from ..io import load_model
 
-    from . import diagnose, estimate_bytes, write_report
-    from ._report import GENERATED_NOTE, GENERATED_PREFIX
-
-    if args.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)  # an entry point's job, never the library's
+    x64(args.dtype)
     model = load_model(args.model, layer=args.layer, allow_pickle=args.allow_pickle, kind=args.kind, argument="MODEL")
     lengths = None
     if args.data is not None:
@@ -99,7 +105,7 @@ def run(args: argparse.Namespace, echo: Callable[[str], None] = print) -> int:
         T, B = args.T or 200, args.batch or 16
         source = f"{GENERATED_PREFIX}, seed {args.seed}"
     # 2. the memory estimate, before any input is generated or any program compiled (exit 2).
-    from lstm_jax._validation import check_fits_memory
+    from .._validation import check_fits_memory
 
     check_fits_memory(estimate_bytes(model, B, T, args.dtype),
                       f"diagnose of {B} sequence(s) x T = {T} ({args.dtype}, n = {model.n}, "
