@@ -7,7 +7,7 @@
 Interleaved (A B A B), repeated, compile excluded; the machine's load is recorded with the numbers.
 
     python -m benchmarks.long_lag            # rewrite docs/long-lag/vmap_timing.json, then:
-    lstm-jax train --sweep --report-only     # regenerate the report that quotes it
+    lstm-jax sweep --report-only     # regenerate the report that quotes it
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"vmapped seeds, T = {r['T']}: sequential {r['sequential_s']:.3f} s, vmapped {r['vmapped_s']:.3f} s, "
               f"ratio {r['ratio']:.2f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})")
-    print(f"wrote {OUT}; regenerate the report with: lstm-jax train --sweep --report-only")
+    print(f"wrote {OUT}; regenerate the report with: lstm-jax sweep --report-only")
     return 0
 
 
