@@ -160,6 +160,14 @@ def test_the_proofs_statements_follow_from_the_committed_runs():
             assert r.low > 1, T
             if T == 500:
                 assert _stats.rank_test(ib["sequences"], ch["sequences"]) < 0.05
+    # at T = 500 no bias 2..6 solves (>= 5 seeds each, all collapsed) though chrono and the 1997 cell with its
+    # input-gate bias solve every seed; Fisher separates the most open bias from chrono and 1997 from 1997-ib
+    for b in (2, 3, 4, 6):
+        row = fb[(f"lstm-bf{b}", 500)]
+        assert row["solved"] == 0 and row["runs"] >= 5 and row["collapsed"] == row["runs"], b
+    for a, c in ((fb[("lstm-bf6", 500)], chrono[("lstm-chrono", 500)]),
+                 (main[("lstm-1997", 500)], chrono[("lstm-1997-ib", 500)])):
+        assert c["solved"] == c["runs"] and _stats.fisher_solved(a["solved"], a["runs"], c["solved"], c["runs"]) < 0.05
     # the 1997 cell without input-gate bias: slower than chrono at T = 100, collapsed at T = 500
     assert _stats.ratio_interval(main[("lstm-1997", 100)]["sequences"], main[("lstm-chrono", 100)]["sequences"]).low > 1
     assert main[("lstm-1997", 500)]["collapsed"] == main[("lstm-1997", 500)]["runs"]

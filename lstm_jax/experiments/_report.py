@@ -383,6 +383,46 @@ def _threshold_row(study, m, T, rs, budget, source):
             "source": source}
 
 
+def design_findings(studies: list[dict]) -> list[str]:
+    """Contrasts across studies of the same (n, lr, clip, batch), at each T both have: the most open forget bias
+    alone (the threshold study) vs chrono (forget gate open *and* input gate shut, the chrono study), and the
+    1997 cell (f ≡ 1) without its input-gate bias (main sweep) vs with it (``lstm-1997-ib``, chrono study).
+    Each states both budgets; Fisher's exact test on the solved counts."""
+    by = {s["name"]: s for s in studies}
+    chrono = by.get("chrono")
+    if chrono is None:
+        return []
+    keys = ("lr", "clip", "batch", "check_every")
+
+    def rows_of(s):
+        return {(r["model"], r["T"]): r for r in table_rows(label_runs(s["runs"]))}
+
+    def comparable(s):
+        return s is not None and s["n"] == chrono["n"] and all(s["settings"][k] == chrono["settings"][k] for k in keys)
+
+    def fisher(a, b):
+        return _p(_stats.fisher_solved(a["solved"], a["runs"], b["solved"], b["runs"]))
+
+    c_rows, out = rows_of(chrono), []
+    budget = lambda s: f"budget {s['settings']['budget']:,}"  # noqa: E731
+    fb, main = by.get("forget-bias"), by.get("")
+    for T in sorted({T for m, T in c_rows if m == "lstm-chrono"}):
+        c = c_rows[("lstm-chrono", T)]
+        if comparable(fb):
+            bfs = sorted((forget_bias_of(m), r) for (m, t), r in rows_of(fb).items() if t == T and m.startswith("lstm-bf"))
+            if bfs:
+                b, r = bfs[-1]
+                out.append(f"T = {T}, the most open forget bias alone vs chrono (forget gate open and input gate shut, "
+                           f"b_i = −b_f): lstm-bf{b:g} {_solved_text(r)} ({budget(fb)}) vs lstm-chrono {_solved_text(c)} "
+                           f"({budget(chrono)}), Fisher exact {fisher(r, c)}.")
+        if comparable(main) and ("lstm-1997", T) in rows_of(main) and ("lstm-1997-ib", T) in c_rows:
+            a, ib = rows_of(main)[("lstm-1997", T)], c_rows[("lstm-1997-ib", T)]
+            out.append(f"T = {T}, the 1997 cell (f ≡ 1) without vs with chrono's input-gate bias: lstm-1997 "
+                       f"{_solved_text(a)} ({budget(main)}) vs lstm-1997-ib {_solved_text(ib)} ({budget(chrono)}), "
+                       f"Fisher exact {fisher(a, ib)}.")
+    return out
+
+
 def threshold_table(rows: list[dict]) -> str:
     lines = ["| T | n | lr | b_f | f₀ = σ(b_f) | f₀^(T/2) | solved [95 % CI] | runs from |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["T"], r["n"], -r["lr"], r["forget_bias"])):
@@ -638,6 +678,10 @@ def readme_text(studies: list[dict], meta: dict, vmap_timing: Optional[dict]) ->
         parts += ["## Solve probability against the initial forget activation", "",
                   "Every `lstm-bf*` row of the threshold studies; solved means solved within that study's budget.", "",
                   threshold_table(rows), "", "![threshold.png](threshold.png)", ""]
+    design = design_findings(studies)
+    if design:
+        parts += ["## Which part of chrono's initialisation matters (across studies)", "",
+                  *[f"- {line}" for line in design], ""]
     parts += _vmap_text(vmap_timing)
     parts += [f"![{f}]({f})" for f in figure_names(studies) if f.startswith("flow_")]
     return "\n".join(parts) + "\n"
