@@ -138,7 +138,7 @@ def _usage_error(message: str) -> int:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="tiny sizes (about a minute); results under results/quick/")
     ap.add_argument("--only", default=",".join(SCRIPTS), help="comma-separated subset of: %(default)s")

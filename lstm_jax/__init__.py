@@ -32,6 +32,7 @@ from ._flow import (
     lyapunov,
     qr_step,
     rnn_flow_map,
+    spectral_ritz,
     suffix_products,
     time_constant,
 )
@@ -202,6 +203,7 @@ __all__ = [
     "log_renormalise",
     "log_spectral",
     "qr_step",
+    "spectral_ritz",
     "half_life",
     "time_constant",
     "lstm_lyapunov_matfree",

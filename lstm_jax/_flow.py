@@ -65,6 +65,23 @@ def log_spectral(M: jax.Array, L: jax.Array) -> jax.Array:
     return L + jnp.log(jnp.linalg.norm(M, ord=2, axis=(-2, -1)))
 
 
+def spectral_ritz(M: jax.Array, U: jax.Array, iters: int = 2) -> tuple[jax.Array, jax.Array]:
+    r"""The largest singular value of ``M (d, d)`` by block power (subspace) iteration from ``U (d, k)``.
+
+    ``iters`` steps of :math:`U \leftarrow \mathrm{qr}(M M^\top U)`, then the Rayleigh–Ritz value
+    :math:`\sigma = \|M^\top U\|_2` (an SVD of a ``(d, k)`` matrix).  Always a lower bound on
+    :math:`\|M\|_2`, equal to it (up to rounding) once ``span(U)`` holds the top left singular vector.  Cost
+    ``O(iters\,d^2k)`` instead of the ``O(d^3)`` of a full SVD: used warm-started along a growing product,
+    whose top singular vector at the fixed end settles as the product grows (``lstm-jax diagnose``, which checks
+    it against exact SVDs on every run).  Returns ``(sigma, U)``, ``U`` the updated orthonormal block.
+    """
+    def it(_, U):
+        return jnp.linalg.qr(jnp.matmul(M, jnp.matmul(M.T, U, precision=_HI), precision=_HI))[0]
+
+    U = jax.lax.fori_loop(0, iters, it, U)  # iters may be traced (a schedule along the lags)
+    return jnp.linalg.svd(jnp.matmul(M.T, U, precision=_HI), compute_uv=False)[0], U
+
+
 def qr_step(X: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     r"""One re-orthonormalisation of Benettin's algorithm: :math:`X = QR` with :math:`R_{ii} \ge 0`.
 
@@ -94,19 +111,22 @@ def check_transient(transient, T: int) -> int:
 
 def half_life(rate):
     r"""Steps over which a norm decaying at ``rate`` (natural log per step, ``< 0``) halves: :math:`\ln 2/(-r)`;
-    ``inf`` for ``rate >= 0`` (no decay).  NumPy, elementwise (a doubling time is ``half_life(-rate)``)."""
+    ``inf`` for ``rate >= 0`` (no decay), ``nan`` for ``nan`` (not measured).  NumPy on the host, elementwise
+    (not for use under ``jit``); a doubling time is ``half_life(-rate)``."""
     r = np.asarray(rate, np.float64)
-    with np.errstate(divide="ignore"):
-        return np.where(r < 0, np.log(2.0) / np.where(r < 0, -r, 1.0), np.inf)[()]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isnan(r), np.nan, np.where(r < 0, np.log(2.0) / np.where(r < 0, -r, 1.0), np.inf))[()]
 
 
 def time_constant(f):
     r"""Memory time constant of a retention factor :math:`f \in [0, 1]` applied every step:
     :math:`\tau = -1/\log f` (steps for a stored value to fall by :math:`e`); ``inf`` for ``f >= 1``, ``0`` for
-    ``f = 0``.  NumPy, elementwise."""
+    ``f = 0``, ``nan`` for a negative or ``nan`` factor (no time constant).  NumPy on the host, elementwise."""
     f = np.asarray(f, np.float64)
-    with np.errstate(divide="ignore"):
-        return np.where(f < 1, -1.0 / np.log(np.where(f < 1, f, 0.5)), np.inf)[()]
+    ok = (f >= 0) & (f < 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = -1.0 / np.log(np.where(ok, f, 0.5))
+    return np.where(ok, tau, np.where(f >= 1, np.inf, np.nan))[()]
 
 
 def _check_jacs(jacs) -> jax.Array:

@@ -1,7 +1,7 @@
 """``lstm_jax.diagnose`` and ``lstm-jax diagnose``: known systems, rate vs exponent, padding, CLI, HTML.
 
 float64 throughout (tests/conftest.py enables it).  Every model is a real lstm_jax parameter set; the
-command-line tests read a real checkpoint written by ``lstm-jax train``'s own ``save_checkpoint``.
+command-line tests read real files: PyTorch state_dicts, lstm_jax's own ``.npz`` (:func:`lstm_jax.io.save`).
 """
 
 from __future__ import annotations
@@ -78,15 +78,55 @@ def test_log_space_flow_norms_are_exact_and_do_not_underflow_in_float32(name, W,
     stride, G = 8, 500  # lags 8, 16, ..., 4000
     lags = stride * np.arange(1, G + 1)
     J64 = jnp.broadcast_to(jnp.asarray(W, F64), (G * stride, 4, 4))
-    np.testing.assert_allclose(np.asarray(_log_suffix_norms(J64, G * stride, stride, G)), lags * exact[0], rtol=1e-10)
-    logn = np.asarray(_log_suffix_norms(J64.astype(jnp.float32), G * stride, stride, G), float)
+    np.testing.assert_allclose(np.asarray(_log_suffix_norms(J64, G * stride, stride, G)[0]), lags * exact[0], rtol=1e-10)
+    logn = np.asarray(_log_suffix_norms(J64.astype(jnp.float32), G * stride, stride, G)[0], float)
     assert np.all(np.isfinite(logn))  # 0.95^4000 = 1e-89 is below float32's smallest normal 1e-38
     assert np.all(np.abs(logn - lags * exact[0]) <= lags * 1e-5)
     # a sequence of length 37 inside 50 steps, lags every 4: lags are counted back from step 37; steps before
     # the first are identities (lags 40..52 stay at 37 steps' worth), steps after 37 are never read
     J = jnp.concatenate([J64[:37], 100 * J64[37:50]])
-    short = np.asarray(_log_suffix_norms(J, 37, 4, 13))
+    short = np.asarray(_log_suffix_norms(J, 37, 4, 13)[0])
     np.testing.assert_allclose(short, np.minimum(4 * np.arange(1, 14), 37) * exact[0], rtol=1e-10)
+
+
+def test_flow_norms_by_warm_started_power_iteration_equal_svds_at_every_lag():
+    """A random LSTM, n = 48 (d = 96 > 2 x the block): the first EXACT_LAGS lags are SVDs, the rest block power
+    iteration; against an SVD of every product the largest relative error is measured at 7e-15 (float64), so the
+    bound 1e-10 says "equal" with room; the check lags the function reports are SVDs too."""
+    from lstm_jax.diagnose._core import EXACT_LAGS, _norm_plan
+
+    n, m, T = 48, 8, 160
+    p = lstm_jax.init_lstm(jax.random.PRNGKey(7), n, m, dtype=F64)
+    xs = jax.random.normal(jax.random.PRNGKey(8), (T, m), F64)
+    J = lstm_jax.lstm_step_jacobians(p, lstm_jax.zero_state(n, F64), xs)
+    logn, check = (np.asarray(a) for a in _log_suffix_norms(J, T, 1, T))
+    P, exact = np.eye(2 * n), []
+    for t in range(T - 1, -1, -1):  # products J_T ... J_(T-g+1), g = 1..T, by NumPy
+        P = P @ np.asarray(J[t])
+        exact.append(np.log(np.linalg.norm(P, 2)))
+    plan = _norm_plan(T, 2 * n)
+    assert (plan[:EXACT_LAGS] == 0).all() and (plan[EXACT_LAGS:] > 0).all() and (plan == 2).sum() == 4
+    np.testing.assert_allclose(np.expm1(logn - np.asarray(exact)), 0.0, atol=1e-10)
+    np.testing.assert_allclose(check[plan == 2], np.asarray(exact)[plan == 2], rtol=1e-12)
+    assert np.isnan(check[plan != 2]).all()
+
+
+def test_an_exactly_vanished_gradient_is_said_and_still_reported(tmp_path):
+    """tanh RNN, an input of 400 at step 50 of 60 saturates tanh (tanh' = 0 exactly in float64): every product
+    reaching back past step 50 is exactly 0 (log 0 = -inf). The sentence says so; the report and figures are
+    written; the JSON holds the count."""
+    p = lstm_jax.init_rnn(jax.random.PRNGKey(0), 2, 1, dtype=F64)
+    xs = np.array(jax.random.normal(jax.random.PRNGKey(1), (3, 60, 1), F64))
+    xs[:2, 49, 0] = 400.0  # two of three sequences
+    d = diagnose(_single("rnn-tanh", p, 2, 1), xs, key=jax.random.PRNGKey(2), transient=2, progress=False,
+                 baseline=False)
+    f = d.layers[0].flow
+    assert f["exact_zero"] == {"sequences": 2, "from_lag": 11}
+    assert "In 2 of 3 sequences the gradient through layer0.forward is exactly zero from lag 11 on" in f["sentence"]
+    assert math.isfinite(f["rate"]) and f["fit_lags"][1] == 60  # the third sequence's products stay non-zero
+    paths = write_report(d, tmp_path / "o")
+    assert {p.name for p in paths} >= {"report.html", "diagnosis.json"}
+    assert json.loads((tmp_path / "o" / "diagnosis.json").read_text())["layers"][0]["flow"]["exact_zero"]["sequences"] == 2
 
 
 def test_agreement_rule_flags_a_disagreement_beyond_two_combined_standard_errors_and_explains_it():

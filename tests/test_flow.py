@@ -290,6 +290,8 @@ def test_log_renormalise_keeps_the_product_and_gives_minus_inf_for_an_exact_zero
     check_close(float(lj.log_spectral(Mn, L)), np.log(np.linalg.norm(np.asarray(M), 2)) + 2.0, 1e-13, "log ||.||_2")
     Z, L0 = lj.log_renormalise(jnp.zeros((3, 3), F64), jnp.asarray(0.0, F64))
     assert float(L0) == -np.inf and not np.any(np.asarray(Z))
+    Z, L0 = lj.log_renormalise(Z @ M[:3, :3], L0)  # a vanished product stays vanished
+    assert float(L0) == -np.inf and not np.any(np.asarray(Z)) and float(lj.log_spectral(Z, L0)) == -np.inf
 
 
 def test_qr_step_has_a_nonnegative_diagonal_and_floors_exactly_singular_directions():
@@ -303,8 +305,17 @@ def test_qr_step_has_a_nonnegative_diagonal_and_floors_exactly_singular_directio
     assert int(low) == 1 and float(logs[2]) == np.log(np.finfo(np.float64).tiny)
 
 
+def test_spectral_ritz_is_a_lower_bound_that_reaches_the_norm():
+    M = jax.random.normal(jax.random.PRNGKey(5), (40, 40), F64)
+    exact = np.linalg.norm(np.asarray(M), 2)
+    cold, _ = lj.spectral_ritz(M, jnp.eye(40, 4, dtype=F64), iters=1)
+    warm, _ = lj.spectral_ritz(M, jnp.eye(40, 4, dtype=F64), iters=200)
+    assert float(cold) <= exact * (1 + 1e-15) and abs(float(warm) / exact - 1) < 1e-12
+
+
 def test_half_life_and_time_constant_known_values():
     assert lj.half_life(-np.log(2) / 10) == pytest.approx(10.0, rel=1e-15)
     assert lj.half_life(0.0) == np.inf and lj.half_life(0.3) == np.inf
     assert lj.time_constant(np.exp(-1 / 7)) == pytest.approx(7.0, rel=1e-14)
     np.testing.assert_array_equal(lj.time_constant(np.array([0.0, 1.0, 1.5])), [0.0, np.inf, np.inf])
+    assert np.isnan(lj.half_life(np.nan)) and np.isnan(lj.time_constant(np.nan)) and np.isnan(lj.time_constant(-0.5))

@@ -123,5 +123,5 @@ def test_repository_tooling_and_benchmarks_are_not_installed():
     assert {"lstm_jax", "lstm_jax.cli", "tools", "benchmarks"} <= set(packages)
     assert "lstm_jax.cli" in shipped and not [p for p in shipped if not p.startswith("lstm_jax")], shipped
     writers = [p.name for p in (ROOT / "lstm_jax").rglob("*.py")
-               if re.search(r"<!-- \{?marker|verify-table|verify-measured|verify-errata", p.read_text(encoding="utf-8"))]
+               if re.search(r"<!-- \{?marker|verify-table|verify-measured|verify-errata|verify-index", p.read_text(encoding="utf-8"))]
     assert writers == [], writers

@@ -292,11 +292,14 @@ def test_train_and_sweep_reject_bad_options_before_any_work(bad, tmp_path, capsy
 
 def test_train_and_sweep_are_separate_subcommands(tmp_path, capsys):
     """The sweep's options are not train's and the other way round (argparse usage error, exit 2); no option is
-    taken for an abbreviation of another (``sweep --model`` is not ``--models``)."""
-    assert cli.main(["train", "--sweep", "--out", str(tmp_path / "a")]) == 2
-    assert cli.main(["sweep", "--model", "lstm-bf1", "--out", str(tmp_path / "b")]) == 2
-    assert cli.main(["sweep", "--forget-bias", "3", "--out", str(tmp_path / "b")]) == 2
-    assert cli.main(["diagnose", "m.pt", "--bat", "2", "--out", str(tmp_path / "b")]) == 2
+    taken for an abbreviation of another (``sweep --model`` is not ``--models``: the message names the option
+    as unrecognised; the trailing bad --n keeps a regression from starting a sweep)."""
+    for argv, option in ((["diagnose", "m.pt", "--bat", "2"], "--bat"), (["sweep", "--model", "lstm-bf1", "--n", "0"], "--model"),
+                         (["train", "--sweep"], "--sweep"), (["train", "--Ts", "100"], "--Ts"),
+                         (["sweep", "--forget-bias", "3", "--n", "0"], "--forget-bias")):
+        assert cli.main([*argv, "--out", str(tmp_path / "a")]) == 2, argv
+        assert f"unrecognized arguments: {option}" in capsys.readouterr().err, argv
+    assert not (tmp_path / "a").exists()
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 

@@ -32,7 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def outputs(args: argparse.Namespace) -> list[str]:
-    return [args.out]
+    """The sweep's folder and, for a study folder, its parent, where the report is published."""
+    from ..experiments._report import report_folder
+
+    return [args.out, str(report_folder(pathlib.Path(args.out)))]
 
 
 def _Ts(raw):

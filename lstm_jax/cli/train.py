@@ -26,6 +26,7 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip", type=str, default="1.0", help="global-norm clipping threshold; 0 for none")
     p.add_argument("--batch", type=str, default="32", help="sequences per update (default 32)")
     p.add_argument("--budget", type=str, default="2000000", help="training sequences per run (default 2,000,000)")
+    p.add_argument("--steps", type=str, default=None, help="budget in updates instead (budget = steps x batch)")
     p.add_argument("--eval-every", type=str, default="20",
                    help="updates between checks of the stopping rule (N = eval_every x batch sequences)")
 
@@ -37,7 +38,7 @@ def settings_from(args: argparse.Namespace, diagnostics: bool = True):
     n = integer("n", args.n, 1, 4096)
     batch = integer("batch", args.batch, 1, 65536)
     budget = integer("budget", args.budget, 1, 10**9)
-    if getattr(args, "steps", None) is not None:
+    if args.steps is not None:
         budget = integer("steps", args.steps, 1, 10**9) * batch
     clip = number("clip", args.clip, 0.0, 1e6)
     return n, TrainSettings(batch=batch, lr=number("lr", args.lr, 0.0, 10.0, lo_open=True), clip=clip or None,
@@ -55,7 +56,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"one of {', '.join(MODELS)}, or lstm (LSTM with --forget-bias); default lstm-bf1")
     p.add_argument("--forget-bias", type=str, default="1.0", help="forget bias of --model lstm (finite)")
     add_settings_arguments(p)
-    p.add_argument("--steps", type=str, default=None, help="budget in updates instead (budget = steps x batch)")
     p.add_argument("--seed", type=str, default="0", help="PRNG seed, 0 <= seed < 2**32")
     p.add_argument("--no-diagnostics", action="store_true", help="skip the gradient-flow snapshots")
     p.add_argument("--out", default="train-out", help="output folder (default train-out)")

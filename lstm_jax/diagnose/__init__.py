@@ -43,7 +43,10 @@ DataDrivenInvestor (Medium).
                  "half_life_interval" | null, "doubling_time_interval" | null,  # from rate_interval
                  "extrapolated": bool,                   # half-life / doubling time longer than the fit
                  "factor_over_fit": exp(rate * (to - from)),
-                 "fit_lags": [from, to], "per_sequence_rate": [...], "sentence": str},
+                 "fit_lags": [from, to], "per_sequence_rate": [...], "sentence": str,
+                 "exact_zero": {"sequences", "from_lag" | null},  # products exactly 0 (log 0 = -inf)
+                 "norm_method": {"method": str, "checked_lags": [...],  # SVD at the first lags, then
+                                 "max_relative_error" | null}},        # power iteration, checked by SVDs
         "lyapunov": {"exponents": [k, descending], "stderr": [k], "k", "transient",
                      "start_directions", "per_sequence_leading": [B]},
         "agreement": {"agree": bool | null, "difference": rate - exponent[0],

@@ -6,8 +6,11 @@ sequence of length ``L``; LSTM :math:`s_t = [h_t; c_t]`, RNN :math:`c_t`, GRU :m
 * **Flow.** :math:`\|\partial s_L/\partial s_{L-\ell}\|_2 = \|J_L\cdots J_{L-\ell+1}\|_2`, the spectral
   norm of the joint-state Jacobian, against the lag :math:`\ell`.  Accumulated backwards in **log
   space**: :math:`M \leftarrow M J_t/\|M J_t\|_F`, :math:`a \leftarrow a + \log\|M J_t\|_F`, so
-  :math:`\log\|\cdot\|_2 = a + \log\|M\|_2` never under- or overflows (``T = 10^4`` in float32 is fine).
-  Lags are sampled every ``stride = ceil(T/200)`` steps.  Per sequence the **finite-time growth
+  :math:`\log\|\cdot\|_2 = a + \log\|M\|_2` never under- or overflows (``T = 10^4`` in float32 is fine);
+  :math:`\|M\|_2` is an SVD at the first lags and a warm-started block power iteration after them
+  (:func:`lstm_jax.spectral_ritz`), checked against SVDs at a few lags on every run (:func:`_norm_method`).
+  An exactly zero product is :math:`-\infty` and is said as such.  Lags are sampled every
+  ``stride = ceil(T/200)`` steps.  Per sequence the **finite-time growth
   rate** :math:`r` is the least-squares slope of :math:`\log\|\cdot\|_2` against :math:`\ell` over
   ``transient <= lag <= L`` (natural log, per step); the report gives its mean over sequences with
   the standard error (std / sqrt(B)), and from it the **gradient half-life** :math:`\ln 2/(-r)`
@@ -58,6 +61,12 @@ HIST_BINS = 40
 SAT_LOW, SAT_HIGH, SAT_SHARE = 0.1, 0.9, 0.9
 MEMORY_BUDGET = 512 * 2**20  # bytes of step Jacobians held at once (sequences are vmapped in chunks)
 JAC_COPIES = 2  # (T, d, d) arrays per sequence: the Jacobians and their padded (identity) version
+#: the flow curve's spectral norms (lags counted as points of the curve, one every stride steps): exact (SVD) for
+#: the first EXACT_LAGS, then block power iteration with a
+#: block of RITZ_BLOCK vectors, WARMUP_ITERS iterations a lag up to lag WARMUP_LAGS and RITZ_ITERS after (the
+#: block follows the product from lag 1), checked against an SVD at NORM_CHECKS lags
+EXACT_LAGS, WARMUP_LAGS, WARMUP_ITERS, RITZ_BLOCK, RITZ_ITERS, NORM_CHECKS = 8, 32, 8, 16, 2, 4
+MAX_TERM_POINTS = 50  # times at which the eq. (6) terms' spectral norms are sampled
 DISAGREE_SIGMAS = 2.0  # standard errors: a rate within them of 0 (or two rates of each other) is not resolved
 ROUNDING_FLOOR = 1e3  # times eps * max(|rate|, 1): differences below it are rounding, whatever the stderr says
 
@@ -111,31 +120,68 @@ class Diagnosis(NamedTuple):
 # --------------------------------------------------------------------------- device side
 
 
-def _log_suffix_norms(jacs: jax.Array, length, stride: int, G: int) -> jax.Array:
+def _norm_plan(G: int, d: int) -> np.ndarray:
+    """How the spectral norm at each of the ``G`` lags is computed: 0 exact (an SVD), 1 block power iteration
+    (:func:`lstm_jax.spectral_ritz`, warm-started from the previous lag), 2 both (a check of the power
+    iteration).  Exact for the first :data:`EXACT_LAGS` lags (short products, whose top singular vectors still
+    turn from lag to lag) and for small states; :data:`NORM_CHECKS` evenly spaced checks among the rest."""
+    if d <= 2 * RITZ_BLOCK:
+        return np.zeros(G, np.int32)
+    plan = np.where(np.arange(G) < EXACT_LAGS, 0, 1).astype(np.int32)
+    rest = np.arange(EXACT_LAGS, G)
+    if rest.size:
+        plan[rest[np.unique(np.linspace(0, rest.size - 1, min(NORM_CHECKS, rest.size)).round().astype(int))]] = 2
+    return plan
+
+
+def _norm_method(logn: np.ndarray, check: np.ndarray, stride: int, d: int) -> dict:
+    """How the flow curve's norms were computed, and how far the power iteration was from an SVD where checked."""
+    sel = np.isfinite(check) & np.isfinite(logn)
+    rel = np.abs(np.expm1(logn[sel] - check[sel]))
+    plan = _norm_plan(logn.shape[1], d)
+    if not np.any(plan):
+        return {"method": "exact: an SVD at every lag", "checked_lags": [], "max_relative_error": None}
+    return {"method": (f"exact (SVD) at the first {EXACT_LAGS} lags; block power iteration after (block {RITZ_BLOCK}, "
+                       f"{WARMUP_ITERS} iterations a lag up to lag {WARMUP_LAGS}, then {RITZ_ITERS}, warm-started "
+                       "from the previous lag: a lower bound on the norm)"),
+            "checked_lags": (stride * (1 + np.flatnonzero(plan == 2))).tolist(),
+            "max_relative_error": float(rel.max()) if rel.size else None}
+
+
+def _log_suffix_norms(jacs: jax.Array, length, stride: int, G: int) -> tuple[jax.Array, jax.Array]:
     r"""Log spectral norms of the products of the last ``g * stride`` valid step Jacobians, ``g = 1..G``.
 
-    ``jacs (T, d, d)`` in time order, valid for ``t < length``.  Returns ``(G,)``: entry ``g - 1`` is
-    :math:`\log\|J_L\cdots J_{L-g\,\mathrm{stride}+1}\|_2` (lag ``g * stride``; steps before the first
-    count as identities).  Accumulated from the last valid step backwards in log space
-    (:func:`lstm_jax.log_renormalise` every step), reading ``jacs`` in place (no shifted copy); an exactly
-    zero product is ``-inf``.
+    ``jacs (T, d, d)`` in time order, valid for ``t < length``.  Returns ``(G,)`` twice: entry ``g - 1`` of the
+    first is :math:`\log\|J_L\cdots J_{L-g\,\mathrm{stride}+1}\|_2` (lag ``g * stride``; steps before the first
+    count as identities); the second holds the exact (SVD) value at the check lags of :func:`_norm_plan` and NaN
+    elsewhere.  Accumulated from the last valid step backwards in log space (:func:`lstm_jax.log_renormalise`
+    every step), reading ``jacs`` in place (no shifted copy); an exactly zero product is ``-inf``.  The norm is
+    an SVD at the exact lags and the warm-started block power iteration elsewhere (``O(d^2 k)`` instead of
+    ``O(d^3)``); the block follows the product at every lag, so it is warm where the power iteration takes over.
     """
     T, d, _ = jacs.shape
     eye = jnp.eye(d, dtype=jacs.dtype)
     offset = G * stride - length  # position p holds step p - offset
+    plan = jnp.asarray(_norm_plan(G, d))
+    k = min(RITZ_BLOCK, d)
 
     def inner(carry, p):
         src = p - offset
         J = jnp.where(src >= 0, jax.lax.dynamic_index_in_dim(jacs, jnp.clip(src, 0, T - 1), keepdims=False), eye)
         return lstm_jax.log_renormalise(carry[0] @ J, carry[1]), None
 
-    def outer(carry, positions):
-        carry, _ = jax.lax.scan(inner, carry, positions, reverse=True)
-        return carry, lstm_jax.log_spectral(*carry)
+    def outer(carry, inp):
+        positions, how, g = inp
+        (M, a), _ = jax.lax.scan(inner, carry[:2], positions, reverse=True)
+        ritz, U = lstm_jax.spectral_ritz(M, carry[2], jnp.where(g < WARMUP_LAGS, WARMUP_ITERS, RITZ_ITERS))
+        exact = jax.lax.cond(how != 1, lambda: lstm_jax.log_spectral(M, a), lambda: jnp.asarray(jnp.nan, a.dtype))
+        value = jnp.where(how == 0, exact, a + jnp.log(ritz))
+        return (M, a, U), (value, jnp.where(how == 2, exact, jnp.nan))
 
-    start = (eye, jnp.zeros((), jacs.dtype))
-    _, out = jax.lax.scan(outer, start, jnp.arange(G * stride).reshape(G, stride), reverse=True)
-    return out[::-1]
+    start = (eye, jnp.zeros((), jacs.dtype), jnp.eye(d, k, dtype=jacs.dtype))
+    xs = (jnp.arange(G * stride).reshape(G, stride)[::-1], plan, jnp.arange(G))
+    _, (out, check) = jax.lax.scan(outer, start, xs)
+    return out, check
 
 
 @partial(jax.jit, static_argnames=("kind", "n", "k", "transient", "stride"))
@@ -175,7 +221,8 @@ def _layer_stats(params, xs, lengths, keys, times, *, kind, n, k, transient, str
         # Flow: lags counted back from each sequence's own last step L.
         G = -(-T // stride)
         lags = stride * jnp.arange(1, G + 1)
-        logn = jnp.where(lags <= L, _log_suffix_norms(J_right, L, stride, G), jnp.nan)
+        logn, check = _log_suffix_norms(J_right, L, stride, G)
+        logn, check = jnp.where(lags <= L, logn, jnp.nan), jnp.where(lags <= L, check, jnp.nan)
         # Gates: masked sums per unit and histograms.
         valid = valid_t[:, None]
         gates = {}
@@ -191,7 +238,7 @@ def _layer_stats(params, xs, lengths, keys, times, *, kind, n, k, transient, str
         if K.terms is not None:
             terms = {name: jnp.where(times <= L, v, jnp.nan) for name, v in K.terms(params, x, states, times).items()}
         outputs = jnp.where(valid, cell.to_blocks(traj)[cell.out_block], 0)
-        return (logn, exponents, gates, terms), outputs
+        return (logn, check, exponents, gates, terms), outputs
 
     return jax.vmap(one)(xs, lengths, keys)
 
@@ -212,7 +259,10 @@ def _nan_stats(a: np.ndarray, axis=0):
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            return (np.nanmedian(a, axis=axis), np.nanquantile(a, 0.1, axis=axis), np.nanquantile(a, 0.9, axis=axis))
+            # order statistics for the band (no interpolation: an exactly vanished product is -inf, and -inf
+            # interpolated with a finite value is NaN)
+            return (np.nanmedian(a, axis=axis), np.nanquantile(a, 0.1, axis=axis, method="lower"),
+                    np.nanquantile(a, 0.9, axis=axis, method="higher"))
 
 
 def _mean_se(v: np.ndarray):
@@ -232,13 +282,17 @@ def _exp(x: float) -> float:
 def _flow_summary(logn: np.ndarray, lengths: np.ndarray, stride: int, transient: int, eps: float) -> dict:
     B, G = logn.shape
     lags = stride * np.arange(1, G + 1)
-    keep = np.any(np.isfinite(logn), axis=0)
+    # an exactly vanished product is log 0 = -inf (a step Jacobian, or a product of them, is exactly 0: dead or
+    # saturated units) and stays -inf at every longer lag; it is a value of the curve, not a missing one
+    zero = np.isneginf(logn)
+    keep = np.any(np.isfinite(logn) | zero, axis=0)
     rates = np.full(B, np.nan)
-    fit_from = max(transient, 1)
+    fit_from, fit_to = max(transient, 1), None
     for b in range(B):
         sel = np.isfinite(logn[b]) & (lags >= fit_from) & (lags <= lengths[b])
         if sel.sum() >= 2:
             rates[b] = np.polyfit(lags[sel], logn[b, sel], 1)[0]
+            fit_to = max(fit_to or 0, int(lags[sel].max()))
     rate, se = _mean_se(rates)
     med, q10, q90 = _nan_stats(logn[:, keep] / math.log(10))
     half_width = max(DISAGREE_SIGMAS * se if math.isfinite(se) else 0.0, _floor(eps, rate))
@@ -250,7 +304,7 @@ def _flow_summary(logn: np.ndarray, lengths: np.ndarray, stride: int, transient:
     # the interval of ln2/|r| from the rate's interval (measurable: the interval excludes 0)
     half_iv = [float(half_life(lo_r)), float(half_life(hi_r))] if half is not None else None
     double_iv = [float(half_life(-hi_r)), float(half_life(-lo_r))] if double is not None else None
-    fit = [fit_from, int(lengths.max())]
+    fit = [fit_from, fit_to if fit_to is not None else int(lengths.max())]
     window = fit[1] - fit[0]
     extrapolated = any(v is not None and v > window for v in (half, double))
     return {"norm": "spectral norm of the joint-state Jacobian ds_T/ds_(T-lag), log10",
@@ -259,7 +313,9 @@ def _flow_summary(logn: np.ndarray, lengths: np.ndarray, stride: int, transient:
             "half_life": half, "half_life_interval": half_iv, "doubling_time": double,
             "doubling_time_interval": double_iv, "extrapolated": bool(extrapolated),
             "factor_over_fit": _exp(rate * window),
-            "fit_lags": fit, "per_sequence_rate": rates.tolist()}
+            "fit_lags": fit, "per_sequence_rate": rates.tolist(),
+            "exact_zero": {"sequences": int(np.any(zero, axis=1).sum()),
+                           "from_lag": int(lags[np.argmax(np.any(zero, axis=0))]) if zero.any() else None}}
 
 
 def _lyapunov_summary(exps: np.ndarray, k: int, transient: int) -> dict:
@@ -274,6 +330,10 @@ def _agreement(flow: dict, lyap: dict, T: int, transient: int, eps: float) -> di
     l1, se_l = lyap["exponents"][0], lyap["stderr"][0]
     diff = r - l1
     combined = math.hypot(se_r, se_l) if math.isfinite(se_r) and math.isfinite(se_l) else math.nan
+    if not math.isfinite(r):
+        return {"agree": None, "difference": diff, "combined_stderr": combined,
+                "sentence": f"No finite-time growth rate could be fitted, so there is nothing to compare with the "
+                            f"leading Lyapunov exponent ({l1:+.4g}/step)."}
     if math.isfinite(diff) and abs(diff) <= _floor(eps, r, l1):
         return {"agree": True, "difference": diff, "combined_stderr": combined,
                 "sentence": f"The finite-time growth rate of the norms ({r:+.4g} per step) and the leading Lyapunov "
@@ -281,9 +341,9 @@ def _agreement(flow: dict, lyap: dict, T: int, transient: int, eps: float) -> di
                             f"{_floor(eps, r, l1):.2g}): they agree."}
     if not math.isfinite(combined):
         return {"agree": None, "difference": diff, "combined_stderr": combined,
-                "sentence": "With a single sequence there is no standard error, so the finite-time rate "
-                            f"({r:+.4g}/step) and the leading Lyapunov exponent ({l1:+.4g}/step) cannot be "
-                            "compared statistically; pass several sequences."}
+                "sentence": "With fewer than two sequences whose rate could be fitted there is no standard error, so "
+                            f"the finite-time rate ({r:+.4g}/step) and the leading Lyapunov exponent ({l1:+.4g}/step) "
+                            "cannot be compared statistically; pass several sequences."}
     agree = abs(diff) <= DISAGREE_SIGMAS * combined
     if agree:
         s = (f"The finite-time growth rate of the norms ({r:+.4g} ± {se_r:.2g} per step) and the leading "
@@ -308,11 +368,19 @@ def _flow_sentence(name: str, flow: dict, T: int) -> str:
     """What the fitted rate establishes, and no more: "no measurable decay or growth" when its interval
     (``DISAGREE_SIGMAS`` standard errors, at least the rounding floor) contains 0; otherwise the half-life or
     doubling time with its interval and the factor over the fitted lags; an extrapolation beyond them is said."""
+    zero = flow.get("exact_zero") or {}
+    prefix = (f"In {zero['sequences']} of {len(flow['per_sequence_rate'])} sequences the gradient through {name} is "
+              f"exactly zero from lag {zero['from_lag']} on (a product of step Jacobians is exactly 0: dead or "
+              "saturated units); the rate uses the non-zero products only. " if zero.get("sequences") else "")
+    return prefix + _rate_sentence(name, flow)
+
+
+def _rate_sentence(name: str, flow: dict) -> str:
     r, se = flow["rate"], flow["rate_stderr"]
     err = f" ± {se:.2g}" if math.isfinite(se) else ""
     lo, hi = flow["fit_lags"]
     if not math.isfinite(r):
-        return f"The growth rate of gradients through {name} could not be fitted (too few lags)."
+        return f"The growth rate of gradients through {name} could not be fitted (too few non-zero lags)."
     fit = f"growth rate {r:+.4g}{err} per step, fitted over lags {lo}–{hi}"
     if not flow["measurable"]:
         a, b = flow["rate_interval"]
@@ -538,7 +606,7 @@ def _run_model(model, x, lengths, key, k, transient, chunks, bar):
     plan, size = chunks
     B, T, _ = x.shape
     stride = max(1, -(-T // MAX_POINTS))
-    times = np.unique(np.linspace(2, T, min(T - 1, MAX_POINTS)).round().astype(np.int32))
+    times = np.unique(np.linspace(2, T, min(T - 1, MAX_TERM_POINTS)).round().astype(np.int32))
     lens = jnp.asarray(lengths)
     out = []
     inputs = jnp.asarray(x)
@@ -561,9 +629,11 @@ def _run_model(model, x, lengths, key, k, transient, chunks, bar):
             raw.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[: e - s], r))
             outs.append(y[: e - s])
             bar.update(1)
-        logn, exps, gates, terms = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *raw)
+        logn, check, exps, gates, terms = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *raw)
         eps = float(jnp.finfo(x.dtype).eps)
         flow = _flow_summary(np.asarray(logn, float), lengths, stride, transient, eps)
+        flow["norm_method"] = _norm_method(np.asarray(logn, float), np.asarray(check, float), stride,
+                                           kind.state_size(model.n))
         flow["sentence"] = _flow_sentence(layer.name, flow, T)
         lyap = _lyapunov_summary(np.asarray(exps, float), k, transient)
         lyap["method"] = ("time average of log diag(J_t) per unit: J_t is diagonal, so this is exact and needs no QR"

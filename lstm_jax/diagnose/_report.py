@@ -91,7 +91,9 @@ def _flow_figure(ld: dict) -> bytes:
     ax.fill_between(lags, np.asarray(f["q10"], float), np.asarray(f["q90"], float), color=TRAINED, alpha=0.2,
                     lw=0, label="model: 10–90 % of sequences")
     ax.plot(lags, med, color=TRAINED, lw=2, label="model: median")
-    lo, hi = np.nanmin(np.asarray(f["q10"], float)), np.nanmax(np.asarray(f["q90"], float))
+    band = np.concatenate([np.asarray(f["q10"], float), np.asarray(f["q90"], float), med])
+    band = band[np.isfinite(band)]  # an exactly vanished product (-inf, null in the JSON) is not drawn
+    lo, hi = (float(band.min()), float(band.max())) if band.size else (-1.0, 1.0)
     if f["rate"] is not None and math.isfinite(f["rate"]):
         a, b = f["fit_lags"]
         sel = (lags >= a) & (lags <= b) & np.isfinite(med)
@@ -108,9 +110,11 @@ def _flow_figure(ld: dict) -> bytes:
         ax.fill_between(bl, np.asarray(fb["q10"], float), np.asarray(fb["q90"], float), color=FRESH, alpha=0.15, lw=0)
         ax.plot(bl, bm, "--", color=FRESH, lw=1.8, label="fresh initialisation: median, 10–90 %")
         span = max(hi - lo, 4.0)
-        blo, bhi = np.nanmin(bm), np.nanmax(bm)
-        clipped = blo < lo - span
-        lo, hi = min(lo, max(blo, lo - span)), max(hi, min(bhi, hi + span))
+        bfin = bm[np.isfinite(bm)]
+        if bfin.size:
+            blo, bhi = float(bfin.min()), float(bfin.max())
+            clipped = blo < lo - span
+            lo, hi = min(lo, max(blo, lo - span)), max(hi, min(bhi, hi + span))
     pad = 0.08 * max(hi - lo, 1.0)
     ax.set_ylim(lo - pad, hi + pad)
     _pow10(ax)
