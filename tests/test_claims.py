@@ -110,6 +110,21 @@ def test_readme_table_and_proofs_are_what_verify_prints_now(run):
     assert stale_docs(doc, ROOT) == [], "regenerate with: python -m tools.sync_docs"
 
 
+def test_sync_docs_check_mode_reads_a_saved_run_and_refuses_bad_files(run, tmp_path, capsys):
+    """``python -m tools.sync_docs --json FILE --check``: 0 when up to date; a document that is not verify's is
+    exit 2, a missing file exit 3, each one line; nothing is rewritten."""
+    from tools.sync_docs import main
+
+    saved = tmp_path / "v.json"
+    saved.write_text(json.dumps(run[0]))
+    assert main(["--json", str(saved), "--check"]) == 0
+    (tmp_path / "other.json").write_text("[1, 2]")
+    assert main(["--json", str(tmp_path / "other.json"), "--check"]) == 2
+    assert main(["--json", str(tmp_path / "missing.json"), "--check"]) == 3
+    errs = capsys.readouterr().err.strip().splitlines()
+    assert len(errs) == 2 and "not an `lstm-jax verify --json` document" in errs[0] and "no such file" in errs[1]
+
+
 def test_tables_print_round_off_as_an_upper_bound_only(run):
     _, markdown = run
     for figure in re.findall(r"(\d\.\de-1[3-9])", markdown):  # round-off-level numbers must not be printed

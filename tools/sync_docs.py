@@ -80,30 +80,47 @@ def sync_docs(reports, root) -> list[str]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tools.sync_docs", description=__doc__,
+    """Exit 0 done (or, with ``--check``, up to date), 1 stale blocks (``--check``), 2 a bad ``--json`` file or a
+    missing marker block, 3 a file that cannot be read or written; one line on stderr, no traceback."""
+    ap = argparse.ArgumentParser(prog="python -m tools.sync_docs", description=__doc__, allow_abbrev=False,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", metavar="PATH", help="a saved `lstm-jax verify --json PATH` document (default: run now)")
     ap.add_argument("--check", action="store_true", help="list the stale files and exit 1 if any; rewrite nothing")
     args = ap.parse_args(argv)
-    if args.json:
-        doc = json.loads(pathlib.Path(args.json).read_text(encoding="utf-8"))
-    else:
-        import jax
-
-        from lstm_jax.cli.verify import _start_backend_without_llvm_passes
-        from lstm_jax.verify import run_claims
-
-        _start_backend_without_llvm_passes()  # as lstm-jax verify runs them (the verdicts do not depend on it)
-        jax.config.update("jax_enable_x64", True)  # the claims are checked in float64
-
-        doc = reports_to_json(run_claims(seed=0), 0)
-    if args.check:
-        stale = stale_docs(doc, ROOT)
-        print("\n".join(stale) if stale else "generated blocks are up to date")
-        return 1 if stale else 0
-    changed = sync_docs(doc, ROOT)
+    try:
+        doc = _verify_document(args.json)
+        if args.check:
+            stale = stale_docs(doc, ROOT)
+            print("\n".join(stale) if stale else "generated blocks are up to date")
+            return 1 if stale else 0
+        changed = sync_docs(doc, ROOT)
+    except (ValueError, KeyError, TypeError) as exc:
+        print(f"python -m tools.sync_docs: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"python -m tools.sync_docs: I/O error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 3
     print("rewrote " + ", ".join(changed) if changed else "generated blocks were up to date")
     return 0
+
+
+def _verify_document(path) -> dict:
+    """The verify JSON document: read from ``path`` (checked for kind and size first) or produced by a run now."""
+    if path is not None:
+        from lstm_jax.io import check_input_file
+
+        doc = json.loads(check_input_file(path, "--json").read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or "claims" not in doc:
+            raise ValueError(f"--json {path}: not an `lstm-jax verify --json` document (no 'claims')")
+        return doc
+    import jax
+
+    from lstm_jax.cli.verify import _start_backend_without_llvm_passes
+    from lstm_jax.verify import run_claims
+
+    _start_backend_without_llvm_passes()  # as lstm-jax verify runs them (the verdicts do not depend on it)
+    jax.config.update("jax_enable_x64", True)  # the claims are checked in float64
+    return reports_to_json(run_claims(seed=0), 0)
 
 
 if __name__ == "__main__":

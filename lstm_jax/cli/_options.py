@@ -40,6 +40,19 @@ def bounded(name: str, value: Optional[int], lo: int, hi: int) -> Optional[int]:
     return value
 
 
+def int_list(name: str, raw: Optional[str], lo: int) -> Optional[list[int]]:
+    """A comma-separated list of integers ``>= lo`` (``None`` stays ``None``)."""
+    if raw is None:
+        return None
+    try:
+        values = [int(x) for x in raw.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < lo:
+        raise ValueError(f"--{name} must be comma-separated integers >= {lo}, e.g. 100,500; got {raw!r}")
+    return values
+
+
 def id_list(name: str, raw: Optional[str], allowed) -> Optional[list[str]]:
     """A comma-separated list of ids from ``allowed`` (``None`` stays ``None``)."""
     if raw is None:

@@ -7,7 +7,7 @@ import argparse
 import os
 import pathlib
 
-from ._options import id_list, integer
+from ._options import id_list, int_list, integer
 from .train import add_settings_arguments, settings_from
 
 #: the committed report's folder (the long-lag study, docs/long-lag/README.md)
@@ -38,22 +38,10 @@ def outputs(args: argparse.Namespace) -> list[str]:
     return [args.out, str(report_folder(pathlib.Path(args.out)))]
 
 
-def _Ts(raw):
-    if raw is None:
-        return None
-    try:
-        Ts = [int(x) for x in raw.split(",") if x.strip()]
-    except ValueError:
-        Ts = []
-    if not Ts or min(Ts) < 4:
-        raise ValueError(f"--Ts must be comma-separated integers >= 4, e.g. 100,500; got {raw!r}")
-    return Ts
-
-
 def run(args: argparse.Namespace) -> int:
     from ..experiments import MODELS
 
-    Ts, models = _Ts(args.Ts), id_list("models", args.models, MODELS)
+    Ts, models = int_list("Ts", args.Ts, 4), id_list("models", args.models, MODELS)
     seeds = None if args.seeds is None else integer("seeds", args.seeds, 1, 1000)
     n, settings = settings_from(args)
     from ..outputs import check_writable_dir

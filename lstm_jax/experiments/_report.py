@@ -403,20 +403,24 @@ def design_findings(studies: list[dict]) -> list[str]:
     def fisher(a, b):
         return _p(_stats.fisher_solved(a["solved"], a["runs"], b["solved"], b["runs"]))
 
-    c_rows, out = rows_of(chrono), []
-    budget = lambda s: f"budget {s['settings']['budget']:,}"  # noqa: E731
+    def budget(s):
+        return f"budget {s['settings']['budget']:,}"
+
     fb, main = by.get("forget-bias"), by.get("")
+    c_rows = rows_of(chrono)
+    fb_rows = rows_of(fb) if comparable(fb) else {}
+    main_rows = rows_of(main) if comparable(main) else {}
+    out = []
     for T in sorted({T for m, T in c_rows if m == "lstm-chrono"}):
         c = c_rows[("lstm-chrono", T)]
-        if comparable(fb):
-            bfs = sorted((forget_bias_of(m), r) for (m, t), r in rows_of(fb).items() if t == T and m.startswith("lstm-bf"))
-            if bfs:
-                b, r = bfs[-1]
-                out.append(f"T = {T}, the most open forget bias alone vs chrono (forget gate open and input gate shut, "
-                           f"b_i = −b_f): lstm-bf{b:g} {_solved_text(r)} ({budget(fb)}) vs lstm-chrono {_solved_text(c)} "
-                           f"({budget(chrono)}), Fisher exact {fisher(r, c)}.")
-        if comparable(main) and ("lstm-1997", T) in rows_of(main) and ("lstm-1997-ib", T) in c_rows:
-            a, ib = rows_of(main)[("lstm-1997", T)], c_rows[("lstm-1997-ib", T)]
+        bfs = sorted((forget_bias_of(m), r) for (m, t), r in fb_rows.items() if t == T and m.startswith("lstm-bf"))
+        if bfs:
+            b, r = bfs[-1]
+            out.append(f"T = {T}, the most open forget bias alone vs chrono (forget gate open and input gate shut, "
+                       f"b_i = −b_f): lstm-bf{b:g} {_solved_text(r)} ({budget(fb)}) vs lstm-chrono {_solved_text(c)} "
+                       f"({budget(chrono)}), Fisher exact {fisher(r, c)}.")
+        if ("lstm-1997", T) in main_rows and ("lstm-1997-ib", T) in c_rows:
+            a, ib = main_rows[("lstm-1997", T)], c_rows[("lstm-1997-ib", T)]
             out.append(f"T = {T}, the 1997 cell (f ≡ 1) without vs with chrono's input-gate bias: lstm-1997 "
                        f"{_solved_text(a)} ({budget(main)}) vs lstm-1997-ib {_solved_text(ib)} ({budget(chrono)}), "
                        f"Fisher exact {fisher(a, ib)}.")
