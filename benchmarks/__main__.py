@@ -1,4 +1,4 @@
-"""Run the benchmark suite and check the speed targets (issues #6 and #14).
+"""Run the benchmark suite and check the speed targets.
 
     python -m benchmarks --targets        # only the speed targets, interleaved and repeated (about
                                           # 5-10 minutes on 2 CPU cores); benchmarks/results/
@@ -42,6 +42,7 @@ SCRIPTS = {
     "scaling": "scaling.py",
     "sharding": "sharding.py",
     "parallel": "parallel_vs_sequential.py",
+    "linear": "linear_parallel.py",
     "targets": "targets.py",
 }
 GIB = 2**30
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
     if rows:
         md = H.markdown_table(["target", "where", "measured", "verdict"],
                               [[r["target"], r["where"], r["measured"], r["verdict"]] for r in rows])
-        print("\n=== targets (issues #6, #14) ===\n" + md)
+        print("\n=== speed targets ===\n" + md)
         meta = {"benchmark": "summary", "device": H.device_info(), "quick": args.quick,
                 "sources": {k: v["meta"] for k, v in results.items()}}
         if args.summarize:

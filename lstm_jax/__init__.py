@@ -16,6 +16,7 @@ Loading models from PyTorch / Flax / Equinox / checkpoint files: :mod:`lstm_jax.
 from ._activations import SIGMOID, TANH, Activation
 from ._cell import Cell
 from ._mingru import MinGRUParams, MinLSTMParams, init_mingru, init_minlstm
+from ._mlstm import MLSTMParams, init_mlstm
 from ._model import RecurrentLayer, RecurrentModel
 from ._rglru import RGLRUParams, init_rglru
 from ._slstm import SLSTMParams, SLSTMState, init_slstm
@@ -155,7 +156,7 @@ __all__ = [
     "gru_terms",
     "gru_terms_along",
     "gru_flow_map",
-    # modern cells (gates from the input: minGRU, minLSTM, RG-LRU; memory mixing: sLSTM) and any kind's runner
+    # modern cells (gates from the input: minGRU, minLSTM, RG-LRU, mLSTM; memory mixing: sLSTM) and any kind's runner
     "MinGRUParams",
     "init_mingru",
     "MinLSTMParams",
@@ -165,6 +166,8 @@ __all__ = [
     "SLSTMParams",
     "SLSTMState",
     "init_slstm",
+    "MLSTMParams",
+    "init_mlstm",
     "run_cell",
     # stacked / bidirectional / padded models
     "RecurrentLayer",

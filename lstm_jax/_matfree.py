@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 
 from ._activations import SIGMOID, Activation, as_activation
-from ._cell import Cell, check_call, preactivations, run, step, vjp_rows
+from ._cell import Cell, check_call, preactivations, run, step, tangent_cols, vjp_cols
 from ._flow import FlowNorms, Lyapunov, log_renormalise, log_spectral, qr_step, start_directions
 from ._gru import CELL as GRU_CELL
 from ._gru import GRUParams
@@ -85,25 +85,25 @@ def _lyapunov(cell: Cell, params, state0, state_name, xs, k, q0) -> Lyapunov:
     p, s0, xs, n, _ = check_call(cell, params, state0, state_name, xs, "xs")
     q0 = start_directions(q0, cell.width * n, k, xs.dtype)
     w = cell.weights(p)
+    U = None if w.W_h is None else w.W_h.T  # (G n, n): the column GEMM (see lstm_jax._cell.tangent_cols)
 
     def one(s, Q, x):
         blocks = cell.to_blocks(s)
-        V = tuple(jnp.split(Q.T, cell.width, axis=-1))  # the k directions as rows
         z_x = preactivations(cell, w, blocks, x)[1]
         if cell.rec_block is None:
             new, F = cell.update(blocks, None, z_x)
-            return cell.from_blocks(new), jnp.concatenate(cell.tangent(F, None, V), axis=-1).T
+            return cell.from_blocks(new), tangent_cols(cell, F, None, Q)
         r = cell.rec_block
-        Z = jnp.concatenate([blocks[r][None], V[r]], axis=0) @ w.W_h  # (1 + k, G n): trajectory and P = Q_rec^T W_h
-        z_h = Z[0] if w.b_h is None else Z[0] + w.b_h
+        Z = U @ jnp.concatenate([blocks[r][:, None], Q[r * n:(r + 1) * n]], axis=1)  # (G n, 1 + k): trajectory, U Q_rec
+        z_h = Z[:, 0] if w.b_h is None else Z[:, 0] + w.b_h
         new, F = cell.update(blocks, z_h, z_x)
-        return cell.from_blocks(new), jnp.concatenate(cell.tangent(F, Z[1:], V), axis=-1).T
+        return cell.from_blocks(new), tangent_cols(cell, F, Z[:, 1:], Q)
 
     return _qr_lyapunov(one, s0, q0, xs)
 
 
 def _flow(cell: Cell, params, state0, state_name, xs, k, q0) -> FlowNorms:
-    """Matrix-free flow norms of any cell: adjoint rows :func:`~lstm_jax._cell.vjp_rows` a step, reverse QR scan."""
+    """Matrix-free flow norms of any cell: adjoint columns :func:`~lstm_jax._cell.vjp_cols` a step, reverse QR scan."""
     p, s0, xs, n, _ = check_call(cell, params, state0, state_name, xs, "xs")
     q0 = start_directions(q0, cell.width * n, k, xs.dtype)
     w = cell.weights(p)
@@ -112,7 +112,7 @@ def _flow(cell: Cell, params, state0, state_name, xs, k, q0) -> FlowNorms:
 
     def jtq(Q, inp):
         s, x = inp
-        return vjp_rows(cell, w, step(cell, w, cell.to_blocks(s), x)[1], Q.T).T
+        return vjp_cols(cell, w, step(cell, w, cell.to_blocks(s), x)[1], Q)
 
     return _flow_norms(jtq, q0, (prev, xs))
 

@@ -60,13 +60,13 @@ def _rows(*Ws):
     return jnp.concatenate([W.T for W in Ws], axis=1)
 
 
-def _array_cell(kind, params_type, check, weights, update, tangent, cotangent, description):
+def _array_cell(kind, params_type, check, weights, update, tangent, cotangent, description, output=None):
     """A cell whose state is one ``(n,)`` vector ``h`` and whose gates read the input only (``rec_block = None``)."""
     return Cell(
         kind=kind, blocks=("h",), out_block=0, rec_block=None, params_type=params_type, check=check,
         weights=weights, update=update, tangent=tangent, cotangent=cotangent, to_blocks=lambda h: (h,),
         from_blocks=lambda b: b[0], zero=lambda n, dtype: jnp.zeros((n,), dtype), coerce=lambda s, name: s,
-        description=description, diagonal_linear=True,
+        description=description, diagonal_linear=True, output=output,
     )
 
 

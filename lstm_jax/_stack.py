@@ -121,8 +121,9 @@ def _reverse_index(T: int, L):
 def _run_one(kind, params, state0, xs, L, state_name="state0"):
     cell = cell_of(kind)
     p, s0, xs, _, _ = check_call(cell, params, state0, state_name, xs, "xs")  # validated and cast to one dtype
-    final, traj = run(cell, cell.weights(p), s0, xs, seq_lengths=L)
-    return final, traj, cell.to_blocks(traj)[cell.out_block]
+    w = cell.weights(p)
+    final, traj = run(cell, w, s0, xs, seq_lengths=L)
+    return final, traj, cell.outputs(w, traj, xs)
 
 
 def run_stack(layers: Sequence[Any], xs: jax.Array, *, states0: Sequence[Any] | None = None, seq_lengths=None) -> StackRun:

@@ -146,3 +146,33 @@ def slstm_loop(p, s0, xs):
         m = m_new
         out.append(np.concatenate([h, c, n, m]))
     return np.stack(out)
+
+
+def mlstm_loop(p, s0, xs, outputs=False):
+    """mLSTM (Beck et al. 2024) head by head from its equations: C = f C + i v k^T, n = f n + i k, with
+    f = sigma(w_f x + b_f), i = exp(w_i x + b_i), k = W_k x / sqrt(d) + b_k; h = o * C q / max(|n q|, 1).
+
+    ``s0``: the flat memory ``(H (d + 1) d,)``, head by head the rows of C then n.  Returns the flat memories
+    ``(T, H (d + 1) d)``, or with ``outputs`` the outputs ``(T, H d)``.
+    """
+    q = _np(p)
+    H, n = q["w_i"].shape[0], q["W_q"].shape[0]
+    d = n // H
+    mem = np.asarray(s0, np.float64).reshape(H, d + 1, d).copy()
+    states, hs = [], []
+    for x in np.asarray(xs, np.float64):
+        qv = (q["W_q"] @ x + q["b_q"]).reshape(H, d)
+        kv = (q["W_k"] @ x / np.sqrt(d) + q["b_k"]).reshape(H, d)
+        vv = (q["W_v"] @ x + q["b_v"]).reshape(H, d)
+        o = _sig(q["W_o"] @ x + q["b_o"]).reshape(H, d)
+        h = np.empty((H, d))
+        for j in range(H):
+            f = _sig(q["w_f"][j] @ x + q["b_f"][j])
+            i = np.exp(q["w_i"][j] @ x + q["b_i"][j])
+            C = f * mem[j, :d] + i * np.outer(vv[j], kv[j])
+            nn = f * mem[j, d] + i * kv[j]
+            mem[j, :d], mem[j, d] = C, nn
+            h[j] = o[j] * (C @ qv[j]) / max(abs(nn @ qv[j]), 1.0)
+        states.append(mem.reshape(-1).copy())
+        hs.append(h.reshape(-1))
+    return np.stack(hs if outputs else states)

@@ -23,13 +23,19 @@ def test_lstm_jax_bench_quick_runs_every_script_and_writes_results(tmp_path):
                    "| model | varied | values |",                                           # scaling
                    "| devices | forward (ms, ×1-device) |",                                  # sharding
                    "| T | n | sequential (median) | dense Newton |",                        # parallel
+                   "| cell | T | forward: sequential | parallel |",                          # linear
                    "| target | where | measured: median (min–max over rounds) | verdict |",  # targets
                    "| size (median ms) | fast_fwd | fast_vg |",                            # targets, every peer
                    "| in-loop breakdown (B=",                                              # targets attribution
-                   "=== targets (issues #6, #14) ==="):
+                   "=== speed targets ==="):
         assert header in out.stdout, header
     names = {p.name.split("-")[0] for p in tmp_path.glob("*.json")}
-    assert names == {"speed", "jacobians", "memory", "scaling", "sharding", "parallel_vs_sequential", "targets", "summary"}
+    assert names == {"speed", "jacobians", "memory", "scaling", "sharding", "parallel_vs_sequential", "linear_parallel",
+                     "targets", "summary"}
+    lin = json.loads(next(tmp_path.glob("linear_parallel-*.json")).read_text())
+    assert {r["cell"] for r in lin["rows"]} == {"mingru", "minlstm", "rglru", "mlstm"}
+    # the two forms agree (float32, T = 200: one associative scan against T sequential steps)
+    assert all(r["max_abs_diff"] <= 1e-5 * max(1.0, r["max_abs_output"]) for r in lin["rows"])
     speed = json.loads(next(tmp_path.glob("speed-*.json")).read_text())
     assert {"lstm_jax", "fast", "flax", "equinox", "torch", "in_scan_gemm", "in_scan_gates"} <= set(speed["rows"][0]["peers"])
     # peers were interleaved: every peer has one time per round

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import lstm_jax as lj
-from _reference import RTOL64, gru_loop, lstm_loop, mingru_loop, minlstm_loop, rel_err, rglru_loop, rnn_loop, slstm_loop
+from _reference import (RTOL64, gru_loop, lstm_loop, mingru_loop, minlstm_loop, mlstm_loop, rel_err, rglru_loop, rnn_loop,
+                        slstm_loop)
 from lstm_jax import _cell, _fast, _matfree, _parallel
 
 F64 = jnp.float64
@@ -42,11 +43,17 @@ MEMBERS = {
     "mingru": (lambda k: lj.init_mingru(k, N, M, scale=1.5, dtype=F64), mingru_loop),
     "minlstm": (lambda k: lj.init_minlstm(k, N, M, scale=1.5, dtype=F64), minlstm_loop),
     "rglru": (lambda k: lj.init_rglru(k, N, scale=1.5, dtype=F64), rglru_loop),
+    "mlstm": (lambda k: lj.init_mlstm(k, N, M, heads=2, scale=1.5, dtype=F64), mlstm_loop),
 }
 
 
 def test_every_registered_cell_is_a_member_of_this_suite():
     assert set(MEMBERS) == set(lj.CELLS) == set(lj.KINDS)
+
+
+def _units(cell, p):
+    """The size of each state block (``n`` for most cells; the mLSTM's memory ``H d (d + 1)``)."""
+    return cell.check(p)[1]
 
 
 def _setup(kind, seed=0):
@@ -58,7 +65,7 @@ def _setup(kind, seed=0):
     keys = jax.random.split(k[1], len(leaves))
     p = jax.tree_util.tree_unflatten(  # biases and recurrent heads made non-zero, so every path is exercised
         tree, [v if v.ndim == 2 else 0.5 * jax.random.normal(kk, v.shape, F64) for v, kk in zip(leaves, keys)])
-    s0 = _cell.unflat(cell, 0.5 * jax.random.normal(k[2], (cell.width * N,), F64))
+    s0 = _cell.unflat(cell, 0.5 * jax.random.normal(k[2], (cell.width * _units(cell, p),), F64))
     if kind == "slstm":  # a normaliser is positive along any run (n_t >= i'_t > 0)
         s0 = s0._replace(n=jnp.abs(s0.n) + 0.5)
     xs = jax.random.normal(k[3], (T, cell.check(p)[2]), F64)
@@ -88,7 +95,8 @@ def test_dense_step_jacobian_equals_jacfwd_and_jacrev_of_the_runner(kind):
     f = _flat_step(cell, p)
     fwd = jax.vmap(lambda s, x: jax.jacfwd(f)(s, x))(prev, xs)
     rev = jax.vmap(lambda s, x: jax.jacrev(f)(s, x))(prev, xs)
-    assert J.shape == (T, cell.width * N, cell.width * N)
+    d = cell.width * _units(cell, p)
+    assert J.shape == (T, d, d)
     assert rel_err(J, fwd) < RTOL64 and rel_err(J, rev) < RTOL64
 
 
@@ -97,10 +105,11 @@ def test_diagonal_jq_and_jtw_consumers_equal_the_dense_jacobian(kind):
     cell, p, s0, xs = _setup(kind, 2)
     w = cell.weights(p)
     blocks, F = _cell.step(cell, w, cell.to_blocks(s0), xs[0])
-    J = _cell.dense_jacobian(cell, w, F, N)
-    d = cell.width * N
+    n = _units(cell, p)
+    J = _cell.dense_jacobian(cell, w, F, n)
+    d = cell.width * n
     Q = jax.random.normal(jax.random.PRNGKey(3), (d, 4), F64)
-    assert rel_err(_cell.jacobian_diagonal(cell, w, F, N), jnp.diagonal(J)) < RTOL64
+    assert rel_err(_cell.jacobian_diagonal(cell, w, F, n), jnp.diagonal(J)) < RTOL64
     assert rel_err(_cell.jvp_rows(cell, w, F, Q.T).T, J @ Q) < RTOL64
     assert rel_err(_cell.vjp_rows(cell, w, F, Q.T).T, J.T @ Q) < RTOL64
 
@@ -121,7 +130,7 @@ def test_batch_runner_custom_vjp_equals_jax_grad_of_the_scan(kind):
     B = 3
     X = jax.random.normal(jax.random.PRNGKey(6), (T, B, xs.shape[-1]), F64)
     S0 = jax.tree_util.tree_map(lambda a: jnp.stack([a, 0.5 * a, 2 * a]), s0)
-    proj = jax.random.normal(jax.random.PRNGKey(7), (N,), F64)
+    proj = jax.random.normal(jax.random.PRNGKey(7), (_units(cell, p),), F64)
 
     def fast(p, S0, X):
         final, outs = _fast._run_batch(cell, p, S0, "state0", X, True, False, 1)
@@ -158,7 +167,7 @@ def test_matrix_free_lyapunov_and_flow_norms_equal_the_dense_ones(kind):
     cell, p, s0, xs = _setup(kind, 9)
     w = cell.weights(p)
     J = _cell.jacobians_along(cell, w, s0, _cell.run(cell, w, s0, xs)[1], xs)
-    for k in (1, cell.width * N):
+    for k in (1, cell.width * _units(cell, p)):
         mf = _matfree._lyapunov(cell, p, s0, "state0", xs, k, None)
         dense = lj.lyapunov(J, k)
         # Exponents of directions that J_t annihilates are -inf and come out as rounding noise (-13 to -31 here)
@@ -175,8 +184,8 @@ def test_matrix_free_lyapunov_and_flow_norms_equal_the_dense_ones(kind):
 DIAGONAL_LINEAR = [k for k in MEMBERS if lj.cell_of(k).diagonal_linear]
 
 
-def test_the_diagonal_linear_cells_are_mingru_minlstm_and_rglru():
-    assert sorted(DIAGONAL_LINEAR) == ["mingru", "minlstm", "rglru"]
+def test_the_diagonal_linear_cells_are_mingru_minlstm_rglru_and_mlstm():
+    assert sorted(DIAGONAL_LINEAR) == ["mingru", "minlstm", "mlstm", "rglru"]
 
 
 @pytest.mark.parametrize("kind", DIAGONAL_LINEAR)
@@ -186,7 +195,7 @@ def test_diagonal_cells_step_jacobian_is_the_gate_and_k_step_products_never_mix_
     hs = _cell.run(cell, w, s0, xs)[1]
     f = _flat_step(cell, p)
     J = jax.vmap(jax.jacfwd(f))(jnp.concatenate([s0[None], hs[:-1]]), xs)  # autodiff of the runner, not the protocol
-    a, _ = _cell.linear_coefficients(cell, w, xs, N)
+    a, _ = _cell.linear_coefficients(cell, w, xs, _units(cell, p))
     off = J - jax.vmap(jnp.diag)(jnp.diagonal(J, axis1=1, axis2=2))
     assert float(jnp.max(jnp.abs(off))) == 0.0  # A = C = D = 0: exactly, not to rounding
     assert rel_err(jnp.diagonal(J, axis1=1, axis2=2), a) < RTOL64
@@ -243,3 +252,22 @@ def test_a_head_shape_that_does_not_tile_is_refused_by_name():
     _, p, _, _ = _setup("slstm")
     with pytest.raises(ValueError, match=r"params.R_i has shape \(2, 3, 4\)"):
         lj.cell_of("slstm").check(p._replace(R_i=jnp.zeros((2, 3, 4), F64)))
+
+
+def test_mlstm_outputs_equal_the_numpy_readout_and_run_stack_returns_them():
+    cell, p, s0, xs = _setup("mlstm", 14)
+    w = cell.weights(p)
+    traj = _cell.run(cell, w, s0, xs)[1]
+    assert rel_err(cell.outputs(w, traj, xs), mlstm_loop(p, s0, xs, outputs=True)) < RTOL64
+    zero = cell.zero(_units(cell, p), F64)
+    stack = lj.run_stack([lj.RecurrentLayer("layer0.forward", "mlstm", p, 0, False)], xs)
+    assert stack.outputs.shape == (T, N)
+    assert rel_err(stack.outputs, mlstm_loop(p, zero, xs, outputs=True)) < RTOL64
+
+
+def test_mlstm_step_jacobian_is_the_head_forget_gate_times_the_identity():
+    cell, p, s0, xs = _setup("mlstm", 15)
+    J = jax.jacfwd(_flat_step(cell, p))(s0, xs[0])  # autodiff of the runner
+    H, d = 2, N // 2
+    f = jax.nn.sigmoid(p.w_f @ xs[0] + p.b_f)  # (H,)
+    assert rel_err(J, jnp.diag(jnp.repeat(f, d * (d + 1)))) < RTOL64

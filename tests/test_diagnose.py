@@ -464,15 +464,16 @@ _MODERN = {
     "minlstm": lambda k: lstm_jax.init_minlstm(k, 6, 3, dtype=F64),
     "rglru": lambda k: lstm_jax.init_rglru(k, 6, dtype=F64),
     "slstm": lambda k: lstm_jax.init_slstm(k, 6, 3, heads=2, dtype=F64),
+    "mlstm": lambda k: lstm_jax.init_mlstm(k, 6, 3, heads=2, dtype=F64),  # memory 2 heads x (3 + 1) x 3 = 24
 }
 
 
 @pytest.mark.parametrize("kind", _MODERN)
 def test_every_modern_kind_is_diagnosed_into_a_complete_report(kind, tmp_path):
     p = _MODERN[kind](jax.random.PRNGKey(1))
-    m = lstm_jax.cell_of(kind).check(p)[2]
+    _, n, m = lstm_jax.cell_of(kind).check(p)
     xs = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (3, 40, m), F64))
-    d = diagnose(_single(kind, p, 6, m), xs, key=jax.random.PRNGKey(0), k=4, transient=5, progress=False)
+    d = diagnose(_single(kind, p, n, m), xs, key=jax.random.PRNGKey(0), k=4, transient=5, progress=False)
     written = {q.name for q in write_report(d, tmp_path)}
     assert {"report.html", "diagnosis.json"} <= written
     doc = json.loads((tmp_path / "diagnosis.json").read_text())
@@ -482,19 +483,19 @@ def test_every_modern_kind_is_diagnosed_into_a_complete_report(kind, tmp_path):
     assert gates["memory_gate"] in gates["gates"] and 0 < gates["tau_median"]
 
 
-@pytest.mark.parametrize("kind", ["mingru", "minlstm", "rglru"])
+@pytest.mark.parametrize("kind", ["mingru", "minlstm", "rglru", "mlstm"])
 def test_diagonal_cells_exponents_are_the_time_averaged_log_gates_without_a_qr(kind):
     """For J_t = diag(a_t) the QR of diagnose must return, per sequence, the sorted means of log a_t (after the
     transient); diagnose averages them over the sequences."""
     p = _MODERN[kind](jax.random.PRNGKey(3))
     cell = lstm_jax.cell_of(kind)
-    m = cell.check(p)[2]
+    _, n, m = cell.check(p)
     xs = jax.random.normal(jax.random.PRNGKey(4), (3, 40, m), F64)
-    d = diagnose(_single(kind, p, 6, m), np.asarray(xs), key=jax.random.PRNGKey(0), k=6, transient=5,
+    d = diagnose(_single(kind, p, n, m), np.asarray(xs), key=jax.random.PRNGKey(0), k=6, transient=5,
                  progress=False, baseline=False)
     from lstm_jax import _cell
 
-    per_seq = [np.sort(np.mean(np.log(np.asarray(_cell.linear_coefficients(cell, cell.weights(p), x, 6)[0][5:])), 0))[::-1]
+    per_seq = [np.sort(np.mean(np.log(np.asarray(_cell.linear_coefficients(cell, cell.weights(p), x, n)[0][5:])), 0))[::-1][:6]
                for x in xs]
     np.testing.assert_allclose(d.layers[0].lyapunov["exponents"], np.mean(per_seq, axis=0), rtol=1e-12, atol=1e-14)
 

@@ -158,6 +158,7 @@ _INIT = {
     "mingru": lambda k: lj.init_mingru(k, N, M, dtype=jnp.float64),
     "minlstm": lambda k: lj.init_minlstm(k, N, M, dtype=jnp.float64),
     "rglru": lambda k: lj.init_rglru(k, N, dtype=jnp.float64),
+    "mlstm": lambda k: lj.init_mlstm(k, N, M, heads=N // 2, dtype=jnp.float64),
 }
 
 
@@ -170,7 +171,7 @@ def test_step_jacobians_of_any_kind_multiply_to_the_padded_flow(kind):
     xs = jax.random.normal(jax.random.PRNGKey(6), (T, m), jnp.float64)
     J = jax.jit(lambda x: lj.step_jacobians(kind, p, x, seq_lengths=6))(xs)
     rec = lio.RecurrentLayer("layer0.forward", kind, p, 0, False)
-    d = cell.width * N
+    d = cell.width * cell.check(p)[1]  # the state size (the mLSTM: its memory)
 
     def final(s0):
         f = lj.run_stack([rec], xs[:6], states0=[cell.from_blocks(tuple(jnp.split(s0, cell.width)))]).finals[0]

@@ -59,3 +59,8 @@ def test_statistics_refuse_samples_they_cannot_judge():
         _stats.rank_test(range(20), range(20))  # C(40, 20) splits: never silently asymptotic
     with pytest.raises(ValueError, match="margin > 1"):
         _stats.equivalence_ratio([1.0, 2.0], [1.0, 2.0], 1.0)
+
+
+def test_the_rank_test_refuses_a_sample_of_one_by_name():
+    with pytest.raises(ValueError, match="at least 2 values each, got sizes 1 and 3"):
+        _stats.rank_test([1], [2, 3, 4])

@@ -237,7 +237,7 @@ def _layer_stats(params, xs, lengths, keys, times, *, kind, n, k, transient, str
         terms = None
         if K.terms is not None:
             terms = {name: jnp.where(times <= L, v, jnp.nan) for name, v in K.terms(params, x, states, times).items()}
-        outputs = jnp.where(valid, cell.to_blocks(traj)[cell.out_block], 0)
+        outputs = jnp.where(valid, cell.outputs(w, traj, x), 0)
         return (logn, check, exponents, gates, terms), outputs
 
     return jax.vmap(one)(xs, lengths, keys)
@@ -567,7 +567,7 @@ def diagnose(model: RecurrentModel, xs, *, seq_lengths=None, k: Optional[int] = 
 def _fresh_model(model: RecurrentModel, key, dtype) -> RecurrentModel:
     layers = []
     for i, layer in enumerate(model.layers):
-        m = model.m if layer.layer == 0 else model.directions * model.n
+        m = kind_of(layer.kind).cell.check(layer.params)[2]  # the layer's own input width
         params = kind_of(layer.kind).fresh(jax.random.fold_in(key, i), layer.params, model.n, m, dtype)
         layers.append(layer._replace(params=params))
     return model._replace(layers=tuple(layers), source=f"fresh initialisation of {model.source}")

@@ -12,7 +12,7 @@ object of ``(T + 1, n)`` arrays, :math:`s_0..s_T`), so that no entry runs the la
   ``v`` as ``(v + 1)/2``), used for histograms and saturation; ``memory_gate`` names the one whose
   mean :math:`\bar f` sets the per-unit memory time constant :math:`\tau = -1/\log\bar f`
   (LSTM and sLSTM: the forget gate ``f``; GRU: the update gate ``z``; minGRU and RG-LRU: the retention ``a``;
-  minLSTM: the normalised forget gate ``f``; RNN: none).
+  minLSTM: the normalised forget gate ``f``; mLSTM: the head's forget gate ``f`` on each memory entry; RNN: none).
 * ``fresh(key, like, n, m, dtype)``: a freshly initialised layer of the same shape (the baseline).
 """
 
@@ -140,6 +140,15 @@ def _rglru_gates(params, xs, states):
     return {"a": F.a, "r": jax.nn.sigmoid(xs @ params.W_a.T + params.b_a), "i": jax.nn.sigmoid(xs @ params.W_x.T + params.b_x)}
 
 
+def _mlstm_gates(params, xs, states):
+    F = _factors("mlstm", params, xs, states)
+    # per memory entry: the head's forget gate f (the whole step Jacobian's diagonal) and input gate exp(i~) mapped
+    # to [0, 1] as i / (1 + i)
+    i = jnp.exp(jnp.split(lstm_jax.cell_of("mlstm").preactivations(lstm_jax.cell_of("mlstm").weights(params), None, xs)[1],
+                          4, axis=-1)[1])
+    return {"f": F.a, "i": i / (1 + i)}
+
+
 def _slstm_gates(params, xs, states):
     F = _factors("slstm", params, xs, states)
     cell = lstm_jax.cell_of("slstm")
@@ -164,6 +173,10 @@ KINDS = {
                     lambda key, like, n, m, dtype: lstm_jax.init_minlstm(key, n, m, dtype=dtype)),
     "rglru": Kind("rglru", lstm_jax.cell_of("rglru"), None, _rglru_gates, "a",
                   lambda key, like, n, m, dtype: lstm_jax.init_rglru(key, n, dtype=dtype)),
+    # n here is the memory size H d (d + 1); the fresh layer takes the output width and heads of ``like``
+    "mlstm": Kind("mlstm", lstm_jax.cell_of("mlstm"), None, _mlstm_gates, "f",
+                  lambda key, like, n, m, dtype: lstm_jax.init_mlstm(key, like.W_q.shape[0], m, heads=like.w_i.shape[0],
+                                                                      dtype=dtype)),
 }
 
 

@@ -6,7 +6,8 @@ Front door of the ``lstm_jax.experiments`` wing; it uses only the public names o
   (the common variant), :func:`temporal_order`; :func:`stopping_rule` (the paper's);
 * models: :data:`MODELS` (``rnn-tanh``, ``rnn-sigmoid``, ``rnn-floss``, ``lstm-bf0`` … ``lstm-bf6``,
   ``lstm-chrono``, ``lstm-1997``, ``lstm-frozen-forget``, ``lstm-1997-ib``; the ``constant`` control; the PyTorch
-  replicas ``torch-lstm-bf1``, ``torch-lstm-chrono``), :class:`ModelSpec`, :func:`loss_terms` (the
+  replicas ``torch-lstm-bf1``, ``torch-lstm-chrono``; the modern cells ``mingru``, ``minlstm``, ``rglru``, ``mlstm``
+  (trained in parallel over time) and ``slstm``), :class:`ModelSpec`, :func:`loss_terms` (the
   training objective, written once), :func:`floss_penalty` (gradient flossing);
 * training: :class:`TrainSettings`, :func:`train_run` (to the stopping rule, with
   :func:`flow_snapshot` gradient-flow measurements along the way);

@@ -24,6 +24,16 @@ exactly ``T`` (first mark at :math:`t_1 \le 10`, lag :math:`T - t_1`):
   under- or overflows;
 * ``lyapunov``: the leading Lyapunov exponent (:func:`lstm_jax.lyapunov`, ``k = 1``) along the sequence,
   mean over sequences.
+
+For the modern cells (:data:`~lstm_jax.experiments._models.MODERN_MODELS`) the ``f_*`` fields, ``tau`` and
+``lag_units`` measure the **retention** :math:`\partial m_{t,j}/\partial m_{t-1,j}` of their memory block
+:math:`m` (the diagonal of that block of the exact step Jacobian, :func:`lstm_jax.step_jacobians`): minGRU
+:math:`1 - z_t`, minLSTM :math:`f'_t`, RG-LRU :math:`a_t`, mLSTM :math:`f_t` on each entry of its memory
+:math:`(C_t, n_t)` (the whole Jacobian, which is diagonal), sLSTM
+:math:`f'_t` (its ``c`` block, :math:`\partial c_t/\partial c_{t-1} = \operatorname{diag}(f'_t)` exactly).
+The lag units are ranked by :math:`|\partial\hat y/\partial m_{t_1+1, j}|`, the readout row pulled back through
+the exact Jacobians.  ``terms``, ``long_lag_share`` and ``decomposition_rel_err`` are LSTM/RNN measurements and
+are not recorded for them.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ import numpy as np
 from .. import (
     LSTMParams,
     LSTMState,
+    cell_of,
     log_renormalise,
     log_spectral,
     lstm_gates,
@@ -44,11 +55,13 @@ from .. import (
     lyapunov,
     rnn_step,
     rnn_step_jacobians,
+    run_cell,
     run_lstm,
+    step_jacobians,
     time_constant,
     zero_state,
 )
-from ._models import _activation, is_lstm, predict
+from ._models import _activation, cell_inputs, is_lstm, is_modern, predict
 from ._tasks import adding_problem_1997
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -136,12 +149,63 @@ def _log_norm_from(jacs: jax.Array, t1: jax.Array) -> jax.Array:
     return log_spectral(*carry)
 
 
+def _gate_statistics(f: jax.Array, sens: jax.Array, t1: jax.Array) -> dict:
+    """Forget-gate (or retention) statistics of ``f (B, T, n)``; the lag units are the quarter of the units with
+    the largest sensitivity ``sens (n,)``; the lag is carried over the steps after ``t1 (B,)``."""
+    B, T, n = f.shape
+    k = max(1, n // 4)
+    lag_units = jnp.argsort(-sens)[:k]
+    is_lag = jnp.zeros(n, bool).at[lag_units].set(True)
+    carry = (jnp.arange(T)[None, :] > t1[:, None])[:, :, None]  # (B, T, 1)
+    w_lag = (carry & is_lag[None, None]).astype(f.dtype)
+    w_oth = (carry & ~is_lag[None, None]).astype(f.dtype)
+    return dict(f_mean=jnp.mean(f), f_quantiles=jnp.quantile(f, jnp.array(QUANTILES)),
+                f_unit=jnp.mean(f, axis=(0, 1)), lag_units=lag_units,
+                f_lag=jnp.sum(f * w_lag) / jnp.sum(w_lag), f_other=jnp.sum(f * w_oth) / jnp.maximum(jnp.sum(w_oth), 1))
+
+
+def _pull_back(jacs: jax.Array, row: jax.Array, t1: jax.Array) -> jax.Array:
+    r""":math:`r^\top J_T\cdots J_{t_1+2}` for ``jacs (T, d, d)`` (0-based ``jacs[t]`` = step ``t+1``), ``row (d,)``:
+    the sensitivity of :math:`r^\top s_T` to the state after the first mark."""
+    def step(v, inp):
+        t, J = inp
+        return jnp.where(t > t1, v @ J, v), None
+
+    return jax.lax.scan(step, row, (jnp.arange(jacs.shape[0]), jacs), reverse=True)[0]
+
+
+def _modern_arrays(params: dict, xs: jax.Array, t1: jax.Array, model: str) -> tuple:
+    """``(jacs (B, T, d, d), retention statistics)`` of a modern cell (module docstring)."""
+    cell = cell_of(model)
+    p, n, _ = cell.check(params["cell"], "params['cell']")  # n: units per state block (the mLSTM: its memory)
+    w = cell.weights(p)
+    unflat = lambda s: cell.from_blocks(tuple(jnp.split(s, cell.width, axis=-1)))  # noqa: E731
+
+    def one(x):
+        traj = run_cell(model, p, cell.zero(n, x.dtype), x)[1]
+        s_T = cell.flat(jax.tree_util.tree_map(lambda a: a[-1], traj))
+        # d y_hat / d s_T: the readout row through the cell's output map (the out block, or the mLSTM's h_t)
+        row = jax.grad(lambda s: params["W_out"][0] @ cell.outputs(w, unflat(s), x[-1]))(s_T)
+        return step_jacobians(model, p, x), row
+
+    jacs, rows = jax.vmap(one)(cell_inputs(params, xs))
+    mem = 1 if cell.width > 1 else 0  # the memory block: sLSTM's c, the diagonal cells' h (the mLSTM's C, n)
+    blk = slice(mem * n, (mem + 1) * n)
+    f = jnp.diagonal(jacs[..., blk, blk], axis1=-2, axis2=-1)  # (B, T, n)
+    sens = jnp.mean(jnp.abs(jax.vmap(_pull_back)(jacs, rows, t1)[:, blk]), axis=0)
+    return jacs, _gate_statistics(f, sens, t1)
+
+
 def _snapshot_arrays(params: dict, batch, t1, model: str, full: bool = True) -> dict:
     cell = params["cell"]
     xs = batch.xs
     B, T, _ = xs.shape
     n = params["W_out"].shape[1]
     lag = T - t1 - 1  # steps from the state after the first mark (index t1) to the last
+    if is_modern(model):
+        jacs, out = _modern_arrays(params, xs, t1, model)
+        out["lag"] = jnp.mean(lag.astype(jnp.float32))
+        return out if not full else {**out, **_flow_of(jacs, t1)}
     g, c_sens, ref = per_step_gradients(params, batch, model)
     steps = jnp.arange(1, T + 1)
     long = jnp.where(((T - steps) > T / 2)[:, None], g, 0).sum(0)
@@ -157,17 +221,7 @@ def _snapshot_arrays(params: dict, batch, t1, model: str, full: bool = True) -> 
         h_prev = jnp.concatenate([jnp.zeros((B, 1, n), xs.dtype), traj.h[:, :-1]], axis=1)
         f = jax.vmap(jax.vmap(lambda h, x: lstm_gates(cell, h, x).f))(h_prev, xs)  # (B, T, n)
         sens = jnp.mean(jnp.abs(c_sens[jnp.arange(B), t1]), axis=0)  # (n,)
-        k = max(1, n // 4)
-        lag_units = jnp.argsort(-sens)[:k]
-        is_lag = jnp.zeros(n, bool).at[lag_units].set(True)
-        carry = (jnp.arange(T)[None, :] > t1[:, None])[:, :, None]  # (B, T, 1)
-        w_lag = (carry & is_lag[None, None]).astype(f.dtype)
-        w_oth = (carry & ~is_lag[None, None]).astype(f.dtype)
-        out.update(
-            f_mean=jnp.mean(f), f_quantiles=jnp.quantile(f, jnp.array(QUANTILES)),
-            f_unit=jnp.mean(f, axis=(0, 1)), lag_units=lag_units,
-            f_lag=jnp.sum(f * w_lag) / jnp.sum(w_lag), f_other=jnp.sum(f * w_oth) / jnp.maximum(jnp.sum(w_oth), 1),
-        )
+        out.update(_gate_statistics(f, sens, t1))
         if not full:
             return out
         terms = jax.vmap(lambda x: lstm_terms_along(cell, zero_state(n, x.dtype), x))(xs[:2])
@@ -177,9 +231,13 @@ def _snapshot_arrays(params: dict, batch, t1, model: str, full: bool = True) -> 
         if not full:
             return out
         jacs = jax.vmap(lambda x: rnn_step_jacobians(cell, jnp.zeros(n, x.dtype), x, _activation(model)))(xs)
-    out["log_dsds"] = jnp.mean(jax.vmap(_log_norm_from)(jacs, t1))
-    out["lyapunov"] = jnp.mean(jax.vmap(lambda J: lyapunov(J, k=1).exponents[0])(jacs))
-    return out
+    return {**out, **_flow_of(jacs, t1)}
+
+
+def _flow_of(jacs: jax.Array, t1: jax.Array) -> dict:
+    """``log_dsds`` and ``lyapunov`` (module docstring) from the step Jacobians ``(B, T, d, d)``."""
+    return {"log_dsds": jnp.mean(jax.vmap(_log_norm_from)(jacs, t1)),
+            "lyapunov": jnp.mean(jax.vmap(lambda J: lyapunov(J, k=1).exponents[0])(jacs))}
 
 
 _snapshot_jit = jax.jit(_snapshot_arrays, static_argnames=("model", "full"))

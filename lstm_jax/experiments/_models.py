@@ -38,6 +38,20 @@ Model ids (:data:`MODELS`; the same hidden size ``n`` for all):
                        :math:`u \sim U(1, T - 1)` (same key, so the same numbers as ``lstm-chrono``'s
                        :math:`b_i`) — H&S 1997's own remedy against state drift, "initially bias the
                        input gate towards zero"; it differs from ``lstm-chrono`` only in the forget gate
+``mingru``             the modern cells whose gates read the input only (:data:`MODERN_MODELS`, with ``minlstm``
+                       and ``rglru``; Feng et al. 2024, De et al. 2024): their step Jacobian is diagonal,
+                       the article's :math:`A_t = C_t = D_t = 0`.  Initialised as :func:`lstm_jax.init_mingru`, :func:`lstm_jax.init_minlstm`,
+                       :func:`lstm_jax.init_rglru` (the papers' initialisations) and **trained in the parallel
+                       form** (:func:`lstm_jax.parallel_run_linear`, one associative scan over time; the same
+                       values as the sequential scan up to summation order).  The RG-LRU keeps its input's
+                       width, so ``rglru`` reads :math:`E x_t` with a trained input map :math:`E` ``(n, m)``
+                       (entries :math:`N(0, 1)/\sqrt m`), as Griffin's recurrent block feeds it a linear
+                       projection (its convolution and gating branch are not modelled)
+``mlstm``              xLSTM's mLSTM (heads of size 4, :func:`lstm_jax.init_mlstm`), diagonal too: its memory
+                       :math:`(C_t, n_t)` has Jacobian :math:`f_t I` per head; trained in the parallel form and
+                       read out through :math:`h_t = o_t \odot C_t q_t/\max(|n_t^\top q_t|, 1)`
+``slstm``              xLSTM's sLSTM (one head, :func:`lstm_jax.init_slstm`: forget biases linspace(3, 6)),
+                       the modern cell with memory mixing; the readout reads :math:`h_L`
 =====================  ==========================================================================
 
 The optimiser is optax Adam after ``clip_by_global_norm``; frozen parameters go through
@@ -63,10 +77,18 @@ from .. import (
     LSTMParams,
     LSTMState,
     RNNParams,
+    cell_of,
     half_life,
     init_lstm,
+    init_mingru,
+    init_minlstm,
+    init_mlstm,
+    init_rglru,
     init_rnn,
+    init_slstm,
     lyapunov,
+    parallel_run_linear,
+    run_cell,
     rnn_step_jacobians,
     run_lstm,
     run_lstm_batch,
@@ -82,8 +104,15 @@ FORGET_BIAS_MODELS = ("lstm-bf2", "lstm-bf3", "lstm-bf4", "lstm-bf6")
 CONSTANT = "constant"
 #: ``lstm-bf1`` and ``lstm-chrono`` trained by PyTorch on the same batches (:mod:`._torch_replica`)
 TORCH_MODELS = ("torch-lstm-bf1", "torch-lstm-chrono")
+#: the modern cells (each model id is its kind): gates from the input only (diagonal Jacobian), then the sLSTM
+MODERN_MODELS = ("mingru", "minlstm", "rglru", "mlstm", "slstm")
 MODELS = ("rnn-tanh", "rnn-sigmoid", "rnn-floss", "lstm-bf0", "lstm-bf1", "lstm-chrono", "lstm-1997",
-          "lstm-frozen-forget", "lstm-1997-ib") + FORGET_BIAS_MODELS + (CONSTANT,) + TORCH_MODELS
+          "lstm-frozen-forget", "lstm-1997-ib") + FORGET_BIAS_MODELS + (CONSTANT,) + TORCH_MODELS + MODERN_MODELS
+#: the mLSTM's head size in the long-lag models (n / MLSTM_HEAD heads)
+MLSTM_HEAD = 4
+_MODERN_INIT = {"mingru": init_mingru, "minlstm": init_minlstm, "slstm": init_slstm,
+                "rglru": lambda key, n, m, dtype: init_rglru(key, n, dtype=dtype),
+                "mlstm": lambda key, n, m, dtype: init_mlstm(key, n, m, heads=max(1, n // MLSTM_HEAD), dtype=dtype)}
 #: models whose forget gate is not trained (``W_f, b_f`` excluded from updates)
 NO_FORGET_TRAINING = ("lstm-1997", "lstm-frozen-forget", "lstm-1997-ib")
 #: the LSTM variants of the main sweep (the forget-bias models run in their own sweep folder)
@@ -115,6 +144,10 @@ def is_lstm(model: str) -> bool:
     return model.startswith("lstm")
 
 
+def is_modern(model: str) -> bool:
+    return model in MODERN_MODELS
+
+
 def init_model(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
     """``{"cell": LSTMParams | RNNParams, "W_out": (out, n), "b_out": (out,)}`` from an explicit key (all ``dtype``);
     ``{"b_out": zeros (out,)}`` for the :data:`CONSTANT` control (the other models' ``b_out`` start too)."""
@@ -124,7 +157,12 @@ def init_model(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
         return {"b_out": jnp.zeros((out,), dtype)}
     k_cell, k_out, k_chrono = jax.random.split(key, 3)
     n = spec.n
-    if is_lstm(spec.model):
+    extra = {}
+    if is_modern(spec.model):
+        cell = _MODERN_INIT[spec.model](k_cell, n, m, dtype=dtype)
+        if spec.model == "rglru":  # the RG-LRU keeps its input's width: a trained input map E (n, m) first
+            extra["embed"] = jax.random.normal(k_chrono, (n, m), dtype) / jnp.sqrt(m).astype(dtype)
+    elif is_lstm(spec.model):
         bf = {"lstm-bf0": 0.0, "lstm-bf1": 1.0, "lstm-frozen-forget": 1.0, "lstm": spec.forget_bias,
               **{m: float(m[len("lstm-bf"):]) for m in FORGET_BIAS_MODELS}}.get(spec.model, 0.0)
         cell = init_lstm(k_cell, n, m, forget_bias=bf, dtype=dtype)
@@ -136,7 +174,7 @@ def init_model(key: jax.Array, spec: ModelSpec, dtype=jnp.float32) -> dict:
     else:
         cell = init_rnn(k_cell, n, m, bias=True, dtype=dtype)
     W_out = jax.random.normal(k_out, (out, n), dtype) / jnp.sqrt(n).astype(dtype)
-    return {"cell": cell, "W_out": W_out, "b_out": jnp.zeros((out,), dtype)}
+    return {"cell": cell, "W_out": W_out, "b_out": jnp.zeros((out,), dtype), **extra}
 
 
 def trainable_mask(params: dict, model: str) -> dict:
@@ -146,7 +184,7 @@ def trainable_mask(params: dict, model: str) -> dict:
     frozen = ("W_f", "b_f") if model in NO_FORGET_TRAINING else ()
     cell = params["cell"]
     cell_labels = type(cell)(*["frozen" if f in frozen else "train" for f in cell._fields])
-    return {"cell": cell_labels, "W_out": "train", "b_out": "train"}
+    return {"cell": cell_labels, "W_out": "train", "b_out": "train", **{k: "train" for k in params if k == "embed"}}
 
 
 def parameter_count(params: dict, model: str) -> tuple[int, int]:
@@ -178,7 +216,9 @@ def final_states(params: dict, xs: jax.Array, lengths: jax.Array, model: str) ->
     sweep's shape).
     """
     cell = params["cell"]
-    if is_lstm(model):
+    if is_modern(model):
+        traj = modern_outputs(params, xs, model)
+    elif is_lstm(model):
         n = cell.W_f.shape[0]
         traj = jax.vmap(lambda x: run_lstm(cell, zero_state(n, xs.dtype), x)[1].h)(xs)
     else:
@@ -192,6 +232,8 @@ def final_states_batch(params: dict, xs: jax.Array, lengths: jax.Array, model: s
     :func:`lstm_jax.run_rnn_batch`): the same values up to summation order, reverse mode only."""
     cell = params["cell"]
     B = xs.shape[0]
+    if is_modern(model):
+        return final_states(params, xs, lengths, model)  # the parallel form (linear cells) or the cell's scan
     if is_lstm(model):
         n = cell.W_f.shape[0]
         zeros = jnp.zeros((B, n), xs.dtype)
@@ -200,6 +242,28 @@ def final_states_batch(params: dict, xs: jax.Array, lengths: jax.Array, model: s
         n = cell.W_rec.shape[0]
         traj = run_rnn_batch(cell, jnp.zeros((B, n), xs.dtype), xs, _activation(model), time_major=False)[1]
     return _at_lengths(traj, lengths)
+
+
+def cell_inputs(params: dict, xs: jax.Array) -> jax.Array:
+    """What the cell reads: ``xs`` itself, or :math:`E x_t` for a model with an input map ``embed`` (``rglru``)."""
+    return xs @ params["embed"].T if "embed" in params else xs
+
+
+def modern_outputs(params: dict, xs: jax.Array, model: str) -> jax.Array:
+    r"""``(B, T, n)`` outputs :math:`h_t` of a :data:`MODERN_MODELS` cell from the zero state.
+
+    The diagonal linear cells by :func:`lstm_jax.parallel_run_linear` (the parallel form over time), the sLSTM
+    by its sequential scan (:func:`lstm_jax.run_cell`); both exact, differentiable by ordinary autodiff.
+    """
+    cell = cell_of(model)
+    p, n, _ = cell.check(params["cell"], "params['cell']")
+    u = cell_inputs(params, xs)
+    s0 = cell.zero(n, u.dtype)
+    if cell.diagonal_linear:
+        states = jax.vmap(lambda x: parallel_run_linear(model, p, s0, x))(u)
+    else:
+        states = jax.vmap(lambda x: run_cell(model, p, s0, x)[1])(u)
+    return cell.outputs(cell.weights(p), states, u)
 
 
 def predict(params: dict, batch, model: str, final=final_states) -> jax.Array:

@@ -34,7 +34,8 @@ import numpy as np
 
 from ..outputs import AtomicOutputs, strict_json
 from . import _stats
-from ._models import (CONSTANT, FORGET_BIAS_MODELS, LSTM_MODELS, RNN_MODELS, TORCH_MODELS, ModelSpec, gradient_half_life,
+from ._models import (CONSTANT, FORGET_BIAS_MODELS, LSTM_MODELS, MODERN_MODELS, RNN_MODELS, TORCH_MODELS, ModelSpec,
+                      gradient_half_life,
                       init_model, parameter_count)
 from ._sweep import FALLBACK_PROMISING, HS1997, MAX_TEST_ERRORS, SEEDS_LSTM, SEEDS_T1000, TASK, load_runs
 from ._tasks import ERROR_THRESHOLD, STOP_WINDOW, TEST_SIZE
@@ -48,7 +49,7 @@ TARGET_STD = 1 / math.sqrt(24)  # the 1997 adding target 0.5 + (X1 + X2)/4, X ~ 
 #: the ratio of sequences within which two arms are called equivalent (TOST)
 EQUIVALENCE_MARGIN = 1.25
 #: display order of the models in a table; the control first
-ORDER = (CONSTANT,) + RNN_MODELS + LSTM_MODELS + FORGET_BIAS_MODELS + TORCH_MODELS
+ORDER = (CONSTANT,) + RNN_MODELS + LSTM_MODELS + FORGET_BIAS_MODELS + TORCH_MODELS + MODERN_MODELS
 #: known studies: folder name -> title and what it is for
 STUDIES = {
     "": ("Main sweep", "every model of the plan; budget and scoring as recorded"),
@@ -57,6 +58,8 @@ STUDIES = {
     "forget-bias": ("The forget-bias threshold", "where does a closed forget gate begin? b_f = 0 … 6"),
     "forget-bias-n64": ("The forget-bias threshold at n = 64", "does a wider layer move the threshold?"),
     "forget-bias-lr1e-3": ("The forget-bias threshold at lr 10⁻³", "does a smaller step move the threshold?"),
+    "modern": ("The modern cells: minGRU, minLSTM, RG-LRU (diagonal Jacobian, trained in parallel over time) and sLSTM",
+               "do cells without the article's A, C, D terms learn long lags as fast as the LSTM?"),
 }
 COMMAND = "lstm-jax sweep --report-only"
 
@@ -229,8 +232,9 @@ def contrast(a: dict, b: dict) -> str:
         parts.append(line)
     ea, eb = a["solved_test_errors"], b["solved_test_errors"]
     if ea and eb:
-        parts.append(f"test errors of the solved runs median {np.median(ea):g} vs {np.median(eb):g} "
-                     f"(exact Mann–Whitney {_p(_stats.rank_test(ea, eb))})")
+        test = (f" (exact Mann–Whitney {_p(_stats.rank_test(ea, eb))})" if min(len(ea), len(eb)) >= 2 else
+                " (one solved run on a side: no test)")
+        parts.append(f"test errors of the solved runs median {np.median(ea):g} vs {np.median(eb):g}{test}")
     if a["collapsed"] or b["collapsed"]:
         parts.append(f"collapsed to the constant {a['collapsed']}/{a['runs']} vs {b['collapsed']}/{b['runs']}")
     return "; ".join(parts) + "."
@@ -427,6 +431,40 @@ def design_findings(studies: list[dict]) -> list[str]:
     return out
 
 
+#: the LSTM the modern cells are measured against: the main sweep's most reliable, fastest variant at T = 100 … 1000
+MODERN_REFERENCE = "lstm-chrono"
+
+
+def modern_findings(studies: list[dict]) -> list[str]:
+    """The modern cells (study ``modern``) against :data:`MODERN_REFERENCE` of the main sweep at each ``T``, with the
+    retention (the memory block's Jacobian diagonal, :mod:`._flow_during`) of their runs that did not collapse."""
+    by_name = {s["name"]: s for s in studies}
+    if "modern" not in by_name:
+        return []
+    mod = by_name["modern"]
+    rows = {(r["model"], r["T"]): r for r in table_rows(label_runs(mod["runs"]))}
+    main = by_name.get("")
+    ref = {(r["model"], r["T"]): r for r in table_rows(label_runs(main["runs"]))} if main else {}
+    out = []
+    if main and main["settings"]["budget"] != mod["settings"]["budget"]:
+        out.append(f"Budgets differ (modern {mod['settings']['budget']:,}, main sweep {main['settings']['budget']:,} "
+                   "training sequences): a solved count is within each study's own budget; sequences to success are "
+                   "comparable wherever both solve.")
+    for (m, T), row in sorted(rows.items(), key=lambda kv: (kv[0][1], ORDER.index(kv[0][0]) if kv[0][0] in ORDER else 99)):
+        if m not in MODERN_MODELS:
+            continue
+        if (MODERN_REFERENCE, T) in ref:
+            out.append(_pair(row, ref[(MODERN_REFERENCE, T)], f"{m} vs the LSTM"))
+        live = [r for r in label_runs(mod["runs"]) if r["model"] == m and r["T"] == T and r.get("collapsed") is False]
+        fl = [r["curves"]["points"][-1].get("f_lag") for r in live]
+        fo = [r["curves"]["points"][-1].get("f_other") for r in live]
+        if live and all(v is not None for v in fl + fo):
+            out.append(f"{m} at T = {T}, runs that did not collapse ({len(live)}): retention ∂m_t/∂m_(t−1) at the end, "
+                       f"median over runs, {np.median(fl):.4f} on the lag-carrying units vs {np.median(fo):.4f} on the "
+                       "others.")
+    return out
+
+
 def threshold_table(rows: list[dict]) -> str:
     lines = ["| T | n | lr | b_f | f₀ = σ(b_f) | f₀^(T/2) | solved [95 % CI] | runs from |", "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: (r["T"], r["n"], -r["lr"], r["forget_bias"])):
@@ -548,7 +586,7 @@ def results_document(studies: list[dict], meta: dict) -> dict:
 
 def _parameters_text(n: int) -> str:
     counts = []
-    for m in (CONSTANT,) + FLOW_MODELS:
+    for m in (CONSTANT,) + FLOW_MODELS + MODERN_MODELS:
         p = init_model(jax.random.PRNGKey(0), ModelSpec(m, TASK, 100, n))
         counts.append(f"{m} {'/'.join(str(c) for c in parameter_count(p, m))}")
     return "Parameters at n = " + str(n) + " (trainable/total): " + ", ".join(counts) + "."
@@ -686,6 +724,11 @@ def readme_text(studies: list[dict], meta: dict, vmap_timing: Optional[dict]) ->
     if design:
         parts += ["## Which part of chrono's initialisation matters (across studies)", "",
                   *[f"- {line}" for line in design], ""]
+    modern = modern_findings(studies)
+    if modern:
+        parts += ["## The modern cells against the LSTM (across studies)", "",
+                  f"Each modern cell of the `modern` study against {MODERN_REFERENCE} of the main sweep at the same T "
+                  "(statistics as above).", "", *[f"- {line}" for line in modern], ""]
     parts += _vmap_text(vmap_timing)
     parts += [f"![{f}]({f})" for f in figure_names(studies) if f.startswith("flow_")]
     return "\n".join(parts) + "\n"

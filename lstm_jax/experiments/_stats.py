@@ -59,8 +59,8 @@ def rank_test(a: Sequence[float], b: Sequence[float]) -> float:
     splits of the pooled sample (10 vs 10 is 184,756); larger samples are refused rather than approximated."""
     stats = _scipy_stats()
     a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.size < 1 or b.size < 1:
-        raise ValueError(f"rank_test needs two non-empty samples, got sizes {a.size} and {b.size}")
+    if a.size < 2 or b.size < 2:  # scipy's permutation test takes two or more observations per sample
+        raise ValueError(f"rank_test needs two samples of at least 2 values each, got sizes {a.size} and {b.size}")
     if np.ptp(np.concatenate([a, b])) == 0:
         return 1.0  # every value equal: no ordering to test
     if math.comb(a.size + b.size, a.size) > 10**6:  # the report calls it exact: never fall back silently

@@ -14,7 +14,9 @@ within a stage every cell gets seed 0 before any gets seed 1):
 
 Named in ``--models`` only (never in the default plan): the forget-bias threshold models
 (:data:`~lstm_jax.experiments._models.FORGET_BIAS_MODELS`, T = 100 and 500) and the PyTorch replicas
-(:data:`~lstm_jax.experiments._models.TORCH_MODELS`: both at T = 100, ``torch-lstm-chrono`` also at T = 500).
+(:data:`~lstm_jax.experiments._models.TORCH_MODELS`: both at T = 100, ``torch-lstm-chrono`` also at T = 500) and
+the modern cells (:data:`~lstm_jax.experiments._models.MODERN_MODELS`: T = 100, 500 and 1000, 5 seeds each, the
+diagonal linear cells before the sLSTM within each seed).
 Every ``(T, seed)`` gets its control, the ``constant`` model, before its first run.
 
 Every run is saved at once (atomically) as ``runs/<id>.json``; a rerun skips every id that has a file, so
@@ -34,7 +36,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from ..outputs import atomic_write, strict_json
-from ._models import CONSTANT, FORGET_BIAS_MODELS, LSTM_MODELS, RNN_MODELS, TORCH_MODELS, ModelSpec, gradient_half_life, parameter_count
+from ._models import CONSTANT, FORGET_BIAS_MODELS, LSTM_MODELS, MODERN_MODELS, RNN_MODELS, TORCH_MODELS, ModelSpec, gradient_half_life, parameter_count
 from ._train import TrainSettings, train_run
 
 TASK = "adding-1997"
@@ -97,6 +99,9 @@ def sweep_plan(runs_done: list[dict], *, Ts: Optional[Iterable[int]] = None, mod
     if cells is not None and set(cells) & set(TORCH_MODELS):
         # the PyTorch replication: only when asked for by name
         stages.insert(1, [(TORCH_MODELS, 100, SEEDS_LSTM), (("torch-lstm-chrono",), 500, SEEDS_T1000)])
+    if cells is not None and set(cells) & set(MODERN_MODELS):
+        # the modern cells (their own folder): only when asked for by name
+        stages[1:1] = [[(MODERN_MODELS, T, SEEDS_LSTM)] for T in (100, 500, 1000)]
     plan = []
     for stage in [] if only_controls else stages:
         # seed-major within a stage: every (model, T) cell gets seed 0 before any gets seed 1

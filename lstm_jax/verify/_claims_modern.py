@@ -1,10 +1,11 @@
-r"""The article's lens on the recurrences trained since 2023: minGRU, minLSTM, RG-LRU and sLSTM.
+r"""The article's lens on the recurrences trained since 2023: minGRU, minLSTM, RG-LRU, mLSTM and sLSTM.
 
 Not claims of the article: they are this package's claims about what eq. (6) becomes when the gates read the
 input only, checked the same way (float64, autodiff of the runner, the rule in the proof document):
 
-* ``modern-diagonal``: for minGRU, minLSTM and RG-LRU the step Jacobian is exactly the diagonal gate
-  (:math:`1 - z_t`, :math:`f'_t`, :math:`a_t`): :math:`A_t = C_t = D_t = 0`;
+* ``modern-diagonal``: for minGRU, minLSTM, RG-LRU and mLSTM the step Jacobian is exactly the diagonal gate
+  (:math:`1 - z_t`, :math:`f'_t`, :math:`a_t`, and the mLSTM's head forget gate :math:`f_t` on every entry of
+  the head's memory :math:`(C_t, n_t)`): :math:`A_t = C_t = D_t = 0`;
 * ``modern-no-mixing``: their ``k``-step products are the products of those diagonals (units never mix), and
   their Lyapunov exponents are the time averages of the log gates, with no QR;
 * ``slstm-terms``: the sLSTM's exact joint Jacobian (the cell protocol's closed form) equals autodiff; its
@@ -26,8 +27,9 @@ _INIT = {
     "mingru": lambda k: lj.init_mingru(k, N, 3, scale=2.0, dtype=F64),
     "minlstm": lambda k: lj.init_minlstm(k, N, 3, scale=2.0, dtype=F64),
     "rglru": lambda k: lj.init_rglru(k, N, scale=2.0, dtype=F64),
+    "mlstm": lambda k: lj.init_mlstm(k, N, 3, heads=2, scale=2.0, dtype=F64),
 }
-_GATE = {"mingru": "1 - z_t", "minlstm": "f_t / (f_t + i_t)", "rglru": "a_t"}
+_GATE = {"mingru": "1 - z_t", "minlstm": "f_t / (f_t + i_t)", "rglru": "a_t", "mlstm": "f_t per head"}
 
 
 def _perturbed(key, p):
@@ -45,6 +47,9 @@ def _gate(kind, p, xs):
     if kind == "minlstm":
         f, i = jax.nn.sigmoid(xs @ p.W_f.T + p.b_f), jax.nn.sigmoid(xs @ p.W_i.T + p.b_i)
         return f / (f + i)
+    if kind == "mlstm":  # one forget gate per head, on each of the head's d (d + 1) memory entries
+        d = p.W_q.shape[0] // p.w_i.shape[0]
+        return jnp.repeat(jax.nn.sigmoid(xs @ p.w_f.T + p.b_f), d * (d + 1), axis=-1)
     return jnp.exp(-8.0 * jax.nn.sigmoid(xs @ p.W_a.T + p.b_a) * jax.nn.softplus(p.Lambda))
 
 
@@ -54,9 +59,9 @@ def _diagonal_measures(kind):
     def one(key):
         kp, kx, kh = jax.random.split(key, 3)
         p = _perturbed(kp, _INIT[kind](kp))
-        m = lj.cell_of(kind).check(p)[2]
+        _, d, m = lj.cell_of(kind).check(p)
         xs = jax.random.normal(kx, (T, m), F64)
-        h0 = jax.random.normal(kh, (N,), F64)
+        h0 = jax.random.normal(kh, (d,), F64)
         step = lambda h, x: lj.run_cell(kind, p, h, x[None])[0]  # noqa: E731  one step of the runner
         hs = lj.run_cell(kind, p, h0, xs)[1]
         prev = jnp.concatenate([h0[None], hs[:-1]])
@@ -101,8 +106,9 @@ def _check_diagonal(ctx: Context) -> Finding:
     measured = {"draws": d, "offdiag_max": off, "diag_rel_err": err, "shape": {"n": N, "T": T, "draws": DRAWS}}
     figure = (f"{', '.join(_INIT)}: off-diagonal of jacfwd(J_t) max {off:.1g} (exactly 0 required), diagonal vs "
               f"the gate max rel. error {bound_fmt(err)} over {DRAWS} draws each")
-    statement = ("∂h_t/∂h_{t-1} = diag(" + "), diag(".join(_GATE.values()) + ") for minGRU, minLSTM, RG-LRU: the "
-                 "article's A_t = C_t = D_t = 0 and B_t is the whole Jacobian")
+    statement = ("∂s_t/∂s_{t-1} = diag(" + "), diag(".join(_GATE.values()) + ") for minGRU, minLSTM, RG-LRU, mLSTM "
+                 "(s = h; the mLSTM's s = its memory C_t, n_t): the article's A_t = C_t = D_t = 0 and B_t is the whole "
+                 "Jacobian")
     return Finding(Verdict.HOLDS if ok else Verdict.FAILS, measured, statement, ok, figure)
 
 
@@ -114,7 +120,7 @@ def _check_no_mixing(ctx: Context) -> Finding:
                 "shape": {"n": N, "T": T, "draws": DRAWS}}
     figure = (f"dh_T/dh_0 (jacrev of the scan, T={T}) vs ∏ diag(gate): off-diagonal max {off:.1g}, rel. error "
               f"{bound_fmt(err)}; QR exponents vs mean log gate: rel. error {bound_fmt(ly)}")
-    statement = ("∂h_T/∂h_0 = ∏_t diag(gate_t): no unit ever feeds another, so each unit's gradient decays at "
+    statement = ("∂s_T/∂s_0 = ∏_t diag(gate_t): no unit ever feeds another, so each unit's gradient decays at "
                  "its own rate, the time average of log gate (its Lyapunov exponent, no QR needed)")
     return Finding(Verdict.HOLDS if ok else Verdict.FAILS, measured, statement, ok, figure)
 
@@ -171,7 +177,8 @@ def _check_slstm(ctx: Context) -> Finding:
 
 
 MODERN_CLAIMS = (
-    Claim("modern-diagonal", "gates from x_t only ⇒ ∂h_t/∂h_{t-1} = diag(gate): A = C = D = 0 (minGRU, minLSTM, RG-LRU)",
+    Claim("modern-diagonal", "gates from x_t only ⇒ ∂s_t/∂s_{t-1} = diag(gate): A = C = D = 0 (minGRU, minLSTM, RG-LRU, "
+          "mLSTM)",
           "(6) lens", Verdict.HOLDS, None, "modern-diagonal.md", _check_diagonal),
     Claim("modern-no-mixing", "their k-step products never mix units; λ = mean log gate", "(4)+(6) lens",
           Verdict.HOLDS, None, "modern-diagonal.md", _check_no_mixing),
