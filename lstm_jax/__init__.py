@@ -16,6 +16,7 @@ Loading models from PyTorch / Flax / Equinox / checkpoint files: :mod:`lstm_jax.
 from ._activations import SIGMOID, TANH, Activation
 from ._cell import Cell
 from ._mingru import MinGRUParams, MinLSTMParams, init_mingru, init_minlstm
+from ._lstmp import LSTMPParams, init_lstmp
 from ._mlstm import MLSTMParams, init_mlstm
 from ._model import RecurrentLayer, RecurrentModel
 from ._rglru import RGLRUParams, init_rglru
@@ -139,6 +140,9 @@ __all__ = [
     "run_lstm",
     "fuse_lstm_params",
     "unfuse_lstm_params",
+    # the LSTM with a projected output (torch proj_size)
+    "LSTMPParams",
+    "init_lstmp",
     # batch runners with a custom VJP (training / benchmarks; reverse mode only)
     "run_gru_batch",
     "run_lstm_batch",

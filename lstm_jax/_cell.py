@@ -137,6 +137,10 @@ class Cell(NamedTuple):
         """:func:`outputs` of this cell."""
         return outputs(self, w, states, xs)
 
+    def output_width(self, params: Any) -> int:
+        """:func:`output_width` of this cell."""
+        return output_width(self, params)
+
 
 def check_call(cell: Cell, params: Any, state: Any, state_name: str, xs: Any, xs_name: str, x_rank: int = 2) -> tuple:
     """Validate ``(params, state, xs)`` for one sequence (``x_rank = 2``: ``xs (T, m)``) or one step (``1``:
@@ -197,6 +201,17 @@ def outputs(cell: Cell, w: Weights, states: Any, xs: jax.Array) -> jax.Array:
     ``x_t`` that produced them: the ``out_block``, or the cell's ``output`` readout."""
     blocks = cell.to_blocks(states)
     return blocks[cell.out_block] if cell.output is None else cell.output(w, blocks, xs)
+
+
+def output_width(cell: Cell, params: Any) -> int:
+    """The size of the layer's output :math:`h_t` (what the next layer reads): ``n``, or the readout's width (the
+    projected LSTM's ``p``, the mLSTM's ``H d``), from shapes only."""
+    p, n, m = cell.check(params)
+    if cell.output is None:
+        return n
+    w = cell.weights(p)
+    zeros = tuple(jnp.zeros((n,), w.W_x.dtype) for _ in range(cell.width))
+    return jax.eval_shape(lambda: cell.output(w, zeros, jnp.zeros((m,), w.W_x.dtype))).shape[-1]
 
 
 def flat(cell: Cell, state: Any) -> jax.Array:

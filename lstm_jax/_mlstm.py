@@ -59,7 +59,8 @@ import jax.numpy as jnp
 from ._activations import SIGMOID
 from ._cell import Weights
 from ._mingru import _array_cell, _linear_init
-from ._validation import check_fields, check_init_args, check_int
+from ._slstm import check_heads
+from ._validation import check_fields, check_init_args
 
 _dsig = SIGMOID.deriv
 
@@ -96,9 +97,7 @@ class MLSTMFactors(NamedTuple):
 def init_mlstm(key: jax.Array, n: int, m: int, *, heads: int = 1, scale: float = 1.0, dtype=jnp.float32) -> MLSTMParams:
     """mLSTM parameters from ``key`` (module docstring's initialisation); ``heads`` must divide ``n``."""
     key, n, m, scale, _, dtype = check_init_args(key, n, m, scale, True, dtype, floats_per_unit=4, label="init_mlstm")
-    heads = check_int(heads, "heads", lo=1, hi=n, accepts=f"an int in 1..{n} that divides n = {n}")
-    if n % heads:
-        raise ValueError(f"heads must divide n = {n}; got heads = {heads}")
+    heads = check_heads(heads, n)
     k_w, k_i = jax.random.split(key)
     Ws = _linear_init(k_w, n, m, 4, dtype, scale)
     zn, zh = jnp.zeros((n,), dtype), jnp.zeros((heads, m), dtype)

@@ -10,6 +10,7 @@ from ._activations import SIGMOID, TANH
 from ._cell import Cell
 from ._gru import CELL as GRU
 from ._lstm import CELL as LSTM
+from ._lstmp import CELL as LSTMP
 from ._mingru import MINGRU, MINLSTM
 from ._mlstm import MLSTM
 from ._rglru import RGLRU
@@ -17,7 +18,7 @@ from ._rnn import rnn_cell
 from ._slstm import SLSTM
 
 CELLS: dict[str, Cell] = {c.kind: c for c in (LSTM, GRU, rnn_cell(TANH), rnn_cell(SIGMOID), SLSTM, MINGRU, MINLSTM,
-                                              RGLRU, MLSTM)}
+                                              RGLRU, MLSTM, LSTMP)}
 #: the kind names, in the order reports list them
 KINDS = tuple(CELLS)
 

@@ -110,12 +110,18 @@ class SLSTMFactors(NamedTuple):
     e2: jax.Array
 
 
-def init_slstm(key: jax.Array, n: int, m: int, *, heads: int = 1, scale: float = 1.0, dtype=jnp.float32) -> SLSTMParams:
-    """sLSTM parameters from ``key`` (module docstring's initialisation); ``heads`` must divide ``n``."""
-    key, n, m, scale, _, dtype = check_init_args(key, n, m, scale, True, dtype, floats_per_unit=4, label="init_slstm")
+def check_heads(heads, n: int) -> int:
+    """``heads``: an int in ``1..n`` that divides ``n`` (the xLSTM cells' heads tile the units)."""
     heads = check_int(heads, "heads", lo=1, hi=n, accepts=f"an int in 1..{n} that divides n = {n}")
     if n % heads:
         raise ValueError(f"heads must divide n = {n}; got heads = {heads}")
+    return heads
+
+
+def init_slstm(key: jax.Array, n: int, m: int, *, heads: int = 1, scale: float = 1.0, dtype=jnp.float32) -> SLSTMParams:
+    """sLSTM parameters from ``key`` (module docstring's initialisation); ``heads`` must divide ``n``."""
+    key, n, m, scale, _, dtype = check_init_args(key, n, m, scale, True, dtype, floats_per_unit=4, label="init_slstm")
+    heads = check_heads(heads, n)
     Ws = _linear_init(key, n, m, 4, dtype, scale)
     R = [jnp.zeros((heads, n // heads, n // heads), dtype)] * 4
     zero = jnp.zeros((n,), dtype)

@@ -176,3 +176,22 @@ def mlstm_loop(p, s0, xs, outputs=False):
         states.append(mem.reshape(-1).copy())
         hs.append(h.reshape(-1))
     return np.stack(hs if outputs else states)
+
+
+def lstmp_loop(p, s0, xs, outputs=False):
+    """The projected LSTM (torch ``proj_size``) from its equations: gates on [h, x], u = o tanh(c), h = W_hr u.
+
+    ``s0``: the state ``(u_0, c_0)`` (an ``LSTMState`` whose ``h`` holds ``u``); returns the flat states
+    ``(T, 2n)`` ``[u; c]``, or with ``outputs`` the projected outputs ``(T, p)``.
+    """
+    q = _np(p)
+    u, c = np.asarray(s0.h, np.float64), np.asarray(s0.c, np.float64)
+    states, hs = [], []
+    for x in np.asarray(xs, np.float64):
+        hx = np.concatenate([q["W_hr"] @ u, x])
+        g = {k: q["W_" + k] @ hx + (0.0 if q["b_" + k] is None else q["b_" + k]) for k in "fico"}
+        c = c * _sig(g["f"]) + np.tanh(g["c"]) * _sig(g["i"])
+        u = _sig(g["o"]) * np.tanh(c)
+        states.append(np.concatenate([u, c]))
+        hs.append(q["W_hr"] @ u)
+    return np.stack(hs if outputs else states)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import lstm_jax as lj
-from _reference import (RTOL64, gru_loop, lstm_loop, mingru_loop, minlstm_loop, mlstm_loop, rel_err, rglru_loop, rnn_loop,
+from _reference import (RTOL64, gru_loop, lstm_loop, lstmp_loop, mingru_loop, minlstm_loop, mlstm_loop, rel_err, rglru_loop, rnn_loop,
                         slstm_loop)
 from lstm_jax import _cell, _fast, _matfree, _parallel
 
@@ -44,6 +44,7 @@ MEMBERS = {
     "minlstm": (lambda k: lj.init_minlstm(k, N, M, scale=1.5, dtype=F64), minlstm_loop),
     "rglru": (lambda k: lj.init_rglru(k, N, scale=1.5, dtype=F64), rglru_loop),
     "mlstm": (lambda k: lj.init_mlstm(k, N, M, heads=2, scale=1.5, dtype=F64), mlstm_loop),
+    "lstm-proj": (lambda k: lj.init_lstmp(k, N, M, 2, scale=1.5, dtype=F64), lstmp_loop),
 }
 
 
@@ -162,14 +163,23 @@ def test_parallel_in_time_evaluation_equals_the_scan_and_so_does_its_gradient(ki
         assert rel_err(a, b) < 1e-10  # the adjoint solve reassociates T products: measured <= 3e-15
 
 
+#: kinds whose every step Jacobian has a kernel of known dimension (the projected LSTM: n - p = N - 2)
+KERNEL = {"lstm-proj": N - 2}
+
+
 @pytest.mark.parametrize("kind", MEMBERS)
 def test_matrix_free_lyapunov_and_flow_norms_equal_the_dense_ones(kind):
     cell, p, s0, xs = _setup(kind, 9)
     w = cell.weights(p)
     J = _cell.jacobians_along(cell, w, s0, _cell.run(cell, w, s0, xs)[1], xs)
-    for k in (1, cell.width * _units(cell, p)):
-        mf = _matfree._lyapunov(cell, p, s0, "state0", xs, k, None)
-        dense = lj.lyapunov(J, k)
+    # the projected LSTM's step annihilates the n - p directions of u that W_hr does not see (exponents -inf);
+    # over T = 9 steps their rounding noise is not separable from the true exponents, so k stops at the rank and the
+    # start directions are random (the identity's first columns would contain that kernel)
+    d = cell.width * _units(cell, p)
+    for k in (1, d - KERNEL.get(kind, 0)):
+        q0 = jnp.linalg.qr(jax.random.normal(jax.random.PRNGKey(17), (d, k), F64))[0]
+        mf = _matfree._lyapunov(cell, p, s0, "state0", xs, k, q0)
+        dense = lj.lyapunov(J, k, q0)
         # Exponents of directions that J_t annihilates are -inf and come out as rounding noise (-13 to -31 here)
         # in both computations: the sLSTM maps the gauge direction (-c, -n, +1) of a unit whose stabiliser resets
         # (m_t = i~_t) to exactly 0.  Only resolved exponents (a factor above 1e-4 per step) are compared.
@@ -271,3 +281,20 @@ def test_mlstm_step_jacobian_is_the_head_forget_gate_times_the_identity():
     H, d = 2, N // 2
     f = jax.nn.sigmoid(p.w_f @ xs[0] + p.b_f)  # (H,)
     assert rel_err(J, jnp.diag(jnp.repeat(f, d * (d + 1)))) < RTOL64
+
+
+def test_projected_lstm_outputs_are_the_projection_of_u_and_equal_torch():
+    torch = pytest.importorskip("torch")
+    import lstm_jax.io as lio
+
+    cell, p, s0, xs = _setup("lstm-proj", 16)
+    w = cell.weights(p)
+    traj = _cell.run(cell, w, s0, xs)[1]
+    assert rel_err(cell.outputs(w, traj, xs), lstmp_loop(p, s0, xs, outputs=True)) < RTOL64
+    torch.manual_seed(0)
+    net = torch.nn.LSTM(M, N, proj_size=2).double()
+    model = lio.load_model(net)
+    assert model.kind == "lstm-proj" and type(model.layers[0].params) is lj.LSTMPParams
+    x = np.asarray(xs)
+    ref = net(torch.from_numpy(x))[0].detach().numpy()
+    assert rel_err(lj.run_stack(model.layers, xs).outputs, ref) < RTOL64  # torch's outputs, float64

@@ -133,8 +133,6 @@ def test_torch_unsupported_variants_are_rejected():
         lio.from_torch(torch.nn.RNN(M, N, nonlinearity="relu"))
     with pytest.raises(ValueError, match="bidirectional"):
         lio.from_torch_layers(torch.nn.LSTM(M, N, bidirectional=True))
-    with pytest.raises(ValueError, match="proj_size=2"):
-        lio.from_torch(torch.nn.LSTM(M, N, proj_size=2))
     with pytest.raises(ValueError, match="layer must be in 0..0"):
         lio.from_torch(torch.nn.LSTM(M, N), layer=1)
 

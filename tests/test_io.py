@@ -541,10 +541,9 @@ def test_wrong_arguments_and_paths(tmp_path):
         lio.load_model(torch.nn.GRU(M, N).state_dict(), kind="lstm")
     with pytest.raises(ValueError, match="layer must be in 0..0"):
         lio.from_torch(torch.nn.LSTMCell(M, N), layer=1)
-    with pytest.raises(ValueError, match="proj_size=2"):
-        lio.load_model(torch.nn.LSTM(M, N, proj_size=2))
-    with pytest.raises(ValueError, match="proj_size > 0"):
-        lio.load_model(torch.nn.LSTM(M, N, proj_size=2).state_dict())
+    with pytest.raises(ValueError, match=r"weight_hh \(16, 3\); expected \(4n, m\) and \(4n, p\) = \(16, m\) and \(16, 2\)"):
+        sd = torch.nn.LSTM(M, N, proj_size=2).state_dict()
+        lio.load_model({**sd, "weight_hh_l0": torch.zeros(4 * N, 3)})
     with pytest.raises(ValueError, match="RNNParams do not say their activation"):
         lio.load_model(lj.init_rnn(jax.random.PRNGKey(0), N, M))
 
@@ -612,3 +611,33 @@ def test_capture_inputs_records_what_the_layer_receives_in_the_users_model(tmp_p
                       "--no-baseline", "--k", "2", "--out", str(tmp_path / "g")]) == 0
     assert "may not resemble what the model sees in use" in capsys.readouterr().out
     assert "capture_inputs" in (tmp_path / "g" / "report.html").read_text()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_projected_2_layer_bidirectional_torch_lstm_is_read_exactly_from_module_state_dict_and_file(dtype, tmp_path):
+    """nn.LSTM(proj_size=p): every layer's outputs equal torch's (float32 1e-5, float64 1e-12 relative), from the
+    module, its state_dict and a saved .pt file; the next layer reads 2 p inputs."""
+    torch.manual_seed(3)
+    net = torch.nn.LSTM(M, N, num_layers=2, bidirectional=True, proj_size=2)
+    net = net.double() if dtype == "float64" else net
+    xs = np.asarray(jax.random.normal(jax.random.PRNGKey(4), (9, M)), dtype)
+    ref = net(torch.from_numpy(xs))[0].detach().numpy()
+    torch.save(net.state_dict(), tmp_path / "proj.pt")
+    for src in (net, net.state_dict(), tmp_path / "proj.pt"):
+        model = lio.load_model(src)
+        assert model.kind == "lstm-proj" and model.num_layers == 2 and model.directions == 2 and model.n == N
+        assert model.layers[2].params.W_f.shape == (N, 2 * 2 + 2)  # [h (p = 2); x (2 directions x p)]
+        got = np.asarray(lj.run_stack(model.layers, jnp.asarray(xs)).outputs)
+        tol = 1e-5 if dtype == "float32" else 1e-12
+        assert np.linalg.norm(got - ref) <= tol * np.linalg.norm(ref)
+
+
+def test_a_projected_lstm_saved_by_torch_is_diagnosed_by_the_cli(tmp_path):
+    from lstm_jax import cli
+
+    torch.manual_seed(5)
+    torch.save(torch.nn.LSTM(M, N, proj_size=3).state_dict(), tmp_path / "proj.pt")
+    out = tmp_path / "diag"
+    assert cli.main(["diagnose", str(tmp_path / "proj.pt"), "--T", "30", "--batch", "2", "--out", str(out)]) == 0
+    doc = json.loads((out / "diagnosis.json").read_text())
+    assert doc["layers"][0]["kind"] == "lstm-proj" and (out / "report.html").exists()

@@ -159,6 +159,7 @@ _INIT = {
     "minlstm": lambda k: lj.init_minlstm(k, N, M, dtype=jnp.float64),
     "rglru": lambda k: lj.init_rglru(k, N, dtype=jnp.float64),
     "mlstm": lambda k: lj.init_mlstm(k, N, M, heads=N // 2, dtype=jnp.float64),
+    "lstm-proj": lambda k: lj.init_lstmp(k, N, M, 2, dtype=jnp.float64),
 }
 
 

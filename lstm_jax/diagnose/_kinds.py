@@ -84,6 +84,18 @@ def _lstm_fresh(key, like, n, m, dtype):
     return lstm_jax.init_lstm(key, n, m, bias=bias, forget_bias=1.0 if bias else 0.0, dtype=dtype)
 
 
+def _lstmp_gates(params, xs, states):
+    cell = lstm_jax.cell_of("lstm-proj")
+    z_h, z_x = cell.preactivations(cell.weights(params), (states.h[:-1], states.c[:-1]), xs)
+    z_f, z_i, z_c, z_o = jnp.split(z_h + z_x, 4, axis=-1)  # gate order f, i, c~, o
+    return {"f": jax.nn.sigmoid(z_f), "i": jax.nn.sigmoid(z_i), "c_tilde": _as01(jnp.tanh(z_c)), "o": jax.nn.sigmoid(z_o)}
+
+
+def _lstmp_fresh(key, like, n, m, dtype):
+    q = lstm_jax.init_lstmp(key, n, m, like.W_hr.shape[0], dtype=dtype)
+    return q if like.b_f is not None else q._replace(b_f=None, b_i=None, b_c=None, b_o=None)
+
+
 # --------------------------------------------------------------------------- plain RNN
 
 
@@ -162,6 +174,8 @@ def _slstm_gates(params, xs, states):
 
 KINDS = {
     "lstm": Kind("lstm", lstm_jax.cell_of("lstm"), _lstm_terms, _lstm_gates, "f", _lstm_fresh),
+    # the projected LSTM (torch proj_size): its state is (u, c), u = o tanh(c), h = W_hr u (lstm_jax._lstmp)
+    "lstm-proj": Kind("lstm-proj", lstm_jax.cell_of("lstm-proj"), None, _lstmp_gates, "f", _lstmp_fresh),
     "rnn-tanh": _rnn_kind(lstm_jax.TANH),
     "rnn-sigmoid": _rnn_kind(lstm_jax.SIGMOID),
     "gru": Kind("gru", lstm_jax.cell_of("gru"), _gru_terms, _gru_gates, "z", _gru_fresh),

@@ -97,6 +97,29 @@ def _from_split(w_ih, w_hh, bias, n: int) -> LSTMParams:
     return _checked("lstm", LSTMParams(**Ws, **bs), "LSTM weights")
 
 
+def _lstmp_from_split(w_ih, w_hh, w_hr, b_ih, b_hh, kind) -> "lj.LSTMPParams":
+    """Projected LSTM from torch's ``weight_ih (4n, m)``, ``weight_hh (4n, p)``, ``weight_hr (p, n)``, biases ``(4n,)``."""
+    if kind not in (None, "lstm-proj"):
+        raise ValueError(f"kind={kind!r} but the weights hold weight_hr {w_hr.shape}: an LSTM with proj_size, kind "
+                         "'lstm-proj'")
+    if w_hr.ndim != 2 or not 1 <= w_hr.shape[0] < w_hr.shape[1]:
+        raise ValueError(f"weight_hr has shape {w_hr.shape}; expected (p, n) with 1 <= p < n (torch's proj_size < "
+                         "hidden_size)")
+    p, n = w_hr.shape
+    if w_hh.shape != (4 * n, p) or w_ih.ndim != 2 or w_ih.shape[0] != 4 * n or w_ih.shape[1] < 1:
+        raise ValueError(f"weight_ih has shape {w_ih.shape} and weight_hh {w_hh.shape}; expected (4n, m) and (4n, p) = "
+                         f"({4 * n}, m) and ({4 * n}, {p}) for weight_hr {w_hr.shape}")
+    for label, b in (("bias_ih", b_ih), ("bias_hh", b_hh)):
+        if b is not None and _arr(b).shape != (4 * n,):
+            raise ValueError(f"{label} has shape {_arr(b).shape}; expected ({4 * n},) for weight_hr {w_hr.shape}")
+    bias = None if b_ih is None and b_hh is None else sum(_arr(b) for b in (b_ih, b_hh) if b is not None)
+    block = {letter: k for k, letter in enumerate(_TORCH_ORDER)}
+    rows = lambda a, letter: a[block[letter] * n:(block[letter] + 1) * n]  # noqa: E731
+    Ws = {f"W_{g}": jnp.concatenate([rows(w_hh, letter), rows(w_ih, letter)], axis=1) for g, letter in _LETTER.items()}
+    bs = {f"b_{g}": None if bias is None else rows(bias, letter) for g, letter in _LETTER.items()}
+    return _checked("lstm-proj", lj.LSTMPParams(**Ws, W_hr=jnp.asarray(w_hr), **bs), "projected LSTM weights")
+
+
 def _gru_from_split(w_ih, w_hh, b_i, b_h, n: int) -> GRUParams:
     """GRU from (3n, m), (3n, n) and input/hidden biases (3n,) or None, rows r, z, n (torch, equinox).
 
@@ -122,16 +145,19 @@ def _rnn_from_split(w_ih, w_hh, b_i, b_h) -> RNNParams:
     return _checked("rnn-tanh", RNNParams(w_hh, w_ih, b), "RNN weights")
 
 
-def from_torch_arrays(w_ih, w_hh, b_ih=None, b_hh=None, *, kind: str | None = None) -> tuple[str, Any]:
+def from_torch_arrays(w_ih, w_hh, b_ih=None, b_hh=None, *, kind: str | None = None, weight_hr=None) -> tuple[str, Any]:
     """One torch layer/direction (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``) → ``(kind, params)``.
 
     The kind follows from the rows of ``weight_hh``: ``4n`` LSTM, ``3n`` GRU, ``n`` plain RNN; a plain RNN's
     weights do not record its nonlinearity (torch's ``nn.RNN`` may be tanh or relu), so ``kind``
     (``"rnn-tanh"`` or ``"rnn-sigmoid"``) is required for one; a ``kind`` that contradicts the shapes is an
     error.  Every shape is checked (``weight_ih (G n, m)``, ``weight_hh (G n, n)``, biases ``(G n,)``, ``n, m >= 1``)
-    with a message naming the tensor, its shape and the expected one.
+    with a message naming the tensor, its shape and the expected one.  ``weight_hr`` ``(p, n)`` (``nn.LSTM(proj_size=p)``)
+    makes it a projected LSTM (kind ``"lstm-proj"``, :class:`~lstm_jax.LSTMPParams`; ``weight_hh`` then ``(4n, p)``).
     """
     w_ih, w_hh = _arr(w_ih), _arr(w_hh)
+    if weight_hr is not None:
+        return "lstm-proj", _lstmp_from_split(w_ih, w_hh, _arr(weight_hr), b_ih, b_hh, kind)
     if w_hh.ndim != 2 or w_ih.ndim != 2:
         raise ValueError(f"weight_ih / weight_hh must be matrices, got shapes {w_ih.shape} / {w_hh.shape}")
     n = w_hh.shape[1]
@@ -168,8 +194,7 @@ def _torch_recurrent_kind(module: Any) -> str:
     """The kind of a torch recurrent module (LSTM/GRU/RNN or their cells); errors for unsupported variants."""
     cls = type(module).__name__
     if getattr(module, "proj_size", 0):
-        raise ValueError(f"torch.nn.LSTM with proj_size={module.proj_size} is not the article's cell (h is "
-                         f"projected); lstm_jax has no projected LSTM")
+        return "lstm-proj"
     nl = getattr(module, "nonlinearity", "tanh")
     if nl != "tanh":
         raise ValueError(f"torch.nn.{cls} with nonlinearity={nl!r} is not supported: lstm_jax's plain RNN "

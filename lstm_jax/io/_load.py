@@ -127,16 +127,16 @@ def _model(records: list, source: str, kind: Optional[str] = None) -> RecurrentM
     if depths != list(range(len(depths))):
         raise ValueError(f"{source}: layer depths {depths} are not 0..K-1")
     directions = 2 if any(r[1] for r in records) else 1
-    layers, n0, m0 = [], None, None
+    layers, n0, m0, out0 = [], None, None, None
     for depth, reverse, knd, params in records:
         name = f"layer{depth}.{'reverse' if reverse else 'forward'}"
         params, n, m = lj.check_recurrent_params(knd, params, f"{source} {name}")
         _check_finite_weights(params, f"{source} {name}")
         if n0 is None:
-            n0, m0 = n, m
+            n0, m0, out0 = n, m, lj.cell_of(knd).output_width(params)  # out0: p for a projected LSTM
         if n != n0:
             raise ValueError(f"{source}: {name} has hidden size {n}, layer0 has {n0}")
-        want = m0 if depth == 0 else directions * n0
+        want = m0 if depth == 0 else directions * out0
         if m != want:
             raise ValueError(f"{source}: {name} reads inputs of size {m} but {want} are expected "
                              f"({'the model input' if depth == 0 else f'{directions} x hidden size of the layer below'})")
@@ -161,8 +161,6 @@ def _check_finite_weights(params, where: str) -> None:
 
 def _torch_records(group: dict, kind: Optional[str], where: str) -> list:
     """``group``: ``(what, k, reverse) -> array`` of one torch recurrent module → records."""
-    if any(what == "weight_hr" for what, _, _ in group):
-        raise ValueError(f"{where}: weight_hr_l* means an LSTM with proj_size > 0, which is not the article's cell")
     cells = sorted({(k, rev) for _, k, rev in group})
     records = []
     for k, rev in cells:
@@ -174,7 +172,8 @@ def _torch_records(group: dict, kind: Optional[str], where: str) -> list:
             have, lack = ("bias_ih", "bias_hh") if get("bias_hh") is None else ("bias_hh", "bias_ih")
             raise ValueError(f"{where}: has {have}{suffix} but no {lack}{suffix}; a torch recurrent module with "
                              f"bias=True has both (bias=False neither), and torch refuses such a state_dict too")
-        knd, params = from_torch_arrays(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), kind=kind)
+        knd, params = from_torch_arrays(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), kind=kind,
+                                        weight_hr=get("weight_hr"))
         records.append((k, rev, knd, params))
     return records
 
