@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from ._cell import Cell, Weights
-from ._lstm import _BIASES, _WEIGHTS, LSTMState
+from ._lstm import _BIASES, _WEIGHTS, LSTMParams, LSTMState, _fused
 from ._lstm import CELL as _LSTM
 from ._validation import as_named_tuple, check_array, check_init_args, check_int, check_real, common_dtype
 
@@ -92,12 +92,9 @@ def check_lstmp_params(params, name: str = "params"):
 
 
 def _weights(q: LSTMPParams) -> Weights:
-    p = q.W_hr.shape[0]
-    W = jnp.concatenate([getattr(q, w).T for w in _WEIGHTS], axis=1)  # (p + m, 4n), rows [h; x]
-    bs = [getattr(q, b) for b in _BIASES]
-    n = q.W_hr.shape[1]
-    b = None if all(v is None for v in bs) else jnp.concatenate([jnp.zeros((n,), W.dtype) if v is None else v
-                                                                  for v in bs])
+    p, n = q.W_hr.shape
+    # the LSTM's fused layout of the gates, (p + m, 4n) with rows [h; x]
+    W, b = _fused(LSTMParams(*(getattr(q, f) for f in _WEIGHTS + _BIASES)), n)
     # h_(t-1) W[:p] = u_(t-1) W_hr^T W[:p]: the recurrence on u with (n, 4n) recurrent weights
     return Weights(q.W_hr.T @ W[:p], W[p:], None, b, q.W_hr)
 
