@@ -196,11 +196,12 @@ def test_onnx_exports_of_torch_models_load_as_stacks_with_torchs_outputs(tmp_pat
     np.testing.assert_allclose(lj.run_stack(g.layers, jnp.asarray(XS)).outputs, _torch_outputs(gru), atol=ATOL)
 
 
-def _onnx_lstm(path, rng, **attrs):
+def _onnx_lstm(path, rng, dtype=np.float32, stored=None, **attrs):
+    """An ONNX LSTM operator with random weights rounded to ``dtype``, stored as ``stored`` (default ``dtype``)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    inits = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name) for name, shape in
+    inits = [numpy_helper.from_array(rng.normal(size=shape).astype(dtype).astype(stored or dtype), name) for name, shape in
              (("W", (1, 4 * N, M)), ("R", (1, 4 * N, N)), ("B", (1, 8 * N)))]
     node = helper.make_node("LSTM", ["X", "W", "R", "B"], ["Y"], hidden_size=N, **attrs)
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, 1, M])],
@@ -217,6 +218,81 @@ def test_onnx_gate_order_agrees_with_the_onnx_reference_evaluator(tmp_path):
     (Y,) = ReferenceEvaluator(str(path)).run(None, {"X": XS[:, None, :]})  # (T, D, B, n)
     got = lio.load_model(path)
     np.testing.assert_allclose(lj.run_stack(got.layers, jnp.asarray(XS)).outputs, Y[:, 0, 0], atol=ATOL)
+
+
+class _Step(torch.nn.Module):
+    """One step of a streaming model: an nn.LSTMCell."""
+
+    def __init__(self):
+        super().__init__()
+        self.cell = torch.nn.LSTMCell(M, N)
+
+    def forward(self, x, h, c):
+        return self.cell(x, (h, c))
+
+
+def test_an_lstm_cell_exported_as_primitive_operators_is_refused_as_holding_no_recurrent_operator(tmp_path):
+    # this torch's exporter writes nn.LSTMCell as Gemm/Sigmoid/Tanh; the folded LSTM operator that older exporters
+    # wrote (weights sliced and re-concatenated inside If branches) is tested on silero-vad's shipped files
+    zeros = torch.zeros(1, N)
+    torch.onnx.export(_Step(), (torch.zeros(1, M), zeros, zeros), tmp_path / "step.onnx", dynamo=False)
+    with pytest.raises(ValueError, match="has no LSTM, GRU or RNN operator .*Gemm, Sigmoid, Tanh nodes"):
+        lio.load_model(tmp_path / "step.onnx")
+
+
+def test_onnx_weights_computed_from_graph_inputs_are_refused_and_half_weights_promoted(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=N)
+    inputs = [helper.make_tensor_value_info(v, TensorProto.FLOAT, None) for v in ("X", "W", "R")]
+    graph = helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]), tmp_path / "dyn.onnx")
+    with pytest.raises(ValueError, match=r"LSTM node .*its weight 'W' is computed in the graph \(from a graph input\)"):
+        lio.load_model(tmp_path / "dyn.onnx")
+    half = lio.load_model(_onnx_lstm(tmp_path / "half.onnx", np.random.default_rng(0), dtype=np.float16))
+    assert half.source.endswith("(float16 weights promoted to float32)") and half.layers[0].params.W_f.dtype == jnp.float32
+    _same_params(lio.load_model(_onnx_lstm(tmp_path / "full.onnx", np.random.default_rng(0), np.float16, np.float32)), half)
+
+
+def _params_equal(a: RecurrentModel, b: RecurrentModel):
+    assert (a.kind, a.n, a.m, a.num_layers, a.directions) == (b.kind, b.n, b.m, b.num_layers, b.directions)
+    for ra, rb in zip(a.layers, b.layers):
+        for x, y in zip(ra.params, rb.params):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_silero_vads_shipped_jit_onnx_and_safetensors_files_are_read_directly_and_agree(tmp_path):
+    # a production model nobody here wrote: silero-vad 6's TorchScript, ONNX and safetensors files as shipped
+    silero = pytest.importorskip("silero_vad")
+    import importlib.resources
+
+    data = importlib.resources.files(silero) / "data"
+    jit = lio.load_model(data / "silero_vad.jit", layer="_model.decoder.rnn")  # its 16 kHz decoder cell
+    assert (jit.kind, jit.n, jit.m) == ("lstm", 128, 128) and jit.source == (
+        "torch state_dict '_model.decoder.rnn' from silero_vad.jit")
+    with pytest.raises(ValueError, match=r"holds 2 recurrent modules \('If_0_else_branch__Inline_0__decoder.rnn', "
+                                         r"'If_0_then_branch__Inline_0__decoder.rnn'\)"):
+        lio.load_model(data / "silero_vad.onnx")  # the 8 and 16 kHz models, each in a branch of an If
+    _params_equal(jit, lio.load_model(data / "silero_vad.onnx", layer="If_0_then_branch__Inline_0__decoder.rnn"))
+    _params_equal(jit, lio.load_model(data / "silero_vad_16k_op15.onnx"))
+    from safetensors.torch import load_file  # its safetensors file holds other weights than the archive: read by torch
+
+    st = lio.load_model(data / "silero_vad_16k.safetensors")
+    assert (st.kind, st.n, st.m) == ("lstm", 128, 128)
+    _params_equal(lio.load_model(load_file(str(data / "silero_vad_16k.safetensors"))), st)
+    with pytest.raises(ValueError, match="has no LSTM, GRU or RNN operator .*Gemm, Sigmoid, Tanh nodes"):
+        lio.load_model(data / "silero_vad_op18_ifless.onnx")
+    # the weights run as silero's own cell does (loading the archive with torch runs its code: this file is trusted)
+    cell = torch.jit.load(str(data / "silero_vad.jit"))._model.decoder.rnn
+    xs = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (T, 128)), np.float32)
+    h = c = torch.zeros(1, 128)
+    want = []
+    with torch.no_grad():
+        for x in torch.from_numpy(xs):
+            h, c = cell(x[None], (h, c))
+            want.append(h[0].numpy())
+    np.testing.assert_allclose(lj.run_stack(jit.layers, jnp.asarray(xs)).outputs, np.stack(want), atol=ATOL)
 
 
 @pytest.mark.parametrize("attrs, message", [({"clip": 3.0}, "sets clip=3.0"), ({"input_forget": 1}, "sets input_forget=1"),

@@ -27,9 +27,10 @@ MAX_T, MAX_BATCH, MAX_K = 1_000_000, 100_000, 4096
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", metavar="MODEL", help="model file: a PyTorch state_dict/checkpoint (.pt/.pth), an lstm_jax "
-                   ".npz (lstm_jax.io.save, or the params.npz of lstm-jax train), Flax variables (.msgpack); the "
-                   "format is read from the file's first bytes")
+    p.add_argument("model", metavar="MODEL", help="model file: a PyTorch state_dict/checkpoint (.pt/.pth), a TorchScript "
+                   "archive (.jit, scripted/traced .pt), ONNX (.onnx), Keras 3 (.keras, .weights.h5), safetensors, "
+                   "Flax variables (.msgpack), an lstm_jax .npz (lstm_jax.io.save, or the params.npz of lstm-jax "
+                   "train); the format is read from the file's first bytes and no code from the file runs")
     p.add_argument("--layer", metavar="NAME", help="which recurrent module of the file, when it holds several")
     p.add_argument("--kind", choices=["lstm", "gru", "rnn-tanh", "rnn-sigmoid"],
                    help="the model kind; needed for a plain-RNN state_dict, whose nonlinearity the file does not record")

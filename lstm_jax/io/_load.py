@@ -413,7 +413,8 @@ def _collect_file(path: pathlib.Path, found: _Found, kind, argument: str, allow_
         else:  # a protobuf is parsed whole; an HDF5 file is bounded by its size too
             _check_read_whole(path, argument)
         if fmt == "onnx":
-            modules = [(name, k, sd, "ONNX", "") for name, k, sd in onnx_recurrences(path, argument)]
+            modules = [(name, k, sd, "ONNX", _promoted_note(promoted))
+                       for name, k, sd, promoted in onnx_recurrences(path, argument)]
         else:
             modules = [(name, k, sd, "Keras", note) for name, k, sd, note in keras_recurrences(path, argument, fmt)]
         for name, rnn_kind, sd, lib, note in modules:
