@@ -40,6 +40,8 @@ import numpy as np
 _SHAPE_OPS = ("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Identity")
 #: nodes that only move or retype stored values: a weight reached through them is folded (module docstring)
 _FOLDABLE = _SHAPE_OPS + ("Slice", "Concat", "Gather", "Cast", "Constant")
+#: the longest chain of such nodes folded for one weight (silero-vad's W and R need 5, its B 10)
+_MAX_CHAIN = 256
 _DEFAULT_ACTS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 #: ONNX block order -> PyTorch block order (indices into the ONNX blocks)
 _TO_TORCH = {"LSTM": (0, 2, 3, 1), "GRU": (1, 0, 2), "RNN": (0,)}
@@ -102,8 +104,9 @@ def onnx_recurrences(path, argument: str) -> list:
                     sources.add(v)
                     continue
                 p = producer.get(v)
-                if p is None or p.op_type not in _FOLDABLE or len(chain) > 256:
-                    why = "a graph input" if p is None else f"a {p.op_type} node"
+                if p is None or p.op_type not in _FOLDABLE or len(chain) > _MAX_CHAIN:
+                    why = ("a graph input" if p is None else f"a {p.op_type} node" if p.op_type not in _FOLDABLE
+                           else f"more than {_MAX_CHAIN} data-movement nodes")
                     raise ValueError(f"{what}: {node.op_type} node {node.name!r}: its weight {name!r} is computed "
                                      f"in the graph (from {why}), not stored; lstm_jax reads weights stored as "
                                      f"initializers or constants, or moved by {', '.join(_FOLDABLE)} nodes")
