@@ -43,6 +43,7 @@ SCRIPTS = {
     "sharding": "sharding.py",
     "parallel": "parallel_vs_sequential.py",
     "linear": "linear_parallel.py",
+    "diagnose": "diagnose.py",
     "targets": "targets.py",
 }
 GIB = 2**30
@@ -123,12 +124,25 @@ def readme_block(results_dir: pathlib.Path = H.RESULTS) -> str:
     return "\n".join(parts).rstrip("\n")
 
 
-def splice_readme(text: str, block: str) -> str:
-    """``text`` with the block between ``<!-- bench-targets:start -->`` and ``<!-- bench-targets:end -->`` replaced."""
-    start, end = f"<!-- {README_MARKER}:start -->", f"<!-- {README_MARKER}:end -->"
+DIAGNOSE_GUIDE = HERE.parent / "docs" / "guide" / "diagnose.md"  # holds the generated runtime table
+DIAGNOSE_MARKER = "diagnose-runtime"
+
+
+def diagnose_block(results_dir: pathlib.Path = H.RESULTS) -> str:
+    """The diagnose guide's runtime tables: every committed ``diagnose-<platform>-*.md`` (benchmarks/diagnose.py),
+    oldest first, under the run's time stamp."""
+    parts = []
+    for f in sorted(results_dir.glob("diagnose-*.md")):
+        parts += [f"Run `{f.stem.split('-', 1)[1]}` (file `benchmarks/results/{f.name}`), {f.read_text(encoding='utf-8').strip()}", ""]
+    return "\n".join(parts).rstrip("\n") or "No run committed yet: `python -m benchmarks.diagnose`."
+
+
+def splice_readme(text: str, block: str, marker: str = README_MARKER) -> str:
+    """``text`` with the block between ``<!-- <marker>:start -->`` and ``<!-- <marker>:end -->`` replaced."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     pat = re.compile(rf"{re.escape(start)}\n.*?{re.escape(end)}", re.S)
     if not pat.search(text):
-        raise ValueError(f"docs/guide/benchmarks.md: no {start} … {end} block")
+        raise ValueError(f"no {start} … {end} block")
     return pat.sub(lambda _: f"{start}\n{block}\n{end}", text, count=1)
 
 
@@ -160,10 +174,12 @@ def main(argv=None) -> int:
 
         try:
             atomic_write(README, splice_readme(README.read_text(encoding="utf-8"), readme_block()))
+            atomic_write(DIAGNOSE_GUIDE, splice_readme(DIAGNOSE_GUIDE.read_text(encoding="utf-8"), diagnose_block(),
+                                                       DIAGNOSE_MARKER))
         except (OSError, ValueError) as e:  # no README, no marker block, not writable: one line, exit 3
             print(f"error: --readme: {e}", file=sys.stderr)
             return 3
-        print(f"wrote {README}")
+        print(f"wrote {README} and {DIAGNOSE_GUIDE}")
         return 0
     names = ["targets"] if args.targets else [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in names if s not in SCRIPTS]

@@ -24,6 +24,7 @@ def test_lstm_jax_bench_quick_runs_every_script_and_writes_results(tmp_path):
                    "| devices | forward (ms, ×1-device) |",                                  # sharding
                    "| T | n | sequential (median) | dense Newton |",                        # parallel
                    "| cell | T | forward: sequential | parallel |",                          # linear
+                   "| configuration | command | runs (s, cold process) | peak memory (GiB) |",  # diagnose
                    "| target | where | measured: median (min–max over rounds) | verdict |",  # targets
                    "| size (median ms) | fast_fwd | fast_vg |",                            # targets, every peer
                    "| in-loop breakdown (B=",                                              # targets attribution
@@ -31,7 +32,11 @@ def test_lstm_jax_bench_quick_runs_every_script_and_writes_results(tmp_path):
         assert header in out.stdout, header
     names = {p.name.split("-")[0] for p in tmp_path.glob("*.json")}
     assert names == {"speed", "jacobians", "memory", "scaling", "sharding", "parallel_vs_sequential", "linear_parallel",
-                     "targets", "summary"}
+                     "diagnose", "targets", "summary"}
+    diag = json.loads(next(tmp_path.glob("diagnose-*.json")).read_text())
+    # every cold CLI run finished, and the flow curve equals torch autograd's (float64, exact SVDs at d = 16)
+    assert [r["rc"] for row in diag["rows"] for r in row["runs"]] == [0]
+    assert diag["meta"]["peer"]["max_relative_difference"] < 1e-12
     lin = json.loads(next(tmp_path.glob("linear_parallel-*.json")).read_text())
     assert {r["cell"] for r in lin["rows"]} == {"mingru", "minlstm", "rglru", "mlstm"}
     # the two forms agree (float32, T = 200: one associative scan against T sequential steps)
@@ -122,6 +127,14 @@ def test_readme_targets_tables_are_generated_from_every_committed_targets_run():
     assert splice_readme(text, readme_block()) == text, "run: python -m benchmarks --readme"
     for f in (ROOT / "benchmarks" / "results").glob("targets-*.json"):  # every committed run has its column
         assert f"run {f.stem.rsplit('-', 1)[1]}" in text
+
+
+def test_diagnose_runtime_table_is_generated_from_every_committed_diagnose_run():
+    from benchmarks.__main__ import DIAGNOSE_GUIDE, DIAGNOSE_MARKER, diagnose_block, splice_readme
+
+    text = DIAGNOSE_GUIDE.read_text(encoding="utf-8")
+    assert splice_readme(text, diagnose_block(), DIAGNOSE_MARKER) == text, "run: python -m benchmarks --readme"
+    assert list((ROOT / "benchmarks" / "results").glob("diagnose-*.json")), "no committed diagnose run"
 
 
 def test_a_target_counts_as_met_across_runs_only_if_every_run_met_it():

@@ -53,7 +53,9 @@ DataDrivenInvestor (Medium).
                       "combined_stderr", "sentence": str},
         "terms": null | {"norm": "spectral", "times": [t...],
                          "median": {"A": [...], "B": [...], "C": [...], "D": [...]},
-                         "overall_median": {"A", "B", "C", "D"}},
+                         "overall_median": {"A", "B", "C", "D"},
+                         "norm_method": {"method": str, "checked_times": [...],  # power iteration,
+                                         "max_relative_error" | null}},         # checked by SVDs
         "gates": {"bins": [41 edges on 0..1], "memory_gate": "f" | "z" | null,
                   "saturation_rule": str, "saturated_units": fraction,
                   "gates": {name: {"unit_mean": [n], "hist": [40 counts],

@@ -6,8 +6,9 @@ The state, the runner and the exact step Jacobians come from the core's registry
 sequence ``xs (T, m)`` and on the states the layer's one scan produced, ``states`` (the cell's state
 object of ``(T + 1, n)`` arrays, :math:`s_0..s_T`), so that no entry runs the layer again:
 
-* ``terms(params, xs, states, times)``: spectral norms of the article's eq. (6) terms (or the GRU's analogue)
-  at the steps ``times`` (each ``>= 2``), a dict ``name -> (len(times),)``; ``None`` for kinds without them.
+* ``terms(params, xs, states, times, checks)``: spectral norms of the article's eq. (6) terms (or the GRU's
+  analogue) at the steps ``times`` (each ``>= 2``), a dict ``name -> (len(times),)``, and the same norms by SVD at
+  the steps ``checks``; ``None`` for kinds without them.
 * ``gates(params, xs, states)``: dict ``name -> (T, n)`` activations mapped to ``[0, 1]`` (a tanh value
   ``v`` as ``(v + 1)/2``), used for histograms and saturation; ``memory_gate`` names the one whose
   mean :math:`\bar f` sets the per-unit memory time constant :math:`\tau = -1/\log\bar f`
@@ -42,36 +43,52 @@ class Kind(NamedTuple):
         return self.cell.width * n
 
 
+#: the terms' spectral norms: block power iteration (:func:`lstm_jax.spectral_ritz`) with a block of TERM_BLOCK
+#: vectors and TERM_ITERS iterations from a fixed random orthonormal start, a lower bound on the norm; an SVD at the
+#: check times of every run says how far it is (``terms.norm_method`` of diagnosis.json)
+TERM_BLOCK, TERM_ITERS = 8, 12
+
+
 def _spectral(M: jax.Array) -> jax.Array:
     return jnp.linalg.norm(M, ord=2, axis=(-2, -1))
+
+
+def _ritz(M: jax.Array) -> jax.Array:
+    n = M.shape[-1]
+    k = min(TERM_BLOCK, n)
+    U0 = jnp.linalg.qr(jax.random.normal(jax.random.PRNGKey(0), (n, k), M.dtype))[0]
+    return lstm_jax.spectral_ritz(M, U0, TERM_ITERS)[0]
 
 
 def _as01(v: jax.Array) -> jax.Array:
     return (v + 1) / 2
 
 
-def _window_terms(along, states, xs, times):
+def _window_terms(along, states, xs, times, checks):
     """The terms' spectral norms at step ``t`` for each ``t`` in ``times``: ``along(s_{t-2}, xs[t-2:t],
     trajectory=s_{t-1..t})``'s last entry, on the layer's own states (no second scan).  ``B`` is diagonal by
-    construction (the additive path, diag(f_t) or diag(z_t)): its norm is max |B_ii|, exactly, with no SVD."""
+    construction (the additive path, diag(f_t) or diag(z_t)): its norm is max |B_ii|, exactly, with no SVD; the
+    others by block power iteration (:func:`_ritz`, ``O(n^2)`` per iteration instead of an SVD's ``O(n^3)``).
+    Returns ``(norms, exact)``: ``exact`` holds the SVD values at the steps ``checks`` (a subset of ``times``)."""
 
-    def at(t):
+    def at(t, norm):
         window = jax.lax.dynamic_slice_in_dim(xs, t - 2, 2)
         start = jax.tree_util.tree_map(lambda a: a[t - 2], states)
         traj = jax.tree_util.tree_map(lambda a: jax.lax.dynamic_slice_in_dim(a, t - 1, 2), states)
         terms = along(start, window, traj)
-        return {k: jnp.max(jnp.abs(jnp.diagonal(v[-1]))) if k == "B" else _spectral(v[-1])  # the entry of step t
+        return {k: jnp.max(jnp.abs(jnp.diagonal(v[-1]))) if k == "B" else norm(v[-1])  # the entry of step t
                 for k, v in terms._asdict().items()}
 
-    return jax.vmap(at)(times)
+    return jax.vmap(lambda t: at(t, _ritz))(times), jax.vmap(lambda t: at(t, _spectral))(checks)
 
 
 # --------------------------------------------------------------------------- LSTM
 
 
-def _lstm_terms(params, xs, states, times):
+def _lstm_terms(params, xs, states, times, checks):
     # eq. (6) at step t needs o_{t-1}: lstm_terms_along over the two steps t-1, t from s_{t-2}.
-    return _window_terms(lambda s, w, tr: lstm_jax.lstm_terms_along(params, s, w, trajectory=tr), states, xs, times)
+    return _window_terms(lambda s, w, tr: lstm_jax.lstm_terms_along(params, s, w, trajectory=tr), states, xs, times,
+                         checks)
 
 
 def _lstm_gates(params, xs, states):
@@ -113,8 +130,9 @@ def _rnn_kind(activation: lstm_jax.Activation) -> Kind:
 # --------------------------------------------------------------------------- GRU
 
 
-def _gru_terms(params, xs, states, times):
-    return _window_terms(lambda h, w, tr: lstm_jax.gru_terms_along(params, h, w, trajectory=tr), states, xs, times)
+def _gru_terms(params, xs, states, times, checks):
+    return _window_terms(lambda h, w, tr: lstm_jax.gru_terms_along(params, h, w, trajectory=tr), states, xs, times,
+                         checks)
 
 
 def _gru_gates(params, xs, states):
