@@ -298,6 +298,33 @@ def _exit_words(rc: int) -> str:
     return f"exited with status {rc}"
 
 
+def run_timed(cmd: Sequence[str], stop_s: float) -> dict:
+    """Run the command ``cmd`` (a cold process, from the checkout's root, output discarded but for the last line of
+    stderr) and return its wall ``seconds``, ``peak_rss_bytes`` (``os.wait4``: the child's own peak), exit ``rc``,
+    ``error`` (the last stderr line, or None on success) and ``stopped``: a run still going after ``stop_s`` seconds
+    is killed, and its time is then a lower bound."""
+    import os
+
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+        stopped = False
+        while True:  # os.wait4 reaps the child and reports its peak memory (Popen.poll would reap it first)
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if not stopped and time.perf_counter() - t0 > stop_s:
+                proc.kill()
+                stopped = True
+            time.sleep(0.05)
+        wall = time.perf_counter() - t0
+        proc.returncode = rc = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        last = err.read().decode(errors="replace").strip().splitlines()[-1:]
+    return {"seconds": wall, "stopped": stopped, "rc": rc, "error": None if rc == 0 else last,
+            "peak_rss_bytes": usage.ru_maxrss * 1024}
+
+
 def run_child(module: str, args: Sequence[Any] = (), *, env: Mapping[str, str] | None = None,
               timeout: float | None = None, echo_stderr: bool = True) -> Any:
     """Run ``python -m <module> <args> --result-to PATH`` in its own process and return the JSON it wrote to PATH.

@@ -28,12 +28,9 @@ the largest difference of the two curves (relative, on the norms).
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
-import subprocess
 import sys
 import tempfile
-import time
 
 import jax
 import numpy as np
@@ -56,31 +53,6 @@ def _state_dict(path: pathlib.Path, layers: int, n: int, m: int) -> None:
     torch.save(torch.nn.LSTM(m, n, num_layers=layers).state_dict(), path)
 
 
-def _run_cli(model: pathlib.Path, batch: int, T: int, dtype: str, out: pathlib.Path, stop_s: float) -> dict:
-    """One cold ``python -m lstm_jax diagnose`` run: wall seconds, peak resident memory, exit status; a run still
-    going after ``stop_s`` seconds is stopped (``stopped``: its time is a lower bound)."""
-    cmd = [sys.executable, "-m", "lstm_jax", "diagnose", str(model), "--batch", str(batch), "--T", str(T),
-           "--dtype", dtype, "--out", str(out)]
-    with tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=H.ROOT)
-        stopped = False
-        while True:  # os.wait4 reaps the child and gives its own peak memory (Popen.poll would reap it first)
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if not stopped and time.perf_counter() - t0 > stop_s:
-                proc.kill()
-                stopped = True
-            time.sleep(0.05)
-        wall = time.perf_counter() - t0
-        proc.returncode = rc = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        last = err.read().decode(errors="replace").strip().splitlines()[-1:]
-    return {"seconds": wall, "stopped": stopped, "rc": rc, "error": None if rc == 0 else last,
-            "peak_rss_bytes": usage.ru_maxrss * 1024}
-
-
 def _fmt_run(r: dict) -> str:
     if r["stopped"]:
         return f"> {r['seconds']:.0f} s (stopped)"
@@ -96,7 +68,9 @@ def run_targets(configs, repeats: int) -> list[dict]:
             _state_dict(model, layers, n, M)
             runs = []
             for r in range(repeats):
-                runs.append(_run_cli(model, B, T, dtype, tmp / f"{name}-{r}", STOP_FACTOR * limit))
+                cmd = [sys.executable, "-m", "lstm_jax", "diagnose", str(model), "--batch", str(B), "--T", str(T),
+                       "--dtype", dtype, "--out", str(tmp / f"{name}-{r}")]
+                runs.append(H.run_timed(cmd, STOP_FACTOR * limit))
                 if runs[-1]["rc"] != 0 or runs[-1]["seconds"] > limit:
                     break  # a run over the limit: the target cannot be met in this run set; no further repeats
             ok = [r["rc"] == 0 and r["seconds"] <= limit for r in runs]

@@ -15,7 +15,10 @@ qualitatively (a layer fed sparse ReLU features behaves unlike one fed N(0, 1)).
 The model runs in the mode it is in: in training mode its dropout draws and its batch-norm running statistics
 change (the description says so); call ``module.eval()`` first for what the deployed model sees.
 TorchScript modules cannot be hooked: pass the eager module (for an archive you trust, ``torch.jit.load``
-gives a module whose submodules are not hookable; rebuild the eager model from its class and load the weights).
+gives a module whose submodules are not hookable; rebuild the eager model from its class and load the weights), or
+call the archive's own submodules that feed the layer, as the worked example does for silero-vad, whose archive
+is all it ships (``docs/worked-example/silero_example.py``: the per-call inputs of its ``nn.LSTMCell`` from
+``_model.encoder(_model.run_extractors(...))``, checked by reproducing the model's outputs exactly).
 """
 
 from __future__ import annotations
@@ -46,7 +49,9 @@ def capture_inputs(module: Any, layer: str, *example_inputs: Any, **example_kwar
     if not isinstance(module, torch.nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     if isinstance(module, torch.jit.ScriptModule):
-        raise ValueError("module is a TorchScript module, whose submodules cannot be hooked; pass the eager module")
+        raise ValueError("module is a TorchScript module, whose submodules cannot be hooked; pass the eager module, or "
+                         "compute the layer's inputs by calling the archive's own submodules that feed it (the worked "
+                         "example docs/worked-example/silero-vad.md does so for silero-vad)")
     subs = dict(module.named_modules())
     recurrent = [n for n, m in subs.items() if type(m).__name__ in _RECURRENT + _CELLS and
                  isinstance(m, (torch.nn.RNNBase, torch.nn.RNNCellBase))]
