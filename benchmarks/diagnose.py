@@ -14,7 +14,7 @@ its limit is stopped (its time is then a lower bound).
     1-layer nn.LSTM(64, 512),  8 x T = 1000, float32     <= 180 s
 
 **Peer.** The curve :math:`\\|\\partial s_T/\\partial s_{T-\\ell}\\|_2`, ``l = 1..T``, of layer 0 for the same model and
-inputs, one sequence at a time: lstm_jax as diagnose computes it (the cell protocol's step Jacobians, the log-space
+inputs, one sequence at a time: lstm_jax as diagnose computes it (the cell protocol's step factors and vjp_wide, the log-space
 product from the last step, SVD / warm-started power-iteration norms: ``lstm_jax.diagnose._core``), against
 torch: step Jacobians by ``torch.func.jacrev`` of the ``LSTMCell`` step, ``torch.func.vmap``-ed over time, the
 same renormalised product and ``torch.linalg.matrix_norm(ord=2)`` (an SVD) at every lag.  Timed interleaved
@@ -28,6 +28,7 @@ the largest difference of the two curves (relative, on the norms).
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import pathlib
 import sys
 import tempfile
@@ -134,14 +135,19 @@ def _jax_curve(params, n: int, dtype: str):
     cell = lstm_jax.cell_of("lstm")
     w = cell.weights(jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params))
 
+    vjp = partial(cell.vjp_wide, w)  # one object: _log_suffix_norms compiles once per shape
+
     @jax.jit
-    def curve(x):
+    def factors(x):
         s0 = cell.zero(n, x.dtype)
         _, traj = cell.run(w, s0, x)
-        J = cell.jacobians_along(w, s0, traj, x)
-        return _core._log_suffix_norms(J, x.shape[0], 1, x.shape[0], cell.width, cell.rec_block)[0]
+        return cell.factors_along(w, s0, traj, x)
 
-    return lambda x: np.asarray(jax.block_until_ready(curve(jnp.asarray(x, dtype))))
+    def curve(x):  # the window, the rank choice and the tail, as diagnose runs them
+        x = jnp.asarray(x, dtype)
+        return _core._log_suffix_norms(vjp, factors(x), x.shape[0], 1, x.shape[0], 2 * n)[0]
+
+    return curve
 
 
 def run_peer(n: int, B: int, T: int, dtype: str, rounds: int) -> dict:

@@ -33,7 +33,10 @@ written once here for every cell:
   (an impulse per state block, the diagonals of the :math:`W_h` blocks);
 * :func:`jvp_rows` — :math:`(J_t Q)^\top` for ``Q^T`` rows ``(..., d)`` (Lyapunov exponents);
 * :func:`vjp_rows` — :math:`(J_t^\top W)^\top` for ``W^T`` rows ``(..., d)`` (flow norms, backpropagation),
-  also returning :math:`\bar z^h, \bar z^x` (the custom-VJP runners form the weight gradients from them).
+  also returning :math:`\bar z^h, \bar z^x` (the custom-VJP runners form the weight gradients from them);
+  :func:`jvp_cols` / :func:`vjp_cols` the same maps on ``(d, k)`` columns, and :func:`vjp_wide`
+  :math:`J_t^\top G` for a wide ``G`` (``k`` about ``d``: the whole product of ``lstm-jax diagnose``'s flow curve),
+  with the ``rec_block`` rows of :math:`J_t^\top` formed once.
 
 The exact Jacobians (:mod:`lstm_jax._jacobians`), the batch runners with a custom VJP
 (:mod:`lstm_jax._fast`), the matrix-free diagnostics (:mod:`lstm_jax._matfree`), parallel-in-time evaluation
@@ -120,6 +123,22 @@ class Cell(NamedTuple):
     def jacobians_along(self, w: "Weights", state0: Any, trajectory: Any, xs: jax.Array) -> jax.Array:
         """:func:`jacobians_along` of this cell: ``(T, d, d)``."""
         return jacobians_along(self, w, state0, trajectory, xs)
+
+    def factors_along(self, w: "Weights", state0: Any, trajectory: Any, xs: jax.Array) -> Any:
+        """:func:`factors_along` of this cell from a run's ``state0`` and ``trajectory``: every step's ``F_t``."""
+        return factors_along(self, w, previous_states(state0, trajectory), xs)
+
+    def jvp_cols(self, w: "Weights", F: Any, Q: jax.Array) -> jax.Array:
+        """:func:`jvp_cols` of this cell: :math:`J_t Q`."""
+        return jvp_cols(self, w, F, Q)
+
+    def vjp_wide(self, w: "Weights", F: Any, G: jax.Array) -> jax.Array:
+        """:func:`vjp_wide` of this cell: :math:`J_t^\\top G` for a wide ``G``."""
+        return vjp_wide(self, w, F, G)
+
+    def jacobian_diagonal(self, w: "Weights", F: Any, n: int) -> jax.Array:
+        """:func:`jacobian_diagonal` of this cell: :math:`\\operatorname{diag} J_t`."""
+        return jacobian_diagonal(self, w, F, n)
 
     def preactivations(self, w: "Weights", blocks: tuple, x: jax.Array) -> tuple:
         """:func:`preactivations` of this cell: ``(z_h, z_x)``."""
@@ -317,31 +336,66 @@ def vjp_rows(cell: Cell, w: Weights, F: Any, G: jax.Array) -> jax.Array:
     return jnp.concatenate(blocks, axis=-1)
 
 
-def dense_jacobian(cell: Cell, w: Weights, F: Any, n: int) -> jax.Array:
-    r""":math:`J_t` as a dense ``(d, d)`` matrix (for one step; ``F`` entries ``(n,)``).
+def _column_blocks(cell: Cell, w: Weights, F: Any, n: int) -> list:
+    r"""The column blocks of :math:`J_t` (``F`` entries ``(n,)``), each as the cell's tangent gives it.
 
-    Column block by column block: the ``rec_block`` columns are :func:`jvp_rows` of its ``n`` unit directions
-    with the GEMM replaced by its value (the rows of :math:`W_h`), transposed; every other column block is
-    diagonal in each output block (the update is unit-wise and only the ``rec_block`` meets a weight), so it
-    is one impulse of ones through the cell's tangent, the diagonals placed on ``n x n`` blocks.  ``O(G n^2)``
-    elementwise work, no GEMM; the rec columns are a transpose of the row layout, which makes this slower than an
-    assembly written for one cell (``benchmarks/jacobians.py`` times the dense Jacobians).
+    Entry ``b`` is ``("rows", R)`` for the ``rec_block`` -- ``R[j]`` ``(n, n)`` is :math:`J_{jb}^\top` (the tangent
+    of the ``n`` unit directions of that block, the GEMM replaced by its value, the rows of :math:`W_h`) -- and
+    ``("diag", D)`` for every other block -- ``D[j]`` ``(n,)`` the diagonal of :math:`J_{jb}` (the update is unit-wise
+    and only the ``rec_block`` meets a weight, so those blocks are diagonal: one impulse of ones through the tangent).
     """
     dtype = w.W_x.dtype
     eye = jnp.eye(n, dtype=dtype)
     zero = jnp.zeros((), dtype)
-    cols = []
+    out = []
     for b in range(cell.width):
         if b == cell.rec_block:
             ds = tuple(eye if j == b else zero for j in range(cell.width))
-            rows = cell.tangent(F, w.W_h, ds)  # row j: the derivatives along unit direction j of the rec block
-            cols.append(jnp.concatenate([jnp.broadcast_to(r, (n, n)).T for r in rows], axis=0))
+            out.append(("rows", tuple(jnp.broadcast_to(r, (n, n)) for r in cell.tangent(F, w.W_h, ds))))
         else:
             ones = tuple(jnp.ones((n,), dtype) if j == b else jnp.zeros((n,), dtype) for j in range(cell.width))
             dz = None if cell.rec_block is None else jnp.zeros((w.W_h.shape[1],), dtype)
-            diags = cell.tangent(F, dz, ones)
-            cols.append(jnp.concatenate([jnp.broadcast_to(v, (n,))[:, None] * eye for v in diags], axis=0))
+            out.append(("diag", tuple(jnp.broadcast_to(v, (n,)) for v in cell.tangent(F, dz, ones))))
+    return out
+
+
+def dense_jacobian(cell: Cell, w: Weights, F: Any, n: int) -> jax.Array:
+    r""":math:`J_t` as a dense ``(d, d)`` matrix (for one step; ``F`` entries ``(n,)``).
+
+    Column block by column block (:func:`_column_blocks`): the ``rec_block`` columns are the tangent's rows
+    transposed; every other column block has its diagonals placed on ``n x n`` blocks.  ``O(G n^2)`` elementwise
+    work, no GEMM; the rec columns are a transpose of the row layout, which makes this slower than an assembly
+    written for one cell (``benchmarks/jacobians.py`` times the dense Jacobians).
+    """
+    eye = jnp.eye(n, dtype=w.W_x.dtype)
+    cols = []
+    for how, parts in _column_blocks(cell, w, F, n):
+        if how == "rows":
+            cols.append(jnp.concatenate([r.T for r in parts], axis=0))
+        else:
+            cols.append(jnp.concatenate([v[:, None] * eye for v in parts], axis=0))
     return jnp.concatenate(cols, axis=1)
+
+
+def vjp_wide(cell: Cell, w: Weights, F: Any, G: jax.Array) -> jax.Array:
+    r""":math:`J_t^\top G` for a **wide** ``G (d, k)``, ``k`` of the order of ``n`` or more: ``(d, k)``.
+
+    The ``rec_block`` rows of :math:`J_t^\top` are formed once (:func:`_column_blocks`, ``O(G n^2)`` elementwise)
+    and applied as ``width`` GEMMs :math:`\sum_j J_{j,rec}^\top G_j` (``2 d n k`` flops); every other block is
+    :math:`\sum_j \operatorname{diag}(J_{jb}) G_j`.  :func:`vjp_cols` instead pushes all ``k`` columns through the
+    ``G n``-wide gate cotangent and one ``(n, G n) @ (G n, k)`` GEMM (``2 G n^2 k`` flops): for the whole
+    ``d x d`` product of the flow curve (``k = d``) this is ``G n / d`` times fewer flops (2x for the LSTM, 3x for
+    the GRU).
+    """
+    n = G.shape[0] // cell.width
+    g = jnp.split(G, cell.width, axis=0)
+    out = []
+    for how, parts in _column_blocks(cell, w, F, n):
+        if how == "rows":
+            out.append(sum(r @ gj for r, gj in zip(parts, g)))
+        else:
+            out.append(sum(v[:, None] * gj for v, gj in zip(parts, g)))
+    return jnp.concatenate(out, axis=0)
 
 
 def jacobian_diagonal(cell: Cell, w: Weights, F: Any, n: int) -> jax.Array:

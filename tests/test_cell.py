@@ -102,7 +102,7 @@ def test_dense_step_jacobian_equals_jacfwd_and_jacrev_of_the_runner(kind):
 
 
 @pytest.mark.parametrize("kind", MEMBERS)
-def test_diagonal_jq_and_jtw_consumers_equal_the_dense_jacobian(kind):
+def test_diagonal_jq_and_jtw_consumers_on_rows_columns_and_wide_blocks_equal_the_dense_jacobian(kind):
     cell, p, s0, xs = _setup(kind, 2)
     w = cell.weights(p)
     blocks, F = _cell.step(cell, w, cell.to_blocks(s0), xs[0])
@@ -113,6 +113,10 @@ def test_diagonal_jq_and_jtw_consumers_equal_the_dense_jacobian(kind):
     assert rel_err(_cell.jacobian_diagonal(cell, w, F, n), jnp.diagonal(J)) < RTOL64
     assert rel_err(_cell.jvp_rows(cell, w, F, Q.T).T, J @ Q) < RTOL64
     assert rel_err(_cell.vjp_rows(cell, w, F, Q.T).T, J.T @ Q) < RTOL64
+    assert rel_err(_cell.jvp_cols(cell, w, F, Q), J @ Q) < RTOL64
+    assert rel_err(_cell.vjp_cols(cell, w, F, Q), J.T @ Q) < RTOL64
+    wide = jax.random.normal(jax.random.PRNGKey(4), (d, 2 * d), F64)  # the flow product's (d, d) and wider
+    assert rel_err(_cell.vjp_wide(cell, w, F, wide), J.T @ wide) < RTOL64
 
 
 @pytest.mark.parametrize("kind", MEMBERS)

@@ -23,7 +23,16 @@ import lstm_jax.io
 from lstm_jax import cli
 from lstm_jax.diagnose import SCHEMA_VERSION, diagnose, write_report
 from lstm_jax.io import load_model
-from lstm_jax.diagnose._core import _log_suffix_norms
+from lstm_jax.diagnose._core import _log_suffix_norms as _suffix
+
+
+def _log_suffix_norms(J, length, stride, G):
+    """diagnose's flow norms on dense step Jacobians ``J (T, d, d)``: ``J_t^T Y`` as the step map."""
+    return _suffix(_dense_vjp, J, length, stride, G, J.shape[-1])[:2]
+
+
+def _dense_vjp(J_t, Y):
+    return J_t.T @ Y
 from lstm_jax.io import RecurrentLayer, RecurrentModel
 
 F64 = jnp.float64
@@ -89,25 +98,38 @@ def test_log_space_flow_norms_are_exact_and_do_not_underflow_in_float32(name, W,
     np.testing.assert_allclose(short, np.minimum(4 * np.arange(1, 14), 37) * exact[0], rtol=1e-10)
 
 
-def test_flow_norms_by_warm_started_power_iteration_equal_svds_at_every_lag():
-    """A random LSTM, n = 48 (d = 96 > 2 x the block): the first EXACT_LAGS lags are SVDs, the rest block power
-    iteration; against an SVD of every product the largest relative error is measured at 7e-15 (float64), so the
-    bound 1e-10 says "equal" with room; the check lags the function reports are SVDs too."""
-    from lstm_jax.diagnose._core import EXACT_LAGS, NORM_CHECKS, _norm_plan
+@pytest.mark.parametrize("forget_bias, bound", [(1.0, 1e-10), (5.0, 1e-6)], ids=["init", "long-memory"])
+def test_flow_norms_by_power_iteration_and_the_truncated_tail_are_lower_bounds_within_their_stated_errors(
+        forget_bias, bound):
+    """A random LSTM, n = 48 (d = 96 > 2 x the block), against an SVD of every full product by NumPy.  The first
+    EXACT_LAGS lags are SVDs, the rest block power iteration, whose largest relative error is measured at 2e-14
+    (forget bias 1) and 4.2e-7 (forget bias 5: long memory, many singular values near the top one, so the block
+    converges slowly): the bounds 1e-10 and 1e-6.  After WINDOW_STEPS the product is carried at the rank the
+    function reports; there the error is at most the discarded share squared (measured 7.9e-11 against a share of
+    2.3e-5 at rank 16, forget bias 1; rank d, no truncation, at forget bias 5).  Every value is a lower bound (up
+    to rounding, 1e-12), and the check lags it reports are SVDs of the product it carries."""
+    from lstm_jax.diagnose._core import EXACT_LAGS, NORM_CHECKS, WINDOW_STEPS, _norm_plan
 
     n, m, T = 48, 8, 160
-    p = lstm_jax.init_lstm(jax.random.PRNGKey(7), n, m, dtype=F64)
+    p = lstm_jax.init_lstm(jax.random.PRNGKey(7), n, m, forget_bias=forget_bias, dtype=F64)
     xs = jax.random.normal(jax.random.PRNGKey(8), (T, m), F64)
     J = lstm_jax.lstm_step_jacobians(p, lstm_jax.zero_state(n, F64), xs)
-    logn, check = (np.asarray(a) for a in _log_suffix_norms(J, T, 1, T))
+    logn, check, info = _suffix(_dense_vjp, J, T, 1, T, 2 * n)
     P, exact = np.eye(2 * n), []
     for t in range(T - 1, -1, -1):  # products J_T ... J_(T-g+1), g = 1..T, by NumPy
         P = P @ np.asarray(J[t])
         exact.append(np.log(np.linalg.norm(P, 2)))
+    rel = np.expm1(logn - np.asarray(exact))
     plan = _norm_plan(T, 2 * n)
     assert (plan[:EXACT_LAGS] == 0).all() and (plan[EXACT_LAGS:] > 0).all() and (plan == 2).sum() == NORM_CHECKS
-    np.testing.assert_allclose(np.expm1(logn - np.asarray(exact)), 0.0, atol=1e-10)
-    np.testing.assert_allclose(check[plan == 2], np.asarray(exact)[plan == 2], rtol=1e-12)
+    assert np.abs(rel[:WINDOW_STEPS]).max() <= bound
+    assert np.abs(rel[WINDOW_STEPS:]).max() <= max(bound, info["share"] ** 2)
+    assert rel.max() <= 1e-12  # lower bounds
+    assert (info["rank"] < 2 * n) == (forget_bias == 1.0)  # the fast-decaying product is truncated, the other not
+    window = plan == 2
+    window[WINDOW_STEPS:] = False
+    np.testing.assert_allclose(check[window], np.asarray(exact)[window], rtol=1e-12)
+    assert np.all(check[plan == 2] <= np.asarray(exact)[plan == 2] + 1e-12)
     assert np.isnan(check[plan != 2]).all()
 
 

@@ -45,8 +45,11 @@ DataDrivenInvestor (Medium).
                  "factor_over_fit": exp(rate * (to - from)),
                  "fit_lags": [from, to], "per_sequence_rate": [...], "sentence": str,
                  "exact_zero": {"sequences", "from_lag" | null},  # products exactly 0 (log 0 = -inf)
-                 "norm_method": {"method": str, "checked_lags": [...],  # SVD at the first lags, then
-                                 "max_relative_error" | null}},        # power iteration, checked by SVDs
+                 "norm_method": {"method": str, "checked_lags": [...],  # SVD at the first lag, then
+                                 "max_relative_error" | null,          # power iteration, checked by SVDs
+                                 "window_steps": int,                  # steps of the full d x d product
+                                 "tail_rank": int,                     # rank carried after them (d: all)
+                                 "tail_discarded_share": float}},      # sigma_(r+1)/sigma_1 there (0: none)
         "lyapunov": {"exponents": [k, descending], "stderr": [k], "k", "transient",
                      "start_directions", "per_sequence_leading": [B]},
         "agreement": {"agree": bool | null, "difference": rate - exponent[0],

@@ -7,8 +7,13 @@ sequence of length ``L``; LSTM :math:`s_t = [h_t; c_t]`, RNN :math:`c_t`, GRU :m
   norm of the joint-state Jacobian, against the lag :math:`\ell`.  Accumulated backwards in **log
   space**: :math:`M \leftarrow M J_t/\|M J_t\|_F`, :math:`a \leftarrow a + \log\|M J_t\|_F`, so
   :math:`\log\|\cdot\|_2 = a + \log\|M\|_2` never under- or overflows (``T = 10^4`` in float32 is fine);
-  :math:`\|M\|_2` is an SVD at the first lags and a warm-started block power iteration after them
+  :math:`\|M\|_2` is an SVD at the first lag and a warm-started block power iteration after it
   (:func:`lstm_jax.spectral_ritz`), checked against SVDs at a few lags on every run (:func:`_norm_method`).
+  No ``(T, d, d)`` Jacobian is formed: the transposed product is pushed through the cell protocol's
+  :func:`lstm_jax.vjp_wide` (the recurrent block's ``d x n`` columns of :math:`J_t` formed once a step, the others
+  diagonal).  After the first :data:`WINDOW_STEPS` steps only the product's top-``r`` singular part is carried
+  (:func:`_suffix_tail`: a lower bound; ``r`` chosen so that the discarded share :math:`\sigma_{r+1}/\sigma_1` is at
+  most :data:`TAIL_SHARE` in every sequence, else no truncation), ``2 d n r`` flops a step instead of ``2 d^2 n``.
   An exactly zero product is :math:`-\infty` and is said as such.  Lags are sampled every
   ``stride = ceil(T/200)`` steps.  Per sequence the **finite-time growth
   rate** :math:`r` is the least-squares slope of :math:`\log\|\cdot\|_2` against :math:`\ell` over
@@ -24,7 +29,7 @@ sequence of length ``L``; LSTM :math:`s_t = [h_t; c_t]`, RNN :math:`c_t`, GRU :m
   finite ``T`` (the norm curve bends while the product is still in its transient), through
   non-normal transient growth, or when the start directions have not aligned yet.
 * **Eq. (6) terms** (LSTM; GRU analogue): spectral norms of :math:`A_t, B_t, C_t, D_t`
-  (:func:`lstm_jax.lstm_terms_along`) at up to 50 steps, median over sequences: :math:`B_t` is diagonal, its
+  (:func:`lstm_jax.lstm_terms_along`) at up to :data:`MAX_TERM_POINTS` steps, median over sequences: :math:`B_t` is diagonal, its
   norm :math:`\max_i |B_{t,ii}|` exactly; the others by block power iteration (``O(n^2)`` a step rather than an
   SVD's ``O(n^3)``), checked against SVDs at :data:`TERM_CHECKS` of the steps on every run
   (``terms.norm_method``).
@@ -63,17 +68,23 @@ SCHEMA_VERSION = 1
 MAX_POINTS = 200  # lag and time samples per curve
 HIST_BINS = 40
 SAT_LOW, SAT_HIGH, SAT_SHARE = 0.1, 0.9, 0.9
-MEMORY_BUDGET = 512 * 2**20  # bytes of step Jacobians held at once (sequences are vmapped in chunks)
-JAC_COPIES = 2  # (T, d, d) arrays per sequence: the Jacobians and their padded (identity) version
+MEMORY_BUDGET = 512 * 2**20  # bytes held at once inside a layer's statistics (sequences are vmapped in chunks)
 #: the flow curve's spectral norms (lags counted as points of the curve, one every stride steps): exact (SVD) for
-#: the first EXACT_LAGS, then block power iteration with a block of RITZ_BLOCK vectors, EARLY_ITERS iterations a
-#: lag up to lag EARLY_LAGS, WARMUP_ITERS up to lag WARMUP_LAGS and RITZ_ITERS after (the block follows the product
-#: from lag 1), checked against an SVD at NORM_CHECKS lags.  Measured on random LSTMs, n = 48 and 128: the
-#: largest relative error against an SVD at every lag is 1.5e-9 (n = 128; 4e-15 at n = 48, tests/test_diagnose.py)
+#: the first EXACT_LAGS, whose top singular vectors start a block power iteration with a block of RITZ_BLOCK
+#: vectors, EARLY_ITERS iterations a lag up to lag EARLY_LAGS, WARMUP_ITERS up to lag WARMUP_LAGS and RITZ_ITERS
+#: after (the block follows the product's fixed end from lag 1), checked against an SVD at NORM_CHECKS lags.
+#: Largest relative error against an SVD of every full product: 2e-15 (random LSTM n = 48), 4e-8 (n = 48, forget
+#: bias 5, tests/test_diagnose.py), 3e-6 (torch's nn.LSTM(64, 256) initialisation, at lag 2: its top singular
+#: values crowd)
 EXACT_LAGS, EARLY_LAGS, EARLY_ITERS, WARMUP_LAGS, WARMUP_ITERS, RITZ_BLOCK, RITZ_ITERS, NORM_CHECKS = \
-    2, 8, 16, 32, 8, 16, 1, 3
-MAX_TERM_POINTS = 50  # times at which the eq. (6) terms' spectral norms are sampled
-TERM_CHECKS = 4  # of those, times at which the power iteration is checked against an SVD
+    1, 8, 16, 32, 8, 16, 1, 3
+#: the full d x d product is carried for the first WINDOW_STEPS steps; after them only its top-r singular part, r the
+#: smallest of 16, 32, ... (below d/2) whose discarded share sigma_(r+1)/sigma_1 is at most TAIL_SHARE in every
+#: sequence (else no truncation).  Measured against the full product (tests/test_diagnose.py): the tail's
+#: relative error stays below the share squared
+WINDOW_STEPS, TAIL_SHARE = 64, 1e-4
+MAX_TERM_POINTS = 25  # times at which the eq. (6) terms' spectral norms are sampled
+TERM_CHECKS = 2  # of those, times at which the power iteration is checked against an SVD
 DISAGREE_SIGMAS = 2.0  # standard errors: a rate within them of 0 (or two rates of each other) is not resolved
 ROUNDING_FLOOR = 1e3  # times eps * max(|rate|, 1): differences below it are rounding, whatever the stderr says
 
@@ -141,86 +152,197 @@ def _norm_plan(G: int, d: int) -> np.ndarray:
     return plan
 
 
-def _norm_method(logn: np.ndarray, check: np.ndarray, stride: int, d: int) -> dict:
+def _norm_method(logn: np.ndarray, check: np.ndarray, stride: int, d: int, rank: int, share: float) -> dict:
     """How the flow curve's norms were computed, and how far the power iteration was from an SVD where checked."""
     sel = np.isfinite(check) & np.isfinite(logn)
     rel = np.abs(np.expm1(logn[sel] - check[sel]))
     plan = _norm_plan(logn.shape[1], d)
+    window = min(logn.shape[1], -(-WINDOW_STEPS // stride)) * stride
+    tail = {"window_steps": window, "tail_rank": rank, "tail_discarded_share": share}
+    if rank < d:
+        tail_text = (f"; after the first {window} steps the product is carried at rank {rank} of {d} (its top "
+                     f"singular part; discarded share sigma_{rank + 1}/sigma_1 <= {share:.2g}, a lower bound whose "
+                     "relative error measured below the share squared)")
+    else:
+        tail_text = "; the full product at every lag"
     if not np.any(plan):
-        return {"method": "exact: an SVD at every lag", "checked_lags": [], "max_relative_error": None}
-    return {"method": (f"exact (SVD) at the first {EXACT_LAGS} lags; block power iteration after (block {RITZ_BLOCK}, "
-                       f"{EARLY_ITERS} iterations a lag up to lag {EARLY_LAGS}, {WARMUP_ITERS} up to lag "
-                       f"{WARMUP_LAGS}, then {RITZ_ITERS}, warm-started "
-                       "from the previous lag: a lower bound on the norm)"),
+        return {"method": "exact: an SVD at every lag" + tail_text, "checked_lags": [], "max_relative_error": None,
+                **tail}
+    return {"method": (f"block power iteration (block {RITZ_BLOCK}, {EARLY_ITERS} iterations a lag up to lag "
+                       f"{EARLY_LAGS}, {WARMUP_ITERS} up to lag {WARMUP_LAGS}, then {RITZ_ITERS}, warm-started "
+                       "from the previous lag: a lower bound on the norm)" + tail_text),
             "checked_lags": (stride * (1 + np.flatnonzero(plan == 2))).tolist(),
-            "max_relative_error": float(rel.max()) if rel.size else None}
+            "max_relative_error": float(rel.max()) if rel.size else None, **tail}
 
 
-def _times_jacobian(M: jax.Array, J: jax.Array, width: int, rec: Optional[int]) -> jax.Array:
-    r""":math:`M J_t` for a dense step Jacobian ``J (d, d)`` of a protocol cell with ``width`` state blocks of ``n``.
+def _iters_at(g: int) -> int:
+    """Power iterations at lag index ``g`` (0-based): the schedule of :data:`EARLY_ITERS` / :data:`WARMUP_ITERS` /
+    :data:`RITZ_ITERS`."""
+    return EARLY_ITERS if g < EARLY_LAGS else WARMUP_ITERS if g < WARMUP_LAGS else RITZ_ITERS
 
-    Only the columns of the recurrent block ``rec`` are dense: every other column block is diagonal within each
-    output block (the update is unit-wise and only the ``rec`` block meets a weight, :func:`lstm_jax._cell.dense_jacobian`).
-    So :math:`M J_t` is one GEMM with the ``(d, n)`` dense columns and, for each other column block ``b``,
-    :math:`\sum_j M_{:, j} \operatorname{diag}(J_{jb})` -- ``2 d^2 n`` flops instead of ``2 d^3`` (half, for the LSTM).
-    """
-    if width == 1 or rec is None:
-        return M @ J
-    n = J.shape[0] // width
-    cols = []
-    for b in range(width):
-        if b == rec:
-            cols.append(M @ J[:, b * n:(b + 1) * n])
+
+def _segments(plan: np.ndarray) -> list[tuple[int, int, int]]:
+    """``plan`` cut into runs of lags computed the same way: ``(start, stop, how)``.  Each run is one ``lax.scan``
+    with its method fixed at trace time, so no SVD is traced into a branch that a ``vmap`` over sequences would
+    turn into a select (computing it at every lag); the iteration count is a traced input of the scan."""
+    out = []
+    for i, how in enumerate(plan.tolist()):
+        if out and out[-1][2] == how:
+            out[-1] = (out[-1][0], i + 1, how)
         else:
-            diag = jnp.stack([jnp.diagonal(J[j * n:(j + 1) * n, b * n:(b + 1) * n]) for j in range(width)])
-            cols.append(jnp.einsum("djn,jn->dn", M.reshape(M.shape[0], width, n), diag))
-    return jnp.concatenate(cols, axis=1)
+            out.append((i, i + 1, int(how)))
+    return out
 
 
-def _log_suffix_norms(jacs: jax.Array, length, stride: int, G: int, width: int = 1,
-                      rec: Optional[int] = None) -> tuple[jax.Array, jax.Array]:
-    r"""Log spectral norms of the products of the last ``g * stride`` valid step Jacobians, ``g = 1..G``.
+def _window_lags(G: int, stride: int) -> int:
+    """Lags (points of the curve) of the full product before the tail: the first :data:`WINDOW_STEPS` steps."""
+    return min(G, -(-WINDOW_STEPS // stride))
 
-    ``jacs (T, d, d)`` in time order, valid for ``t < length``.  Returns ``(G,)`` twice: entry ``g - 1`` of the
-    first is :math:`\log\|J_L\cdots J_{L-g\,\mathrm{stride}+1}\|_2` (lag ``g * stride``; steps before the first
-    count as identities); the second holds the exact (SVD) value at the check lags of :func:`_norm_plan` and NaN
-    elsewhere.  Accumulated from the last valid step backwards in log space (:func:`lstm_jax.log_renormalise`
-    every step), reading ``jacs`` in place (no shifted copy); an exactly zero product is ``-inf``.  The norm is
-    an SVD at the exact lags and the warm-started block power iteration elsewhere (``O(d^2 k)`` instead of
-    ``O(d^3)``); the block follows the product at every lag, so it is warm where the power iteration takes over.
-    """
-    T, d, _ = jacs.shape
-    eye = jnp.eye(d, dtype=jacs.dtype)
+
+def _suffix_lags(vjp, F, length, stride: int, G: int, d: int, carry, first: int, count: int):
+    """Lags ``first .. first + count - 1`` (0-based) of the flow curve from ``carry = (Y, a, U)``: the (possibly
+    truncated, ``(d, r)``) transposed product with its log scale and the power iteration's block.  Returns the new
+    carry and ``(logn, check)`` of those lags (:func:`_log_suffix_norms`)."""
+    leaves = jax.tree_util.tree_leaves(F)
+    T = leaves[0].shape[0]
     offset = G * stride - length  # position p holds step p - offset
-    plan = jnp.asarray(_norm_plan(G, d))
-    k = min(RITZ_BLOCK, d)
 
-    def inner(carry, p):
+    def inner(c, p):
         src = p - offset
-        J = jnp.where(src >= 0, jax.lax.dynamic_index_in_dim(jacs, jnp.clip(src, 0, T - 1), keepdims=False), eye)
-        return lstm_jax.log_renormalise(_times_jacobian(carry[0], J, width, rec), carry[1]), None
+        F_t = jax.tree_util.tree_map(lambda v: jax.lax.dynamic_index_in_dim(v, jnp.clip(src, 0, T - 1),
+                                                                             keepdims=False), F)
+        Y = jnp.where(src >= 0, vjp(F_t, c[0]), c[0])
+        return lstm_jax.log_renormalise(Y, c[1]), None
 
-    def outer(carry, inp):
-        positions, how, g = inp
-        (M, a), _ = jax.lax.scan(inner, carry[:2], positions, reverse=True)
-        iters = jnp.where(g < EARLY_LAGS, EARLY_ITERS, jnp.where(g < WARMUP_LAGS, WARMUP_ITERS, RITZ_ITERS))
-        ritz, U = lstm_jax.spectral_ritz(M, carry[2], iters)
-        exact = jax.lax.cond(how != 1, lambda: lstm_jax.log_spectral(M, a), lambda: jnp.asarray(jnp.nan, a.dtype))
-        value = jnp.where(how == 0, exact, a + jnp.log(ritz))
-        return (M, a, U), (value, jnp.where(how == 2, exact, jnp.nan))
+    def segment(how: int):
+        def outer(c, inp):
+            positions, iters = inp
+            (M, a), _ = jax.lax.scan(inner, c[:2], positions, reverse=True)
+            nan = jnp.asarray(jnp.nan, a.dtype)
+            if how == 0:  # an SVD of the product, whose top-k left vectors warm-start the power iteration
+                u, sv, _ = jnp.linalg.svd(M.T, full_matrices=False)
+                return (M, a, u[:, :c[2].shape[1]]), (a + jnp.log(sv[0]), nan)
+            # on M^T = the product itself, so the block follows its fixed end (step L), whose top singular vectors
+            # settle as the lag grows (the carried transpose's left vectors sit at the moving end)
+            ritz, U = lstm_jax.spectral_ritz(M.T, c[2], iters)
+            value = a + jnp.log(ritz)
+            if how == 1:
+                return (M, a, U), (value, nan)
+            # the check's SVD after the power iteration's QRs: two independent batched LAPACK calls running at once
+            # can deadlock jaxlib 0.10's CPU thread pool (batched over the vmapped sequences)
+            M_, value = jax.lax.optimization_barrier((M, value))
+            return (M, a, U), (value, lstm_jax.log_spectral(M_, a))
+        return outer
 
-    start = (eye, jnp.zeros((), jacs.dtype), jnp.eye(d, k, dtype=jacs.dtype))
-    xs = (jnp.arange(G * stride).reshape(G, stride)[::-1], plan, jnp.arange(G))
-    _, (out, check) = jax.lax.scan(outer, start, xs)
-    return out, check
+    positions = jnp.arange(G * stride).reshape(G, stride)[::-1][first:first + count]
+    plan = _norm_plan(G, d)[first:first + count]
+    iters = jnp.asarray([_iters_at(g) for g in range(first, first + count)], jnp.int32)
+    outs, checks = [], []
+    for start, stop, how in _segments(plan):
+        carry, (v, c) = jax.lax.scan(segment(how), carry, (positions[start:stop], iters[start:stop]))
+        outs.append(v)
+        checks.append(c)
+    return carry, (jnp.concatenate(outs), jnp.concatenate(checks))
+
+
+def _suffix_window(vjp, F, length, stride: int, G: int, d: int):
+    r"""The flow curve's first :func:`_window_lags` lags from the full transposed product, and what the tail needs.
+
+    Returns ``(logn, check, Z, a, sv)``: the window's log norms and SVD checks; the product at the window's end
+    as :math:`Y = A\Sigma B^\top` (an SVD), ``Z = A Sigma`` ``(d, d)`` (columns by decreasing singular value, so
+    ``Z[:, :r]`` is the best rank-``r`` part), its log scale ``a`` and the singular values ``sv`` (relative to the
+    largest) from which :func:`_tail_rank` picks ``r``.
+    """
+    dtype = jax.tree_util.tree_leaves(F)[0].dtype
+    carry = (jnp.eye(d, dtype=dtype), jnp.zeros((), dtype), jnp.eye(d, min(RITZ_BLOCK, d), dtype=dtype))
+    (Y, a, _), (logn, check) = _suffix_lags(vjp, F, length, stride, G, d, carry, 0, _window_lags(G, stride))
+    Y, logn = jax.lax.optimization_barrier((Y, logn))  # after the window's QRs and SVDs (see _suffix_lags)
+    A, sv, _ = jnp.linalg.svd(Y, full_matrices=False)
+    return logn, check, A * sv[None, :], a, sv / jnp.where(sv[0] > 0, sv[0], 1)
+
+
+def _suffix_tail(vjp, F, length, stride: int, G: int, d: int, Z, a):
+    r"""The flow curve's lags after the window, from the rank-``r`` part ``Z (d, r)`` of the product there.
+
+    With the product at the window's end :math:`P_W = U_P \Sigma V^\top` and the later steps
+    :math:`Q = J_{L-W}\cdots J_{L-\ell+1}`, :math:`\|P_\ell\|_2 = \|\Sigma V^\top Q\|_2`; keeping the top ``r``
+    singular triplets gives :math:`\|\Sigma_r V_r^\top Q\|_2`, a **lower bound** (the discarded rows are orthogonal
+    to the kept ones: :math:`\|P_\ell x\|^2 = \|\Sigma_r V_r^\top Q x\|^2 + \|\Sigma_\perp V_\perp^\top Q x\|^2`) whose
+    error is set by the discarded share :math:`\sigma_{r+1}/\sigma_1` of the window's end.  Carried transposed,
+    ``Z <- J_t^T Z``: ``2 d n r`` flops a step instead of ``2 d^2 n``.  Returns ``(logn, check)`` of those lags.
+    """
+    Gw = _window_lags(G, stride)
+    r = Z.shape[1]
+    # the truncated product's fixed-end coordinates are its singular directions at the window's end, sorted: the
+    # identity block is its exact top-k block there
+    U = jnp.eye(r, min(RITZ_BLOCK, r), dtype=Z.dtype)
+    _, out = _suffix_lags(vjp, F, length, stride, G, d, (Z, a, U), Gw, G - Gw)
+    return out
+
+
+def _tail_rank(sv: np.ndarray) -> int:
+    """The tail's rank: the smallest of 16, 32, 64, ... (below ``d/2``) at which every sequence's discarded share
+    ``sv[:, r]`` (singular values relative to the largest, ``(B, d)``) is at most :data:`TAIL_SHARE`; else ``d``
+    (no truncation)."""
+    d = sv.shape[-1]
+    r = 16
+    while r <= d // 2:
+        if np.all(np.nan_to_num(sv[:, r], nan=0.0) <= TAIL_SHARE):
+            return r
+        r *= 2
+    return d
+
+
+def _log_suffix_norms(vjp, F, length, stride: int, G: int, d: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    r"""Log spectral norms of the products of the last ``g * stride`` valid step Jacobians, ``g = 1..G``, as
+    :func:`diagnose` computes them (window, rank choice, tail), for one sequence.
+
+    ``vjp(F_t, Y)`` is :math:`J_t^\top Y` for ``Y (d, k)`` (the cell protocol's :func:`lstm_jax.vjp_wide`, or
+    ``J_t.T @ Y`` for dense Jacobians ``F``); ``F`` holds one entry per step (leading time axis), valid for
+    ``t < length``.  The transposed product :math:`Y = (J_L\cdots J_{L-\ell+1})^\top` (same singular values) is
+    accumulated from the last valid step backwards in log space (:func:`lstm_jax.log_renormalise` every step),
+    steps before the first counting as identities; no ``(T, d, d)`` Jacobian is formed.  The norm is the
+    warm-started block power iteration (``O(d^2 k)`` instead of an SVD's ``O(d^3)``; an SVD for small ``d``); the
+    block follows the product from lag 1.  After the window (:func:`_suffix_window`) the product is carried at the
+    rank :func:`_tail_rank` picks (:func:`_suffix_tail`).  Returns ``(logn, check, {"rank", "share"})``: ``(G,)``
+    log norms (``-inf`` for an exactly zero product), the SVD values at the check lags of :func:`_norm_plan` (NaN
+    elsewhere), the tail's rank and the discarded share (0 without truncation).
+    """
+    logn, check, Z, a, sv = jax.jit(_suffix_window, static_argnums=(0, 3, 4, 5))(vjp, F, length, stride, G, d)
+    r = _tail_rank(np.asarray(sv)[None])
+    Gw = _window_lags(G, stride)
+    share = float(np.asarray(sv)[r]) if r < d else 0.0
+    if Gw < G:
+        tl, tc = jax.jit(_suffix_tail, static_argnums=(0, 3, 4, 5))(vjp, F, length, stride, G, d, Z[:, :r], a)
+        logn, check = jnp.concatenate([logn, tl]), jnp.concatenate([check, tc])
+    return np.asarray(logn), np.asarray(check), {"rank": r, "share": share}
+
+
+def _lyapunov_exponents(cell, w, F, valid, q0, transient: int, length) -> jax.Array:
+    r"""The ``k`` leading Lyapunov exponents along one sequence, sorted: Benettin's QR iteration on
+    :math:`J_t Q` (the protocol's :func:`lstm_jax.jvp_cols`, ``O(d n k)`` a step, no dense Jacobian) from the
+    orthonormal ``q0 (d, k)``, over the valid steps (``valid (T,)``; padded steps leave ``Q`` unchanged and add
+    :math:`\log 1 = 0`), the first ``transient`` left out of the average (:func:`lstm_jax.lyapunov`'s rule)."""
+    def step(Q, inp):
+        F_t, v, t = inp
+        Qn, logs, _ = lstm_jax.qr_step(cell.jvp_cols(w, F_t, Q))
+        return jnp.where(v, Qn, Q), jnp.where(v & (t >= transient), logs, 0)
+
+    T = valid.shape[0]
+    _, logs = jax.lax.scan(step, q0, (F, valid, jnp.arange(T)))
+    rates = jnp.sum(logs, axis=0) / jnp.asarray(length - transient, logs.dtype)
+    return -jnp.sort(-rates)
 
 
 @partial(jax.jit, static_argnames=("kind", "n", "k", "transient", "stride"))
 def _layer_stats(params, xs, lengths, keys, times, term_checks, *, kind, n, k, transient, stride):
     """Per-sequence raw statistics and outputs of one layer for a batch ``xs (B, T, m)`` (vmapped).
 
-    One scan per sequence: its states feed the step Jacobians (the cell protocol's dense consumer), the
-    gates, the eq. (6) terms and the outputs the next layer reads (zero on padded steps).
+    One scan per sequence: its states give the step factors ``F_t`` (the cell protocol), from which the flow
+    product (:func:`lstm_jax.vjp_wide`), the Lyapunov directions (:func:`lstm_jax.jvp_cols`), the gates, the
+    eq. (6) terms and the outputs the next layer reads (zero on padded steps) are computed.  The three stages
+    are ordered by ``optimization_barrier``: each runs batched LAPACK calls (QR, SVD), and two of those running at
+    once can deadlock jaxlib 0.10's CPU thread pool.
     """
     K = KINDS[kind]
     cell = K.cell
@@ -231,29 +353,29 @@ def _layer_stats(params, xs, lengths, keys, times, term_checks, *, kind, n, k, t
         s0 = cell.zero(n, x.dtype)
         _, traj = cell.run(w, s0, x)
         states = jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), s0, traj)  # s_0..s_T
-        J = cell.jacobians_along(w, s0, traj, x)
-        d = J.shape[-1]
-        eye = jnp.eye(d, dtype=J.dtype)
+        F = cell.factors_along(w, s0, traj, x)
+        d = cell.width * jax.tree_util.tree_leaves(cell.to_blocks(s0))[0].shape[-1]
         t = jnp.arange(T)
         valid_t = t < L
-        # Lyapunov: time order, identities after the sequence's end (they add log 1 = 0).
-        J_right = jnp.where(valid_t[:, None, None], J, eye)
         if cell.diagonal_linear:
             # J_t = diag(a_t): the exponents are the time averages of log a_t per unit, exactly, with no QR
-            # (a QR from random directions reaches them only as T grows)
-            # padded steps: log 1 = 0; floored at the smallest normal number, as lstm_jax.lyapunov does
-            logs = jnp.log(jnp.maximum(jnp.diagonal(J_right, axis1=1, axis2=2), jnp.finfo(J.dtype).tiny))
-            mean = jnp.sum(jnp.where((t >= transient)[:, None], logs, 0), axis=0) / (L - transient).astype(J.dtype)
+            # (a QR from random directions reaches them only as T grows); padded steps add log 1 = 0; floored at
+            # the smallest normal number, as lstm_jax.lyapunov does
+            diag = jax.vmap(lambda F_t: cell.jacobian_diagonal(w, F_t, d // cell.width))(F)
+            logs = jnp.log(jnp.maximum(jnp.where(valid_t[:, None], diag, 1), jnp.finfo(x.dtype).tiny))
+            mean = jnp.sum(jnp.where((t >= transient)[:, None], logs, 0), axis=0) / (L - transient).astype(x.dtype)
             exponents = -jnp.sort(-mean)[:k]
         else:
-            q0, _ = jnp.linalg.qr(jax.random.normal(key, (d, k), J.dtype))
-            ly = lstm_jax.lyapunov(J_right, k, q0, transient=transient)
-            exponents = ly.exponents * ((T - transient) / (L - transient).astype(J.dtype))  # mean over valid steps
+            q0, _ = jnp.linalg.qr(jax.random.normal(key, (d, k), x.dtype))
+            exponents = _lyapunov_exponents(cell, w, F, valid_t, q0, transient, L)
+        exponents, F = jax.lax.optimization_barrier((exponents, F))
         # Flow: lags counted back from each sequence's own last step L.
         G = -(-T // stride)
         lags = stride * jnp.arange(1, G + 1)
-        logn, check = _log_suffix_norms(J_right, L, stride, G, cell.width, cell.rec_block)
-        logn, check = jnp.where(lags <= L, logn, jnp.nan), jnp.where(lags <= L, check, jnp.nan)
+        Gw = _window_lags(G, stride)
+        logn, check, Z, a, sv = _suffix_window(partial(cell.vjp_wide, w), F, L, stride, G, d)
+        logn, check = jnp.where(lags[:Gw] <= L, logn, jnp.nan), jnp.where(lags[:Gw] <= L, check, jnp.nan)
+        (logn, check, Z), states = jax.lax.optimization_barrier(((logn, check, Z), states))
         # Gates: masked sums per unit and histograms.
         valid = valid_t[:, None]
         gates = {}
@@ -271,9 +393,29 @@ def _layer_stats(params, xs, lengths, keys, times, term_checks, *, kind, n, k, t
             terms = ({name: jnp.where(times <= L, v, jnp.nan) for name, v in values.items()},
                      {name: jnp.where(term_checks <= L, v, jnp.nan) for name, v in exact.items()})
         outputs = jnp.where(valid, cell.outputs(w, traj, x), 0)
-        return (logn, check, exponents, gates, terms), outputs
+        return (logn, check, exponents, gates, terms), outputs, (Z, a, sv)
 
     return jax.vmap(one)(xs, lengths, keys)
+
+
+@partial(jax.jit, static_argnames=("kind", "n", "stride"))
+def _flow_tail(params, xs, lengths, Z, a, *, kind, n, stride):
+    """The flow curve after the window (:func:`_suffix_tail`) for a batch, from the rank-``r`` parts ``Z (B, d, r)``
+    of :func:`_layer_stats`' products; the trajectory is recomputed (one scan, cheaper than keeping the factors)."""
+    cell = KINDS[kind].cell
+    w = cell.weights(params)
+
+    def one(x, L, Z, a):
+        T = x.shape[0]
+        s0 = cell.zero(n, x.dtype)
+        _, traj = cell.run(w, s0, x)
+        F = cell.factors_along(w, s0, traj, x)
+        G = -(-T // stride)
+        lags = stride * jnp.arange(_window_lags(G, stride) + 1, G + 1)
+        logn, check = _suffix_tail(partial(cell.vjp_wide, w), F, L, stride, G, Z.shape[0], Z, a)
+        return jnp.where(lags <= L, logn, jnp.nan), jnp.where(lags <= L, check, jnp.nan)
+
+    return jax.vmap(one)(xs, lengths, Z, a)
 
 
 def _reverse_valid(xs, lengths):
@@ -625,28 +767,34 @@ def estimate_bytes(model: RecurrentModel, B: int, T: int, dtype="float64") -> in
     """Peak host memory of :func:`diagnose` in bytes, estimated before anything is allocated.
 
     The terms: the inputs and each depth's outputs, ``(B, T, m)`` and ``(B, T, directions * n)`` (two copies
-    each: the array and its cast); one chunk of sequences (:func:`_chunk_plan`) holding ``JAC_COPIES``
-    ``(T, d, d)`` step Jacobians per sequence, counted twice for XLA's temporaries, and ``(T, n)`` gate
-    activations (four per gate kind); plus 1 GiB for Python, JAX/XLA and matplotlib.  The baseline runs
+    each: the array and its cast); one chunk of sequences (:func:`_chunk_plan`) of :func:`_per_sequence_bytes`
+    each, counted twice for XLA's temporaries; plus 1 GiB for Python, JAX/XLA and matplotlib.  The baseline runs
     after the model, so it does not add to the peak.  Used by ``lstm-jax diagnose`` to refuse a run up front
-    (exit 2) instead of an allocation failure inside XLA.
-
-    Measured (2-layer LSTM n = 64, 16 x 400, float64, with baseline; estimate 2.0 GiB): peak resident memory
-    1.44 GiB in three runs, but 4.1 GiB in one run inside the full test suite, not explained — so this is a
-    guard against runs far beyond the machine, not a bound on the peak.
+    (exit 2) instead of an allocation failure inside XLA: a guard against runs far beyond the machine, not a
+    bound on the peak (``benchmarks/diagnose.py`` records the measured peaks).
     """
     isz = jnp.dtype(dtype).itemsize
-    d = max(kind_of(layer.kind).state_size(model.n) for layer in model.layers)
     (_, size) = _chunk_plan(model, B, T, dtype)
     io = 2 * B * T * (model.m + 2 * model.directions * model.n) * isz
-    chunk = size * T * (2 * JAC_COPIES * d * d + 16 * model.n) * isz
-    return int(io + chunk + 2**30)
+    return int(io + 2 * size * _per_sequence_bytes(model, T, dtype) + 2**30)
+
+
+def _per_sequence_bytes(model: RecurrentModel, T: int, dtype) -> int:
+    """Bytes one sequence holds inside :func:`_layer_stats` (the largest layer): the trajectory, factors and gates,
+    ``(T, 32 n)`` at most; the flow product, its next value, the renormalised copy and the power iteration's
+    block, ``4 d^2``; the eq. (6) terms at :data:`MAX_TERM_POINTS` times, each a two-step window of the four
+    ``(n, n)`` terms and their SVD inputs, ``16 n^2`` a time."""
+    def one(kind):
+        d = kind.state_size(model.n)
+        b = d // kind.cell.width  # the block size (the mLSTM's memory block is wider than the hidden size)
+        return 32 * T * b + 4 * d * d + 16 * min(T, MAX_TERM_POINTS) * b * b
+
+    return int(max(one(kind_of(layer.kind)) for layer in model.layers) * jnp.dtype(dtype).itemsize)
 
 
 def _chunk_plan(model, B, T, dtype):
-    d = max(kind_of(layer.kind).state_size(model.n) for layer in model.layers)
-    per_seq = JAC_COPIES * T * d * d * jnp.dtype(dtype).itemsize
-    size = int(max(1, min(B, MEMORY_BUDGET // per_seq)))
+    """Sequences vmapped at once: as many as :data:`MEMORY_BUDGET` holds (at least one), in chunks ``(start, stop)``."""
+    size = int(max(1, min(B, MEMORY_BUDGET // _per_sequence_bytes(model, T, dtype))))
     return [(s, min(B, s + size)) for s in range(0, B, size)], size
 
 
@@ -669,20 +817,31 @@ def _run_model(model, x, lengths, key, k, transient, chunks, bar):
         xin = _reverse_valid(inputs, lens) if layer.reverse else inputs
         layer_key = jax.random.fold_in(key, i)  # sequence b's directions depend on (layer, b) only,
         keys = jax.vmap(lambda b: jax.random.fold_in(layer_key, b))(jnp.arange(B))  # not on the batch size
-        raw, outs = [], []
-        for s, e in plan:
-            idx = np.arange(s, s + size) % B if e - s < size else np.arange(s, e)  # fixed shape: compile once
-            r, y = _layer_stats(params, xin[idx], lens[idx], keys[idx], jnp.asarray(times),
-                                jnp.asarray(_term_checks(times)), kind=kind.name,
-                                n=model.n, k=k, transient=transient, stride=stride)
+        raw, outs, ends = [], [], []
+        chunk_idx = [np.arange(s, s + size) % B if e - s < size else np.arange(s, e) for s, e in plan]  # one shape
+        for (s, e), idx in zip(plan, chunk_idx):
+            r, y, end = _layer_stats(params, xin[idx], lens[idx], keys[idx], jnp.asarray(times),
+                                     jnp.asarray(_term_checks(times)), kind=kind.name,
+                                     n=model.n, k=k, transient=transient, stride=stride)
             raw.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[: e - s], r))
             outs.append(y[: e - s])
+            ends.append(end)
             bar.update(1)
+        d = kind.state_size(model.n)
+        sv = np.concatenate([np.asarray(end[2])[: e - s] for end, (s, e) in zip(ends, plan)])
+        rank = _tail_rank(sv)
+        share = float(np.max(sv[:, rank])) if rank < d else 0.0
+        if _window_lags(-(-T // stride), stride) < -(-T // stride):
+            for i, ((s, e), idx, (Z, a, _)) in enumerate(zip(plan, chunk_idx, ends)):
+                tl, tc = _flow_tail(params, xin[idx], lens[idx], Z[:, :, :rank], a, kind=kind.name, n=model.n,
+                                    stride=stride)
+                raw[i] = (np.concatenate([raw[i][0], np.asarray(tl)[: e - s]], axis=1),
+                          np.concatenate([raw[i][1], np.asarray(tc)[: e - s]], axis=1)) + tuple(raw[i][2:])
         logn, check, exps, gates, terms = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *raw)
         eps = float(jnp.finfo(x.dtype).eps)
         flow = _flow_summary(np.asarray(logn, float), lengths, stride, transient, eps)
-        flow["norm_method"] = _norm_method(np.asarray(logn, float), np.asarray(check, float), stride,
-                                           kind.state_size(model.n))
+        flow["norm_method"] = _norm_method(np.asarray(logn, float), np.asarray(check, float), stride, d, rank,
+                                           share)
         flow["sentence"] = _flow_sentence(layer.name, flow, T)
         lyap = _lyapunov_summary(np.asarray(exps, float), k, transient)
         lyap["method"] = ("time average of log diag(J_t) per unit: J_t is diagonal, so this is exact and needs no QR"

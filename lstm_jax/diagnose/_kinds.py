@@ -71,7 +71,7 @@ def _window_terms(along, states, xs, times, checks):
     others by block power iteration (:func:`_ritz`, ``O(n^2)`` per iteration instead of an SVD's ``O(n^3)``).
     Returns ``(norms, exact)``: ``exact`` holds the SVD values at the steps ``checks`` (a subset of ``times``)."""
 
-    def at(t, norm):
+    def at(t, norm, xs, states):
         window = jax.lax.dynamic_slice_in_dim(xs, t - 2, 2)
         start = jax.tree_util.tree_map(lambda a: a[t - 2], states)
         traj = jax.tree_util.tree_map(lambda a: jax.lax.dynamic_slice_in_dim(a, t - 1, 2), states)
@@ -79,7 +79,11 @@ def _window_terms(along, states, xs, times, checks):
         return {k: jnp.max(jnp.abs(jnp.diagonal(v[-1]))) if k == "B" else norm(v[-1])  # the entry of step t
                 for k, v in terms._asdict().items()}
 
-    return jax.vmap(lambda t: at(t, _ritz))(times), jax.vmap(lambda t: at(t, _spectral))(checks)
+    norms = jax.vmap(lambda t: at(t, _ritz, xs, states))(times)
+    # the SVD checks after the power iterations' QRs: two independent batched LAPACK calls running at once can
+    # deadlock jaxlib 0.10's CPU thread pool
+    norms, xs, states = jax.lax.optimization_barrier((norms, xs, states))
+    return norms, jax.vmap(lambda t: at(t, _spectral, xs, states))(checks)
 
 
 # --------------------------------------------------------------------------- LSTM
