@@ -15,7 +15,7 @@ its limit is stopped (its time is then a lower bound).
 
 **Peer.** The curve :math:`\\|\\partial s_T/\\partial s_{T-\\ell}\\|_2`, ``l = 1..T``, of layer 0 for the same model and
 inputs, one sequence at a time: lstm_jax as diagnose computes it (the cell protocol's step factors and vjp_wide, the log-space
-product from the last step, SVD / warm-started power-iteration norms: ``lstm_jax.diagnose._core``), against
+product from the last step, Lanczos / warm-started power-iteration norms: ``lstm_jax.diagnose._core``), against
 torch: step Jacobians by ``torch.func.jacrev`` of the ``LSTMCell`` step, ``torch.func.vmap``-ed over time, the
 same renormalised product and ``torch.linalg.matrix_norm(ord=2)`` (an SVD) at every lag.  Timed interleaved
 (lstm_jax, torch, lstm_jax, ...) after a warm-up each; the ratio torch / lstm_jax per round with its min–max, and

@@ -319,3 +319,22 @@ def test_half_life_and_time_constant_known_values():
     assert lj.time_constant(np.exp(-1 / 7)) == pytest.approx(7.0, rel=1e-14)
     np.testing.assert_array_equal(lj.time_constant(np.array([0.0, 1.0, 1.5])), [0.0, np.inf, np.inf])
     assert np.isnan(lj.half_life(np.nan)) and np.isnan(lj.time_constant(np.nan)) and np.isnan(lj.time_constant(-0.5))
+
+
+def test_spectral_lanczos_is_a_lower_bound_that_reaches_crowded_norms_where_power_iteration_does_not():
+    """Singular values 0.99^i (a crowded top) on random orthogonal bases, d = 60, from a random start: 32 Krylov
+    vectors reach the norm to 1e-12 (measured 1.7e-15), while 32 power iterations from the same vector (as many
+    matrix passes) stay 9.4e-4 below it; the Ritz vectors are orthonormal, the value never exceeds the norm, and a zero start
+    vector gives 0 (an exhausted space adds nothing)."""
+    d = 60
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(9), 3)
+    Qa = jnp.linalg.qr(jax.random.normal(k1, (d, d), F64))[0]
+    Qb = jnp.linalg.qr(jax.random.normal(k2, (d, d), F64))[0]
+    M = (Qa * (0.99 ** jnp.arange(d))[None, :]) @ Qb.T
+    v0 = jax.random.normal(k3, (d,), F64)
+    sigma, U = lj.spectral_lanczos(M, v0, 32, 4)
+    assert abs(float(sigma) - 1.0) <= 1e-12 and float(sigma) <= 1.0 + 1e-15
+    np.testing.assert_allclose(np.asarray(U.T @ U), np.eye(4), atol=1e-13)
+    power, _ = lj.spectral_ritz(M, (v0 / jnp.linalg.norm(v0))[:, None], iters=32)
+    assert 1.0 - float(power) > 1e-4
+    assert float(lj.spectral_lanczos(M, jnp.zeros(d, F64), 32, 4)[0]) == 0.0

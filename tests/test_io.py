@@ -586,6 +586,41 @@ def test_importing_the_io_wing_imports_no_framework():
     assert out.stdout.strip() == "[]"
 
 
+def test_state_dict_and_checkpoint_pt_files_are_read_without_torch_and_equal_torch_loads_reading(wrapper, tmp_path):
+    """A ``torch.save`` zip of tensors in dicts is read by the restricted unpickler, in a process where ``import
+    torch`` fails: the same weights, bit for bit, and names as ``torch.load``'s dicts give (here, with torch
+    imported); a half-precision state_dict is promoted and says so; a pickled module still needs torch and the
+    opt-in."""
+    import subprocess
+    import sys
+
+    torch.save(wrapper.state_dict(), tmp_path / "sd.pt")
+    torch.save({"model": wrapper.state_dict(), "epoch": 3, "optimizer": {"lr": 0.1, "steps": [1, 2]}},
+               tmp_path / "ckpt.pth")
+    torch.save(torch.nn.LSTM(M, N).half().state_dict(), tmp_path / "half.pt")
+    torch.save(wrapper, tmp_path / "full.pt")
+    code = ("import sys; sys.modules['torch'] = None\n"  # import torch raises ImportError
+            "import numpy as np, lstm_jax.io as lio\n"
+            "d = sys.argv[1]\n"
+            "a, b = lio.load_model(d + '/sd.pt', layer='encoder'), lio.load_model(d + '/ckpt.pth', layer='model.decoder')\n"
+            "h = lio.load_model(d + '/half.pt')\n"
+            "np.savez(d + '/got.npz', *[np.asarray(x) for m in (a, b) for l in m.layers for x in l.params if x is not None])\n"
+            "print(a.source); print(b.source); print(h.source, h.layers[0].params.W_f.dtype)\n"
+            "try:\n    lio.load_model(d + '/full.pt')\nexcept ModuleNotFoundError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
+                         cwd=pathlib.Path(__file__).resolve().parents[1])
+    lines = out.stdout.strip().splitlines()
+    assert lines[:3] == ["torch state_dict 'encoder' from sd.pt", "torch state_dict 'model.decoder' from ckpt.pth",
+                         "torch state_dict from half.pt (float16 weights promoted to float32) float32"]
+    assert lines[3].startswith("reading ") and "needs PyTorch" in lines[3]
+    want = [np.asarray(x) for m in (lio.load_model(wrapper, layer="encoder"), lio.load_model(wrapper, layer="decoder"))
+            for l in m.layers for x in l.params if x is not None]
+    got = np.load(tmp_path / "got.npz")
+    assert len(got.files) == len(want)
+    for i, w in enumerate(want):
+        np.testing.assert_array_equal(got[f"arr_{i}"], w)
+
+
 @pytest.mark.parametrize(
     "source,error,message",
     [

@@ -45,8 +45,8 @@ DataDrivenInvestor (Medium).
                  "factor_over_fit": exp(rate * (to - from)),
                  "fit_lags": [from, to], "per_sequence_rate": [...], "sentence": str,
                  "exact_zero": {"sequences", "from_lag" | null},  # products exactly 0 (log 0 = -inf)
-                 "norm_method": {"method": str, "checked_lags": [...],  # SVD at the first lag, then
-                                 "max_relative_error" | null,          # power iteration, checked by SVDs
+                 "norm_method": {"method": str, "checked_lags": [...],  # Lanczos, then power
+                                 "max_relative_error" | null,          # iteration, checked by SVDs
                                  "window_steps": int,                  # steps of the full d x d product
                                  "tail_rank": int,                     # rank carried after them (d: all)
                                  "tail_discarded_share": float}},      # sigma_(r+1)/sigma_1 there (0: none)
@@ -57,7 +57,7 @@ DataDrivenInvestor (Medium).
         "terms": null | {"norm": "spectral", "times": [t...],
                          "median": {"A": [...], "B": [...], "C": [...], "D": [...]},
                          "overall_median": {"A", "B", "C", "D"},
-                         "norm_method": {"method": str, "checked_times": [...],  # power iteration,
+                         "norm_method": {"method": str, "checked_times": [...],  # Lanczos,
                                          "max_relative_error" | null}},         # checked by SVDs
         "gates": {"bins": [41 edges on 0..1], "memory_gate": "f" | "z" | null,
                   "saturation_rule": str, "saturated_units": fraction,

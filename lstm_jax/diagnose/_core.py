@@ -7,8 +7,10 @@ sequence of length ``L``; LSTM :math:`s_t = [h_t; c_t]`, RNN :math:`c_t`, GRU :m
   norm of the joint-state Jacobian, against the lag :math:`\ell`.  Accumulated backwards in **log
   space**: :math:`M \leftarrow M J_t/\|M J_t\|_F`, :math:`a \leftarrow a + \log\|M J_t\|_F`, so
   :math:`\log\|\cdot\|_2 = a + \log\|M\|_2` never under- or overflows (``T = 10^4`` in float32 is fine);
-  :math:`\|M\|_2` is an SVD at the first lag and a warm-started block power iteration after it
-  (:func:`lstm_jax.spectral_ritz`), checked against SVDs at a few lags on every run (:func:`_norm_method`).
+  :math:`\|M\|_2` is Lanczos for the first :data:`LANCZOS_LAGS` lags (:func:`lstm_jax.spectral_lanczos`, each
+  lag warm-started from the previous one's top Ritz vectors) and a warm-started block power iteration after them
+  (:func:`lstm_jax.spectral_ritz`), both lower bounds, checked against SVDs at three lags on every run
+  (:func:`_norm_method`).
   No ``(T, d, d)`` Jacobian is formed: the transposed product is pushed through the cell protocol's
   :func:`lstm_jax.vjp_wide` (the recurrent block's ``d x n`` columns of :math:`J_t` formed once a step, the others
   diagonal).  After the first :data:`WINDOW_STEPS` steps only the product's top-``r`` singular part is carried
@@ -30,7 +32,7 @@ sequence of length ``L``; LSTM :math:`s_t = [h_t; c_t]`, RNN :math:`c_t`, GRU :m
   non-normal transient growth, or when the start directions have not aligned yet.
 * **Eq. (6) terms** (LSTM; GRU analogue): spectral norms of :math:`A_t, B_t, C_t, D_t`
   (:func:`lstm_jax.lstm_terms_along`) at up to :data:`MAX_TERM_POINTS` steps, median over sequences: :math:`B_t` is diagonal, its
-  norm :math:`\max_i |B_{t,ii}|` exactly; the others by block power iteration (``O(n^2)`` a step rather than an
+  norm :math:`\max_i |B_{t,ii}|` exactly; the others by Lanczos (``O(n^2)`` a Krylov vector rather than an
   SVD's ``O(n^3)``), checked against SVDs at :data:`TERM_CHECKS` of the steps on every run
   (``terms.norm_method``).
 * **Gates.** Histograms of every gate (tanh values mapped to ``[0, 1]``); per-unit mean of the
@@ -68,23 +70,27 @@ SCHEMA_VERSION = 1
 MAX_POINTS = 200  # lag and time samples per curve
 HIST_BINS = 40
 SAT_LOW, SAT_HIGH, SAT_SHARE = 0.1, 0.9, 0.9
-MEMORY_BUDGET = 512 * 2**20  # bytes held at once inside a layer's statistics (sequences are vmapped in chunks)
-#: the flow curve's spectral norms (lags counted as points of the curve, one every stride steps): exact (SVD) for
-#: the first EXACT_LAGS, whose top singular vectors start a block power iteration with a block of RITZ_BLOCK
-#: vectors, EARLY_ITERS iterations a lag up to lag EARLY_LAGS, WARMUP_ITERS up to lag WARMUP_LAGS and RITZ_ITERS
-#: after (the block follows the product's fixed end from lag 1), checked against an SVD at NORM_CHECKS lags.
-#: Relative error against an SVD of every full product bounded in tests/test_diagnose.py by 1e-10 (random LSTM
-#: n = 48) and 1e-6 (forget bias 5: crowded top singular values); the first power-iteration lag is among the
-#: checked lags of every run, where the error is largest (diagnosis.json flow.norm_method.max_relative_error)
-EXACT_LAGS, EARLY_LAGS, EARLY_ITERS, WARMUP_LAGS, WARMUP_ITERS, RITZ_BLOCK, RITZ_ITERS, NORM_CHECKS = \
-    1, 8, 16, 32, 8, 16, 1, 3
+MEMORY_BUDGET = 2**30  # bytes held at once inside a layer's statistics (sequences are vmapped in chunks)
+#: at most this many sequences vmapped at once: on 2 CPU cores larger batches ran slower per sequence (n = 128,
+#: T = 200, float64: 0.32, 0.29, 0.28 s a sequence at 2, 4, 8; the 16-sequence target run 37.2 s against 35.2 s
+#: at 8), while a single sequence is the slowest case of all (:func:`_over_sequences`)
+VMAP_MAX = 8
+#: the flow curve's spectral norms (lags counted as points of the curve, one every stride steps): for the first
+#: LANCZOS_LAGS, Lanczos with LANCZOS_STEPS Krylov vectors (lstm_jax.spectral_lanczos; the first from a fixed random
+#: vector, the next from the previous lag's top RITZ_BLOCK Ritz vectors), after them a block power iteration with a
+#: block of RITZ_BLOCK vectors, RITZ_ITERS iterations a lag (the block follows the product's fixed end); SVD checks at
+#: the first lag of each method and at the last lag.  Relative error against an SVD of every full product bounded in
+#: tests/test_diagnose.py (random LSTM n = 48): Lanczos 1e-12 (forget bias 1 and 5), the power iteration after it
+#: 1e-12 (forget bias 1) and 1e-7 (forget bias 5: crowded top singular values); each run reports its own at the
+#: checked lags (diagnosis.json flow.norm_method.max_relative_error)
+LANCZOS_LAGS, LANCZOS_STEPS, RITZ_BLOCK, RITZ_ITERS = 32, 32, 16, 1
 #: the full d x d product is carried for the first WINDOW_STEPS steps; after them only its top-r singular part, r the
 #: smallest of 16, 32, ... (below d/2) whose discarded share sigma_(r+1)/sigma_1 is at most TAIL_SHARE in every
 #: sequence (else no truncation).  Measured against the full product (tests/test_diagnose.py): the tail's
 #: relative error stays below the share squared
 WINDOW_STEPS, TAIL_SHARE = 64, 1e-4
 MAX_TERM_POINTS = 25  # times at which the eq. (6) terms' spectral norms are sampled
-TERM_CHECKS = 2  # of those, times at which the power iteration is checked against an SVD
+TERM_CHECKS = 2  # of those, times at which the Lanczos values are checked against an SVD
 DISAGREE_SIGMAS = 2.0  # standard errors: a rate within them of 0 (or two rates of each other) is not resolved
 ROUNDING_FLOOR = 1e3  # times eps * max(|rate|, 1): differences below it are rounding, whatever the stderr says
 
@@ -139,21 +145,19 @@ class Diagnosis(NamedTuple):
 
 
 def _norm_plan(G: int, d: int) -> np.ndarray:
-    """How the spectral norm at each of the ``G`` lags is computed: 0 exact (an SVD), 1 block power iteration
-    (:func:`lstm_jax.spectral_ritz`, warm-started from the previous lag), 2 both (a check of the power
-    iteration).  Exact for the first :data:`EXACT_LAGS` lags (short products, whose top singular vectors still
-    turn from lag to lag) and for small states; :data:`NORM_CHECKS` evenly spaced checks among the rest."""
+    """How the spectral norm at each of the ``G`` lags is computed: 0 exact (an SVD; every lag of a small state,
+    ``d <= 2 RITZ_BLOCK``), 1 block power iteration (:func:`lstm_jax.spectral_ritz`), 3 Lanczos
+    (:func:`lstm_jax.spectral_lanczos`, the first :data:`LANCZOS_LAGS` lags); 2 and 4 the same checked against an
+    SVD, at the first lag of each method and at the last lag."""
     if d <= 2 * RITZ_BLOCK:
         return np.zeros(G, np.int32)
-    plan = np.where(np.arange(G) < EXACT_LAGS, 0, 1).astype(np.int32)
-    rest = np.arange(EXACT_LAGS, G)
-    if rest.size:
-        plan[rest[np.unique(np.linspace(0, rest.size - 1, min(NORM_CHECKS, rest.size)).round().astype(int))]] = 2
+    plan = np.where(np.arange(G) < LANCZOS_LAGS, 3, 1).astype(np.int32)
+    plan[sorted({0, min(LANCZOS_LAGS, G - 1), G - 1})] += 1
     return plan
 
 
 def _norm_method(logn: np.ndarray, check: np.ndarray, stride: int, d: int, rank: int, share: float) -> dict:
-    """How the flow curve's norms were computed, and how far the power iteration was from an SVD where checked."""
+    """How the flow curve's norms were computed, and how far they were from an SVD where checked."""
     sel = np.isfinite(check) & np.isfinite(logn)
     rel = np.abs(np.expm1(logn[sel] - check[sel]))
     plan = _norm_plan(logn.shape[1], d)
@@ -168,23 +172,18 @@ def _norm_method(logn: np.ndarray, check: np.ndarray, stride: int, d: int, rank:
     if not np.any(plan):
         return {"method": "exact: an SVD at every lag" + tail_text, "checked_lags": [], "max_relative_error": None,
                 **tail}
-    return {"method": (f"block power iteration (block {RITZ_BLOCK}, {EARLY_ITERS} iterations a lag up to lag "
-                       f"{EARLY_LAGS}, {WARMUP_ITERS} up to lag {WARMUP_LAGS}, then {RITZ_ITERS}, warm-started "
-                       "from the previous lag: a lower bound on the norm)" + tail_text),
-            "checked_lags": (stride * (1 + np.flatnonzero(plan == 2))).tolist(),
+    return {"method": (f"Lanczos ({LANCZOS_STEPS} Krylov vectors, full reorthogonalisation) up to lag "
+                       f"{stride * LANCZOS_LAGS}, warm-started from the previous lag, then block power iteration "
+                       f"(block {RITZ_BLOCK}, {RITZ_ITERS} iteration a lag, warm-started): lower bounds on the norm"
+                       + tail_text),
+            "checked_lags": (stride * (1 + np.flatnonzero(np.isin(plan, (2, 4))))).tolist(),
             "max_relative_error": float(rel.max()) if rel.size else None, **tail}
-
-
-def _iters_at(g: int) -> int:
-    """Power iterations at lag index ``g`` (0-based): the schedule of :data:`EARLY_ITERS` / :data:`WARMUP_ITERS` /
-    :data:`RITZ_ITERS`."""
-    return EARLY_ITERS if g < EARLY_LAGS else WARMUP_ITERS if g < WARMUP_LAGS else RITZ_ITERS
 
 
 def _segments(plan: np.ndarray) -> list[tuple[int, int, int]]:
     """``plan`` cut into runs of lags computed the same way: ``(start, stop, how)``.  Each run is one ``lax.scan``
     with its method fixed at trace time, so no SVD is traced into a branch that a ``vmap`` over sequences would
-    turn into a select (computing it at every lag); the iteration count is a traced input of the scan."""
+    turn into a select (computing it at every lag)."""
     out = []
     for i, how in enumerate(plan.tolist()):
         if out and out[-1][2] == how:
@@ -201,7 +200,7 @@ def _window_lags(G: int, stride: int) -> int:
 
 def _suffix_lags(vjp, F, length, stride: int, G: int, d: int, carry, first: int, count: int):
     """Lags ``first .. first + count - 1`` (0-based) of the flow curve from ``carry = (Y, a, U)``: the (possibly
-    truncated, ``(d, r)``) transposed product with its log scale and the power iteration's block.  Returns the new
+    truncated, ``(d, r)``) transposed product with its log scale and the top Ritz vectors' block.  Returns the new
     carry and ``(logn, check)`` of those lags (:func:`_log_suffix_norms`)."""
     leaves = jax.tree_util.tree_leaves(F)
     T = leaves[0].shape[0]
@@ -215,31 +214,32 @@ def _suffix_lags(vjp, F, length, stride: int, G: int, d: int, carry, first: int,
         return lstm_jax.log_renormalise(Y, c[1]), None
 
     def segment(how: int):
-        def outer(c, inp):
-            positions, iters = inp
+        def outer(c, positions):
             (M, a), _ = jax.lax.scan(inner, c[:2], positions, reverse=True)
             nan = jnp.asarray(jnp.nan, a.dtype)
-            if how == 0:  # an SVD of the product, whose top-k left vectors warm-start the power iteration
-                u, sv, _ = jnp.linalg.svd(M.T, full_matrices=False)
-                return (M, a, u[:, :c[2].shape[1]]), (a + jnp.log(sv[0]), nan)
+            if how == 0:  # an SVD of the product (a small state)
+                return (M, a, c[2]), (lstm_jax.log_spectral(M, a), nan)
             # on M^T = the product itself, so the block follows its fixed end (step L), whose top singular vectors
             # settle as the lag grows (the carried transpose's left vectors sit at the moving end)
-            ritz, U = lstm_jax.spectral_ritz(M.T, c[2], iters)
+            if how in (3, 4):
+                ritz, U = lstm_jax.spectral_lanczos(M.T, jnp.sum(c[2], axis=1), min(LANCZOS_STEPS, M.shape[1]),
+                                                    c[2].shape[1])
+            else:
+                ritz, U = lstm_jax.spectral_ritz(M.T, c[2], RITZ_ITERS)
             value = a + jnp.log(ritz)
-            if how == 1:
+            if how in (1, 3):
                 return (M, a, U), (value, nan)
-            # the check's SVD after the power iteration's QRs: two independent batched LAPACK calls running at once
-            # can deadlock jaxlib 0.10's CPU thread pool (batched over the vmapped sequences)
+            # the check's SVD after the iteration's QRs and SVD: two independent batched LAPACK calls running
+            # at once can deadlock jaxlib 0.10's CPU thread pool (batched over the vmapped sequences)
             M_, value = jax.lax.optimization_barrier((M, value))
             return (M, a, U), (value, lstm_jax.log_spectral(M_, a))
         return outer
 
     positions = jnp.arange(G * stride).reshape(G, stride)[::-1][first:first + count]
     plan = _norm_plan(G, d)[first:first + count]
-    iters = jnp.asarray([_iters_at(g) for g in range(first, first + count)], jnp.int32)
     outs, checks = [], []
     for start, stop, how in _segments(plan):
-        carry, (v, c) = jax.lax.scan(segment(how), carry, (positions[start:stop], iters[start:stop]))
+        carry, (v, c) = jax.lax.scan(segment(how), carry, positions[start:stop])
         outs.append(v)
         checks.append(c)
     return carry, (jnp.concatenate(outs), jnp.concatenate(checks))
@@ -254,7 +254,9 @@ def _suffix_window(vjp, F, length, stride: int, G: int, d: int):
     largest) from which :func:`_tail_rank` picks ``r``.
     """
     dtype = jax.tree_util.tree_leaves(F)[0].dtype
-    carry = (jnp.eye(d, dtype=dtype), jnp.zeros((), dtype), jnp.eye(d, min(RITZ_BLOCK, d), dtype=dtype))
+    # the first Lanczos start: the sum of a fixed random orthonormal block's columns (a generic direction)
+    U0 = jnp.linalg.qr(jax.random.normal(jax.random.PRNGKey(0), (d, min(RITZ_BLOCK, d)), dtype))[0]
+    carry = (jnp.eye(d, dtype=dtype), jnp.zeros((), dtype), U0)
     (Y, a, _), (logn, check) = _suffix_lags(vjp, F, length, stride, G, d, carry, 0, _window_lags(G, stride))
     Y, logn = jax.lax.optimization_barrier((Y, logn))  # after the window's QRs and SVDs (see _suffix_lags)
     A, sv, _ = jnp.linalg.svd(Y, full_matrices=False)
@@ -302,8 +304,8 @@ def _log_suffix_norms(vjp, F, length, stride: int, G: int, d: int) -> tuple[np.n
     ``t < length``.  The transposed product :math:`Y = (J_L\cdots J_{L-\ell+1})^\top` (same singular values) is
     accumulated from the last valid step backwards in log space (:func:`lstm_jax.log_renormalise` every step),
     steps before the first counting as identities; no ``(T, d, d)`` Jacobian is formed.  The norm is the
-    warm-started block power iteration (``O(d^2 k)`` instead of an SVD's ``O(d^3)``; an SVD for small ``d``); the
-    block follows the product from lag 1.  After the window (:func:`_suffix_window`) the product is carried at the
+    Lanczos / block power iteration schedule of :func:`_norm_plan` (``O(d^2 k)`` instead of an SVD's ``O(d^3)``;
+    an SVD for small ``d``), following the product's fixed end.  After the window (:func:`_suffix_window`) the product is carried at the
     rank :func:`_tail_rank` picks (:func:`_suffix_tail`).  Returns ``(logn, check, {"rank", "share"})``: ``(G,)``
     log norms (``-inf`` for an exactly zero product), the SVD values at the check lags of :func:`_norm_plan` (NaN
     elsewhere), the tail's rank and the discarded share (0 without truncation).
@@ -334,9 +336,20 @@ def _lyapunov_exponents(cell, w, F, valid, q0, transient: int, length) -> jax.Ar
     return -jnp.sort(-rates)
 
 
+def _over_sequences(f, *args):
+    """``jax.vmap(f)(*args)`` over the leading (sequence) axis, except that a single sequence is a plain call: XLA's
+    CPU programs for a batch dimension of size 1 run about twice as slow as the unbatched ones (measured on
+    ``_layer_stats``, n = 512, T = 1000, float32: 11.0 s against 5.7 s a sequence)."""
+    if jax.tree_util.tree_leaves(args)[0].shape[0] != 1:
+        return jax.vmap(f)(*args)
+    out = f(*jax.tree_util.tree_map(lambda a: a[0], args))
+    return jax.tree_util.tree_map(lambda a: a[None], out)
+
+
 @partial(jax.jit, static_argnames=("kind", "n", "k", "transient", "stride"))
-def _layer_stats(params, xs, lengths, keys, times, term_checks, *, kind, n, k, transient, stride):
-    """Per-sequence raw statistics and outputs of one layer for a batch ``xs (B, T, m)`` (vmapped).
+def _layer_stats(params, xs, lengths, layer_key, seq, times, term_checks, *, kind, n, k, transient, stride):
+    """Per-sequence raw statistics and outputs of one layer for a batch ``xs (B, T, m)`` (vmapped); sequence
+    ``seq[b]``'s Lyapunov start directions are drawn from ``fold_in(layer_key, seq[b])``.
 
     One scan per sequence: its states give the step factors ``F_t`` (the cell protocol), from which the flow
     product (:func:`lstm_jax.vjp_wide`), the Lyapunov directions (:func:`lstm_jax.jvp_cols`), the gates, the
@@ -395,7 +408,7 @@ def _layer_stats(params, xs, lengths, keys, times, term_checks, *, kind, n, k, t
         outputs = jnp.where(valid, cell.outputs(w, traj, x), 0)
         return (logn, check, exponents, gates, terms), outputs, (Z, a, sv)
 
-    return jax.vmap(one)(xs, lengths, keys)
+    return _over_sequences(one, xs, lengths, jax.vmap(lambda b: jax.random.fold_in(layer_key, b))(seq))
 
 
 @partial(jax.jit, static_argnames=("kind", "n", "stride"))
@@ -415,14 +428,14 @@ def _flow_tail(params, xs, lengths, Z, a, *, kind, n, stride):
         logn, check = _suffix_tail(partial(cell.vjp_wide, w), F, L, stride, G, Z.shape[0], Z, a)
         return jnp.where(lags <= L, logn, jnp.nan), jnp.where(lags <= L, check, jnp.nan)
 
-    return jax.vmap(one)(xs, lengths, Z, a)
+    return _over_sequences(one, xs, lengths, Z, a)
 
 
-def _reverse_valid(xs, lengths):
-    """Reverse each sequence's valid part in time (an involution; padding stays in place)."""
-    t = jnp.arange(xs.shape[1])[None, :]
-    idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
-    return jnp.take_along_axis(xs, idx[:, :, None], axis=1)
+def _reverse_valid(xs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Reverse each sequence's valid part in time (an involution; padding stays in place); NumPy, on the host."""
+    t = np.arange(xs.shape[1])[None, :]
+    idx = np.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)
+    return np.take_along_axis(xs, idx[:, :, None], axis=1)
 
 
 # --------------------------------------------------------------------------- host side
@@ -587,9 +600,9 @@ def _terms_summary(raw: Optional[tuple], times: np.ndarray) -> Optional[dict]:
     at = np.searchsorted(times, checks)
     rel = [np.abs(np.asarray(raw[k], float)[:, at] / np.asarray(exact[k], float) - 1) for k in exact if k != "B"]
     rel = np.concatenate([r[np.isfinite(r)] for r in rel]) if rel else np.zeros(0)
-    method = {"method": (f"B_t diagonal: max |B_ii|, exact; the others by block power iteration (block "
-                         f"{_kinds.TERM_BLOCK}, {_kinds.TERM_ITERS} iterations from a fixed random start: a lower "
-                         "bound on the norm), checked against an SVD at the checked times"),
+    method = {"method": (f"B_t diagonal: max |B_ii|, exact; the others by Lanczos ({_kinds.TERM_STEPS} Krylov vectors "
+                         "from a fixed random start: a lower bound on the norm), checked against an SVD at the "
+                         "checked times"),
               "checked_times": checks.tolist(), "max_relative_error": float(rel.max()) if rel.size else None}
     med, overall = {}, {}
     order = ["A", "B", "C", "D", "Z", "R", "N"]  # LSTMTerms / GRUTerms field order (jax sorts dict keys)
@@ -793,50 +806,52 @@ def _per_sequence_bytes(model: RecurrentModel, T: int, dtype) -> int:
 
 
 def _chunk_plan(model, B, T, dtype):
-    """Sequences vmapped at once: as many as :data:`MEMORY_BUDGET` holds (at least one), in chunks ``(start, stop)``."""
-    size = int(max(1, min(B, MEMORY_BUDGET // _per_sequence_bytes(model, T, dtype))))
+    """Sequences vmapped at once: as many as :data:`MEMORY_BUDGET` holds (at least one, at most :data:`VMAP_MAX`), in
+    chunks ``(start, stop)``."""
+    size = int(max(1, min(B, VMAP_MAX, MEMORY_BUDGET // _per_sequence_bytes(model, T, dtype))))
     return [(s, min(B, s + size)) for s in range(0, B, size)], size
 
 
 def _run_model(model, x, lengths, key, k, transient, chunks, bar):
+    """Every layer of ``model`` on ``x`` (NumPy ``(B, T, m)``), chunk by chunk, deepest last.  Host-side arrays stay
+    NumPy (the chunks, casts, reversals and the next depth's inputs): each eager JAX operation would compile a
+    program of its own, seconds in all in a cold process."""
     plan, size = chunks
     B, T, _ = x.shape
     stride = max(1, -(-T // MAX_POINTS))
     times = np.unique(np.linspace(2, T, min(T - 1, MAX_TERM_POINTS)).round().astype(np.int32))
-    lens = jnp.asarray(lengths)
+    checks = _term_checks(times)
     out = []
-    inputs = jnp.asarray(x)
+    inputs = x
     depth_outputs: list = []
     current_depth = 0
     for i, layer in enumerate(model.layers):
         if layer.layer != current_depth:
-            inputs = jnp.concatenate(depth_outputs, axis=-1)
+            inputs = np.concatenate(depth_outputs, axis=-1)
             depth_outputs, current_depth = [], layer.layer
         kind = kind_of(layer.kind)
-        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, x.dtype), layer.params)
-        xin = _reverse_valid(inputs, lens) if layer.reverse else inputs
-        layer_key = jax.random.fold_in(key, i)  # sequence b's directions depend on (layer, b) only,
-        keys = jax.vmap(lambda b: jax.random.fold_in(layer_key, b))(jnp.arange(B))  # not on the batch size
+        params = jax.tree_util.tree_map(lambda a: np.asarray(a, x.dtype), layer.params)
+        xin = _reverse_valid(inputs, lengths) if layer.reverse else inputs
+        layer_key = jax.random.fold_in(key, i)  # sequence b's directions depend on (layer, b) only, not on the batch
         raw, outs, ends = [], [], []
         chunk_idx = [np.arange(s, s + size) % B if e - s < size else np.arange(s, e) for s, e in plan]  # one shape
         for (s, e), idx in zip(plan, chunk_idx):
-            r, y, end = _layer_stats(params, xin[idx], lens[idx], keys[idx], jnp.asarray(times),
-                                     jnp.asarray(_term_checks(times)), kind=kind.name,
-                                     n=model.n, k=k, transient=transient, stride=stride)
+            r, y, end = _layer_stats(params, xin[idx], lengths[idx], layer_key, idx.astype(np.int32), times, checks,
+                                     kind=kind.name, n=model.n, k=k, transient=transient, stride=stride)
             raw.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[: e - s], r))
-            outs.append(y[: e - s])
-            ends.append(end)
+            outs.append(np.asarray(y)[: e - s])
+            ends.append(tuple(np.asarray(v) for v in end))
             bar.update(1)
         d = kind.state_size(model.n)
-        sv = np.concatenate([np.asarray(end[2])[: e - s] for end, (s, e) in zip(ends, plan)])
+        sv = np.concatenate([end[2][: e - s] for end, (s, e) in zip(ends, plan)])
         rank = _tail_rank(sv)
         share = float(np.max(sv[:, rank])) if rank < d else 0.0
         if _window_lags(-(-T // stride), stride) < -(-T // stride):
-            for i, ((s, e), idx, (Z, a, _)) in enumerate(zip(plan, chunk_idx, ends)):
-                tl, tc = _flow_tail(params, xin[idx], lens[idx], Z[:, :, :rank], a, kind=kind.name, n=model.n,
+            for j, ((s, e), idx, (Z, a, _)) in enumerate(zip(plan, chunk_idx, ends)):
+                tl, tc = _flow_tail(params, xin[idx], lengths[idx], Z[:, :, :rank], a, kind=kind.name, n=model.n,
                                     stride=stride)
-                raw[i] = (np.concatenate([raw[i][0], np.asarray(tl)[: e - s]], axis=1),
-                          np.concatenate([raw[i][1], np.asarray(tc)[: e - s]], axis=1)) + tuple(raw[i][2:])
+                raw[j] = (np.concatenate([raw[j][0], np.asarray(tl)[: e - s]], axis=1),
+                          np.concatenate([raw[j][1], np.asarray(tc)[: e - s]], axis=1)) + tuple(raw[j][2:])
         logn, check, exps, gates, terms = jax.tree_util.tree_map(lambda *a: np.concatenate(a), *raw)
         eps = float(jnp.finfo(x.dtype).eps)
         flow = _flow_summary(np.asarray(logn, float), lengths, stride, transient, eps)
@@ -849,6 +864,6 @@ def _run_model(model, x, lengths, key, k, transient, chunks, bar):
         out.append({"m": int(xin.shape[-1]), "flow": flow, "lyapunov": lyap,
                     "agreement": _agreement(flow, lyap, T, transient, eps),
                     "terms": _terms_summary(terms, times), "gates": _gates_summary(gates, lengths, kind.memory_gate, T)})
-        y = jnp.concatenate(outs)  # the plan's chunks are s = 0, size, 2 size, ... in order
-        depth_outputs.append(_reverse_valid(y, lens) if layer.reverse else y)
+        y = np.concatenate(outs)  # the plan's chunks are s = 0, size, 2 size, ... in order
+        depth_outputs.append(_reverse_valid(y, lengths) if layer.reverse else y)
     return out

@@ -43,10 +43,10 @@ class Kind(NamedTuple):
         return self.cell.width * n
 
 
-#: the terms' spectral norms: block power iteration (:func:`lstm_jax.spectral_ritz`) with a block of TERM_BLOCK
-#: vectors and TERM_ITERS iterations from a fixed random orthonormal start, a lower bound on the norm; an SVD at the
-#: check times of every run says how far it is (``terms.norm_method`` of diagnosis.json)
-TERM_BLOCK, TERM_ITERS = 8, 12
+#: the terms' spectral norms: Lanczos (:func:`lstm_jax.spectral_lanczos`) with TERM_STEPS Krylov vectors from a
+#: fixed random start, a lower bound on the norm; an SVD at the check times of every run says how far it is
+#: (``terms.norm_method`` of diagnosis.json)
+TERM_STEPS = 32
 
 
 def _spectral(M: jax.Array) -> jax.Array:
@@ -55,9 +55,8 @@ def _spectral(M: jax.Array) -> jax.Array:
 
 def _ritz(M: jax.Array) -> jax.Array:
     n = M.shape[-1]
-    k = min(TERM_BLOCK, n)
-    U0 = jnp.linalg.qr(jax.random.normal(jax.random.PRNGKey(0), (n, k), M.dtype))[0]
-    return lstm_jax.spectral_ritz(M, U0, TERM_ITERS)[0]
+    v0 = jax.random.normal(jax.random.PRNGKey(0), (n,), M.dtype)
+    return lstm_jax.spectral_lanczos(M, v0, min(TERM_STEPS, n), 1)[0]
 
 
 def _as01(v: jax.Array) -> jax.Array:
@@ -68,7 +67,7 @@ def _window_terms(along, states, xs, times, checks):
     """The terms' spectral norms at step ``t`` for each ``t`` in ``times``: ``along(s_{t-2}, xs[t-2:t],
     trajectory=s_{t-1..t})``'s last entry, on the layer's own states (no second scan).  ``B`` is diagonal by
     construction (the additive path, diag(f_t) or diag(z_t)): its norm is max |B_ii|, exactly, with no SVD; the
-    others by block power iteration (:func:`_ritz`, ``O(n^2)`` per iteration instead of an SVD's ``O(n^3)``).
+    others by Lanczos (:func:`_ritz`, ``O(n^2)`` per Krylov vector instead of an SVD's ``O(n^3)``).
     Returns ``(norms, exact)``: ``exact`` holds the SVD values at the steps ``checks`` (a subset of ``times``)."""
 
     def at(t, norm, xs, states):
@@ -80,7 +79,7 @@ def _window_terms(along, states, xs, times, checks):
                 for k, v in terms._asdict().items()}
 
     norms = jax.vmap(lambda t: at(t, _ritz, xs, states))(times)
-    # the SVD checks after the power iterations' QRs: two independent batched LAPACK calls running at once can
+    # the SVD checks after the Lanczos SVDs: two independent batched LAPACK calls running at once can
     # deadlock jaxlib 0.10's CPU thread pool
     norms, xs, states = jax.lax.optimization_barrier((norms, xs, states))
     return norms, jax.vmap(lambda t: at(t, _spectral, xs, states))(checks)

@@ -7,8 +7,10 @@ r"""Load a recurrent model from whatever a user has: a live module, a ``state_di
 * a PyTorch ``state_dict`` (keys ``[prefix.]weight_ih_l{k}[_reverse]`` ...; the kind follows from the
   shapes: ``4n`` rows LSTM, ``3n`` GRU, ``n`` plain RNN, taken as tanh unless ``kind="rnn-sigmoid"``),
   also nested in a checkpoint dict (e.g. ``{"model": state_dict, "optimizer": ...}``);
-* a ``.pt`` / ``.pth`` file: ``torch.load(weights_only=True)`` by default; a file that pickles a whole
-  module loads only with ``allow_pickle=True`` (unpickling runs code from the file: trusted files only);
+* a ``.pt`` / ``.pth`` file: a zip of tensors in dicts (a ``state_dict`` or checkpoint dict) is read by the
+  restricted unpickler of :mod:`lstm_jax.io._torchscript` (PyTorch not needed, half precision promoted to
+  float32 and said in the source); anything else by ``torch.load(weights_only=True)``; a file that pickles a
+  whole module loads only with ``allow_pickle=True`` (unpickling runs code from the file: trusted files only);
   a plain RNN ``state_dict`` needs ``kind`` (its nonlinearity is not in the file; ReLU RNNs are refused);
 * Flax variables of ``linen``/``nnx`` ``LSTMCell``/``OptimizedLSTMCell``/``GRUCell`` anywhere in a
   dict tree (``{'params': ...}``, ``nnx.state(model)``, ``nnx.to_pure_dict(...)``), an ``nnx.Module``
@@ -394,6 +396,10 @@ def _collect_file(path: pathlib.Path, found: _Found, kind, argument: str, allow_
     elif fmt in ("torch-zip", "pickle"):
         if fmt == "torch-zip":
             check_zip_declared_size(path, argument)
+            plain = None if allow_pickle else _plain_torch_zip(path, argument)
+            if plain is not None:  # tensors in dicts: read as a TorchScript archive's weights, no torch needed
+                _walk_mapping(plain[0], "", found, kind, origin + _promoted_note(plain[1]))
+                return
         else:  # a legacy pickle is read whole before its tensors can be sized
             _check_read_whole(path, argument)
         obj = _torch_load(path, allow_pickle, argument)
@@ -428,6 +434,20 @@ def _collect_file(path: pathlib.Path, found: _Found, kind, argument: str, allow_
         _walk_mapping(arrays, "", found, kind, origin + _promoted_note(promoted))
     else:
         raise unsupported_error(path, argument, fmt)
+
+
+def _plain_torch_zip(path: pathlib.Path, argument: str):
+    """The recurrent tensors of a ``torch.save`` zip that holds only tensors in (nested) dicts -- a ``state_dict`` or
+    a checkpoint dict, what nearly every ``.pt`` is -- read by the restricted unpickler of
+    :mod:`lstm_jax.io._torchscript` (the same zip layout: ``<name>/data.pkl`` plus raw storages), so neither PyTorch
+    nor its import time (seconds) is needed; ``(arrays, promoted)``, or ``None`` when the file holds anything that
+    unpickler refuses (other globals, no recurrent tensors, a layout it does not read), which then goes through
+    ``torch.load(weights_only=True)`` and its messages.  Names are the same as :func:`_walk_mapping` gives the
+    ``torch.load`` result: ``{"model": {"rnn.weight_ih_l0": ...}}`` is ``model.rnn``."""
+    try:
+        return torchscript_tensors(path, argument)
+    except ValueError:
+        return None
 
 
 def _promoted_note(promoted) -> str:
