@@ -109,7 +109,7 @@ def test_flow_norms_by_lanczos_power_iteration_and_the_truncated_tail_are_lower_
     error is at most the discarded share squared (measured 7.9e-11 against a share of 2.3e-5 at rank 16, forget
     bias 1; rank d, no truncation, at forget bias 5).  Every value is a lower bound (up to rounding, 1e-12), and the
     check lags it reports are SVDs of the product it carries."""
-    from lstm_jax.diagnose._core import LANCZOS_LAGS, WINDOW_STEPS, _norm_plan
+    from lstm_jax.diagnose._core import LANCZOS, LANCZOS_CHECKED, LANCZOS_LAGS, RITZ, RITZ_CHECKED, WINDOW_STEPS, _norm_plan
 
     n, m, T = 48, 8, 160
     p = lstm_jax.init_lstm(jax.random.PRNGKey(7), n, m, forget_bias=forget_bias, dtype=F64)
@@ -122,8 +122,8 @@ def test_flow_norms_by_lanczos_power_iteration_and_the_truncated_tail_are_lower_
         exact.append(np.log(np.linalg.norm(P, 2)))
     rel = np.expm1(logn - np.asarray(exact))
     plan = _norm_plan(T, 2 * n)
-    assert set(plan[:LANCZOS_LAGS]) == {3, 4} and set(plan[LANCZOS_LAGS:]) == {1, 2}
-    checked = np.isin(plan, (2, 4))
+    assert set(plan[:LANCZOS_LAGS]) == {LANCZOS, LANCZOS_CHECKED} and set(plan[LANCZOS_LAGS:]) == {RITZ, RITZ_CHECKED}
+    checked = np.isin(plan, (RITZ_CHECKED, LANCZOS_CHECKED))
     assert np.flatnonzero(checked).tolist() == [0, LANCZOS_LAGS, T - 1]  # the first lag of each method, the last
     assert np.abs(rel[:LANCZOS_LAGS]).max() <= 1e-12
     assert np.abs(rel[:WINDOW_STEPS]).max() <= bound

@@ -84,6 +84,8 @@ VMAP_MAX = 8
 #: 1e-12 (forget bias 1) and 1e-7 (forget bias 5: crowded top singular values); each run reports its own at the
 #: checked lags (diagnosis.json flow.norm_method.max_relative_error)
 LANCZOS_LAGS, LANCZOS_STEPS, RITZ_BLOCK, RITZ_ITERS = 32, 32, 16, 1
+#: the methods of _norm_plan (a CHECKED one is also computed by an SVD at that lag)
+SVD, RITZ, RITZ_CHECKED, LANCZOS, LANCZOS_CHECKED = 0, 1, 2, 3, 4
 #: the full d x d product is carried for the first WINDOW_STEPS steps; after them only its top-r singular part, r the
 #: smallest of 16, 32, ... (below d/2) whose discarded share sigma_(r+1)/sigma_1 is at most TAIL_SHARE in every
 #: sequence (else no truncation).  Measured against the full product (tests/test_diagnose.py): the tail's
@@ -145,14 +147,14 @@ class Diagnosis(NamedTuple):
 
 
 def _norm_plan(G: int, d: int) -> np.ndarray:
-    """How the spectral norm at each of the ``G`` lags is computed: 0 exact (an SVD; every lag of a small state,
-    ``d <= 2 RITZ_BLOCK``), 1 block power iteration (:func:`lstm_jax.spectral_ritz`), 3 Lanczos
-    (:func:`lstm_jax.spectral_lanczos`, the first :data:`LANCZOS_LAGS` lags); 2 and 4 the same checked against an
-    SVD, at the first lag of each method and at the last lag."""
+    """How the spectral norm at each of the ``G`` lags is computed: ``SVD`` (every lag of a small state,
+    ``d <= 2 RITZ_BLOCK``), ``RITZ`` block power iteration (:func:`lstm_jax.spectral_ritz`), ``LANCZOS``
+    (:func:`lstm_jax.spectral_lanczos`, the first :data:`LANCZOS_LAGS` lags); ``RITZ_CHECKED`` and
+    ``LANCZOS_CHECKED`` the same checked against an SVD, at the first lag of each method and at the last lag."""
     if d <= 2 * RITZ_BLOCK:
         return np.zeros(G, np.int32)
-    plan = np.where(np.arange(G) < LANCZOS_LAGS, 3, 1).astype(np.int32)
-    plan[sorted({0, min(LANCZOS_LAGS, G - 1), G - 1})] += 1
+    plan = np.where(np.arange(G) < LANCZOS_LAGS, LANCZOS, RITZ).astype(np.int32)
+    plan[sorted({0, min(LANCZOS_LAGS, G - 1), G - 1})] += 1  # RITZ -> RITZ_CHECKED, LANCZOS -> LANCZOS_CHECKED
     return plan
 
 
@@ -176,7 +178,7 @@ def _norm_method(logn: np.ndarray, check: np.ndarray, stride: int, d: int, rank:
                        f"{stride * LANCZOS_LAGS}, warm-started from the previous lag, then block power iteration "
                        f"(block {RITZ_BLOCK}, {RITZ_ITERS} iteration a lag, warm-started): lower bounds on the norm"
                        + tail_text),
-            "checked_lags": (stride * (1 + np.flatnonzero(np.isin(plan, (2, 4))))).tolist(),
+            "checked_lags": (stride * (1 + np.flatnonzero(np.isin(plan, (RITZ_CHECKED, LANCZOS_CHECKED))))).tolist(),
             "max_relative_error": float(rel.max()) if rel.size else None, **tail}
 
 
@@ -217,17 +219,17 @@ def _suffix_lags(vjp, F, length, stride: int, G: int, d: int, carry, first: int,
         def outer(c, positions):
             (M, a), _ = jax.lax.scan(inner, c[:2], positions, reverse=True)
             nan = jnp.asarray(jnp.nan, a.dtype)
-            if how == 0:  # an SVD of the product (a small state)
+            if how == SVD:  # an SVD of the product (a small state)
                 return (M, a, c[2]), (lstm_jax.log_spectral(M, a), nan)
             # on M^T = the product itself, so the block follows its fixed end (step L), whose top singular vectors
             # settle as the lag grows (the carried transpose's left vectors sit at the moving end)
-            if how in (3, 4):
+            if how in (LANCZOS, LANCZOS_CHECKED):
                 ritz, U = lstm_jax.spectral_lanczos(M.T, jnp.sum(c[2], axis=1), min(LANCZOS_STEPS, M.shape[1]),
                                                     c[2].shape[1])
             else:
                 ritz, U = lstm_jax.spectral_ritz(M.T, c[2], RITZ_ITERS)
             value = a + jnp.log(ritz)
-            if how in (1, 3):
+            if how in (RITZ, LANCZOS):
                 return (M, a, U), (value, nan)
             # the check's SVD after the iteration's QRs and SVD: two independent batched LAPACK calls running
             # at once can deadlock jaxlib 0.10's CPU thread pool (batched over the vmapped sequences)

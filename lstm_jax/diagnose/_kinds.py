@@ -53,7 +53,7 @@ def _spectral(M: jax.Array) -> jax.Array:
     return jnp.linalg.norm(M, ord=2, axis=(-2, -1))
 
 
-def _ritz(M: jax.Array) -> jax.Array:
+def _lanczos_norm(M: jax.Array) -> jax.Array:
     n = M.shape[-1]
     v0 = jax.random.normal(jax.random.PRNGKey(0), (n,), M.dtype)
     return lstm_jax.spectral_lanczos(M, v0, min(TERM_STEPS, n), 1)[0]
@@ -67,7 +67,7 @@ def _window_terms(along, states, xs, times, checks):
     """The terms' spectral norms at step ``t`` for each ``t`` in ``times``: ``along(s_{t-2}, xs[t-2:t],
     trajectory=s_{t-1..t})``'s last entry, on the layer's own states (no second scan).  ``B`` is diagonal by
     construction (the additive path, diag(f_t) or diag(z_t)): its norm is max |B_ii|, exactly, with no SVD; the
-    others by Lanczos (:func:`_ritz`, ``O(n^2)`` per Krylov vector instead of an SVD's ``O(n^3)``).
+    others by Lanczos (:func:`_lanczos_norm`, ``O(n^2)`` per Krylov vector instead of an SVD's ``O(n^3)``).
     Returns ``(norms, exact)``: ``exact`` holds the SVD values at the steps ``checks`` (a subset of ``times``)."""
 
     def at(t, norm, xs, states):
@@ -78,7 +78,7 @@ def _window_terms(along, states, xs, times, checks):
         return {k: jnp.max(jnp.abs(jnp.diagonal(v[-1]))) if k == "B" else norm(v[-1])  # the entry of step t
                 for k, v in terms._asdict().items()}
 
-    norms = jax.vmap(lambda t: at(t, _ritz, xs, states))(times)
+    norms = jax.vmap(lambda t: at(t, _lanczos_norm, xs, states))(times)
     # the SVD checks after the Lanczos SVDs: two independent batched LAPACK calls running at once can
     # deadlock jaxlib 0.10's CPU thread pool
     norms, xs, states = jax.lax.optimization_barrier((norms, xs, states))
