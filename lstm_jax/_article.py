@@ -38,6 +38,7 @@ import jax.numpy as jnp
 
 from ._activations import SIGMOID, TANH
 from ._cell import check_trajectory, step
+from ._flow import ScaledMatrix
 from ._lstm import CELL as LSTM_CELL
 from ._lstm import LSTMParams, LSTMState, _gates, check_lstm_call, check_lstm_params, run_lstm
 from ._scan import previous_states
@@ -74,15 +75,24 @@ def _article_inputs(p: LSTMParams, o_prev, c_prev, x):
     return g, d, U
 
 
+def _scaled_factors(p: LSTMParams, o_prev, c_prev, x):
+    """One step's scalings: ``A = diag(a_f) U_f diag(d)``, ``C = diag(a_i) U_i diag(d)``, ``D = diag(a_c) U_c diag(d)``
+    (:math:`A + C + D = K_t \operatorname{diag}(d_{t-1})`, the row scales of ``K_t`` the cell's own factors) and
+    ``B = diag(f)``; returns ``(a_f, f, a_i, a_c, d)``."""
+    d = o_prev * _dtanh(c_prev)  # dh_{t-1}/dc_{t-1} with o_{t-1} fixed (diagonal)
+    F = step(LSTM_CELL, LSTM_CELL.weights(p), (o_prev * jnp.tanh(c_prev), c_prev), x)[1]
+    return F.a_f, F.f, F.a_i, F.a_c, d
+
+
+def _scaled_terms(p: LSTMParams, a_f, f, a_i, a_c, d) -> LSTMTerms:
+    n = p.W_f.shape[0]
+    U_f, U_i, U_c = (W[:, :n] for W in (p.W_f, p.W_i, p.W_c))
+    return LSTMTerms(ScaledMatrix(a_f, U_f, d), ScaledMatrix(f, None, jnp.ones_like(f)), ScaledMatrix(a_i, U_i, d),
+                     ScaledMatrix(a_c, U_c, d))
+
+
 def _terms_corrected(p: LSTMParams, o_prev, c_prev, x) -> LSTMTerms:
-    _, d, (U_f, U_i, U_c) = _article_inputs(p, o_prev, c_prev, x)
-    w = LSTM_CELL.weights(p)
-    F = step(LSTM_CELL, w, (o_prev * jnp.tanh(c_prev), c_prev), x)[1]
-    # A + C + D = K_t diag(d_(t-1)): the row scales a_f, a_i, a_c of K_t, the cell's own factors
-    A = F.a_f[:, None] * U_f * d[None, :]
-    C = F.a_i[:, None] * U_i * d[None, :]
-    D = F.a_c[:, None] * U_c * d[None, :]
-    return LSTMTerms(A, jnp.diag(F.f), C, D)
+    return LSTMTerms(*(M.dense() for M in _scaled_terms(p, *_scaled_factors(p, o_prev, c_prev, x))))
 
 
 #: readings of a vector factor ``v`` printed after a Jacobian ``M`` (``M · v``): see ``proofs/_notation.md``
@@ -169,6 +179,7 @@ def lstm_terms_along(
     terms: Callable[..., LSTMTerms] = article_terms,
     *,
     trajectory: Optional[LSTMState] = None,
+    scaled: bool = False,
 ) -> LSTMTerms:
     r"""Eq. (6) terms along a trajectory, for ``t = 2..T`` (leading axis ``T - 1``).
 
@@ -178,6 +189,10 @@ def lstm_terms_along(
     :math:`h_{t-1} = o_{t-1}\odot\tanh(c_{t-1})` holds along the trajectory.  ``terms`` is
     :func:`article_terms` (exact) or :func:`article_terms_published` (e.g.
     ``functools.partial(article_terms_published, reading="row")``).  Needs ``T >= 2``.
+
+    ``scaled=True`` (exact terms only) returns the same matrices in factors, each field a :class:`ScaledMatrix`:
+    ``row`` and ``col`` ``(T - 1, n)``, ``U`` the shared ``(n, n)`` block of the recurrent weights (``None`` for
+    ``B = diag(f_t)``), so no ``(T - 1, n, n)`` array is formed; ``lstm-jax diagnose`` takes the terms' norms this way.
     """
     if not callable(terms):
         raise TypeError(f"terms is a {type(terms).__name__} ({terms!r}); expected lstm_jax.article_terms or "
@@ -191,4 +206,8 @@ def lstm_terms_along(
         traj = check_trajectory(LSTM_CELL, trajectory, xs.shape[0], n)
     h_prev = previous_states(s0.h, traj.h)
     o = jax.vmap(lambda h, x: _gates(p, h, x).o)(h_prev, xs)
+    if scaled:
+        if terms is not article_terms:
+            raise ValueError(f"scaled=True gives the exact terms (terms=lstm_jax.article_terms) only; got terms={terms!r}")
+        return _scaled_terms(p, *jax.vmap(lambda o_, c_, x_: _scaled_factors(p, o_, c_, x_))(o[:-1], traj.c[:-1], xs[1:]))
     return jax.vmap(lambda o_, c_, x_: terms(p, o_, c_, x_))(o[:-1], traj.c[:-1], xs[1:])

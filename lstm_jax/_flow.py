@@ -82,8 +82,64 @@ def spectral_ritz(M: jax.Array, U: jax.Array, iters: int = 2) -> tuple[jax.Array
     return jnp.linalg.svd(jnp.matmul(M.T, U, precision=_HI), compute_uv=False)[0], U
 
 
-def spectral_lanczos(M: jax.Array, v0: jax.Array, steps: int, block: int) -> tuple[jax.Array, jax.Array]:
-    r"""The largest singular value of ``M (d, d)`` by Lanczos on :math:`M M^\top` from ``v0 (d,)``.
+class ScaledMatrix(NamedTuple):
+    r"""The ``(d, d)`` matrix :math:`\operatorname{diag}(r)\,U\,\operatorname{diag}(c)` kept in factors.
+
+    ``row`` :math:`r` and ``col`` :math:`c` are ``(d,)``, ``U`` a ``(d, d)`` matrix or ``None`` (the identity:
+    the diagonal matrix :math:`\operatorname{diag}(r \odot c)`).  The article's eq. (6) terms and the GRU's
+    terms have this form with ``U`` a block of the recurrent weights, shared by every step
+    (:func:`lstm_terms_along`, :func:`gru_terms_along` with ``scaled=True``), so a product with it costs one
+    matrix–vector product with ``U`` and two scalings, and products of many steps' terms with a block of vectors
+    share one matrix–matrix product (``jax.vmap`` over the steps keeps ``U`` unbatched).
+    :func:`spectral_lanczos` accepts it in place of a dense matrix.
+    """
+
+    row: jax.Array
+    U: Optional[jax.Array]
+    col: jax.Array
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.row.shape[-1], self.col.shape[-1])
+
+    @property
+    def dtype(self):
+        return self.row.dtype
+
+    def dense(self) -> jax.Array:
+        """The ``(d, d)`` matrix itself."""
+        if self.U is None:
+            return jnp.diag(self.row * self.col)
+        return self.row[:, None] * self.U * self.col[None, :]
+
+    def matvec(self, x: jax.Array) -> jax.Array:
+        """:math:`\operatorname{diag}(r) U \operatorname{diag}(c)\,x` for ``x (d,)`` or ``(d, k)``."""
+        return _scale(self.row, _times(self.U, _scale(self.col, x)))
+
+    def rmatvec(self, x: jax.Array) -> jax.Array:
+        """:math:`\operatorname{diag}(c) U^\top \operatorname{diag}(r)\,x` (the transpose's product)."""
+        return _scale(self.col, _times(None if self.U is None else self.U.T, _scale(self.row, x)))
+
+
+def _scale(s: jax.Array, x: jax.Array) -> jax.Array:
+    return s * x if x.ndim == 1 else s[:, None] * x
+
+
+def _times(U: Optional[jax.Array], x: jax.Array) -> jax.Array:
+    return x if U is None else jnp.matmul(U, x, precision=_HI)
+
+
+def _mv(M, x: jax.Array) -> jax.Array:
+    return M.matvec(x) if isinstance(M, ScaledMatrix) else jnp.matmul(M, x, precision=_HI)
+
+
+def _rmv(M, x: jax.Array) -> jax.Array:
+    return M.rmatvec(x) if isinstance(M, ScaledMatrix) else jnp.matmul(M.T, x, precision=_HI)
+
+
+def spectral_lanczos(M, v0: jax.Array, steps: int, block: int) -> tuple[jax.Array, jax.Array]:
+    r"""The largest singular value of ``M (d, d)`` (an array or a :class:`ScaledMatrix`) by Lanczos on
+    :math:`M M^\top` from ``v0 (d,)``.
 
     Builds an orthonormal basis ``V (d, steps)`` of the Krylov space
     :math:`\mathcal K = \mathrm{span}\{v_0, (MM^\top)v_0, \dots, (MM^\top)^{s-1}v_0\}` (Lanczos 1950; on
@@ -105,15 +161,88 @@ def spectral_lanczos(M: jax.Array, v0: jax.Array, steps: int, block: int) -> tup
     V = jnp.zeros((d, steps), M.dtype).at[:, 0].set(jnp.where(nv > 0, v0 / jnp.where(nv > 0, nv, 1), 0))
 
     def grow(j, V):
-        w = jnp.matmul(M, jnp.matmul(M.T, V[:, j], precision=_HI), precision=_HI)
+        w = _mv(M, _rmv(M, V[:, j]))
         for _ in range(2):  # columns not yet filled are 0 and subtract nothing
             w = w - jnp.matmul(V, jnp.matmul(V.T, w, precision=_HI), precision=_HI)
         nw = jnp.sqrt(jnp.sum(w * w))
         return V.at[:, j + 1].set(jnp.where(nw > 0, w / jnp.where(nw > 0, nw, 1), 0))
 
     V = jax.lax.fori_loop(0, steps - 1, grow, V)
-    _, sv, Wt = jnp.linalg.svd(jnp.matmul(M.T, V, precision=_HI), full_matrices=False)
+    _, sv, Wt = jnp.linalg.svd(_rmv(M, V), full_matrices=False)
     return sv[0], jnp.matmul(V, Wt[:block].T, precision=_HI)
+
+
+def spectral_lanczos_norm(M, v0: jax.Array, steps: int) -> jax.Array:
+    r"""The largest singular value of ``M (d, d)`` (an array or a :class:`ScaledMatrix`) by the plain Lanczos
+    three-term recurrence on :math:`M M^\top` from ``v0 (d,)``, without reorthogonalisation.
+
+    :math:`w = M M^\top q_j - \beta_{j-1} q_{j-1}`, :math:`\alpha_j = q_j^\top w`,
+    :math:`\beta_j = \|w - \alpha_j q_j\|`, :math:`q_{j+1} = (w - \alpha_j q_j)/\beta_j` (Lanczos 1950), then
+    :math:`\sigma = \sqrt{\lambda_{\max}(T)}` of the ``(steps, steps)`` tridiagonal :math:`T` (Sturm-count
+    multisection, :func:`_tridiagonal_max_eigenvalue`).  In exact arithmetic
+    this is :func:`spectral_lanczos`'s value; in floating point the basis loses orthogonality, which (Paige 1980)
+    delays the convergence of further Ritz values and adds copies of converged ones but leaves the extreme Ritz
+    value within :math:`O(\varepsilon\|M\|^2)` of a true eigenvalue, so :math:`\sigma` stays a lower bound on
+    :math:`\|M\|_2` up to rounding.  Cost: ``2 steps`` products with ``M`` and ``O(d)`` more per step, against the
+    ``O(d\,steps)`` per step of full reorthogonalisation (which dominates once ``M`` is a :class:`ScaledMatrix` whose
+    products are shared by a batch).  An exhausted space (:math:`\beta_j = 0`) contributes zeros.  No Ritz
+    vectors: use :func:`spectral_lanczos` where a warm start needs them.
+
+    C. C. Paige, "Accuracy and effectiveness of the Lanczos algorithm for the symmetric eigenproblem", *Linear
+    Algebra Appl.* 34, 1980.
+    """
+    nv = jnp.sqrt(jnp.sum(v0 * v0))
+    q = jnp.where(nv > 0, v0 / jnp.where(nv > 0, nv, 1), 0)
+
+    def body(carry, _):
+        q, q_prev, b_prev = carry
+        w = _mv(M, _rmv(M, q)) - b_prev * q_prev
+        a = jnp.sum(q * w)
+        w = w - a * q
+        b = jnp.sqrt(jnp.sum(w * w))
+        return (jnp.where(b > 0, w / jnp.where(b > 0, b, 1), 0), q, b), (a, b)
+
+    _, (a, b) = jax.lax.scan(body, (q, jnp.zeros_like(q), jnp.zeros((), q.dtype)), None, length=steps)
+    return jnp.sqrt(jnp.maximum(_tridiagonal_max_eigenvalue(a, b[:-1]), 0))
+
+
+def _tridiagonal_max_eigenvalue(a: jax.Array, e: jax.Array, points: int = 31, rounds: int = 11) -> jax.Array:
+    r"""The largest eigenvalue of the symmetric tridiagonal matrix with diagonal ``a (s,)`` and off-diagonal
+    ``e (s-1,)``, by multisection on Sturm counts (no LAPACK call: batched LAPACK calls running at once can deadlock
+    jaxlib 0.10's CPU thread pool).
+
+    The count of eigenvalues below :math:`x` is the number of negative pivots of :math:`T - xI =
+    LDL^\top`, :math:`q_1 = a_1 - x`, :math:`q_i = a_i - x - e_{i-1}^2/q_{i-1}` (Sylvester's law of inertia; a pivot
+    smaller than ``pivmin`` taken as ``-pivmin``, as LAPACK's ``dstebz``); backward stable, so the eigenvalue is
+    found to :math:`O(\varepsilon\|T\|)` (Barth, Martin & Wilkinson 1967; Demmel, *Applied Numerical Linear
+    Algebra* §5.3.4).  Each round evaluates ``points`` equally spaced counts inside the current bracket, starting from
+    the Gershgorin interval, and keeps the sub-interval holding :math:`\lambda_{\max}`: ``rounds`` rounds shrink it
+    by :math:`(points + 1)^{rounds} = 2^{55}`."""
+    s = a.shape[0]
+    ae = jnp.abs(e)
+    radius = jnp.concatenate([ae, jnp.zeros(1, a.dtype)]) + jnp.concatenate([jnp.zeros(1, a.dtype), ae])
+    lo, hi = jnp.min(a - radius), jnp.max(a + radius)
+    finfo = jnp.finfo(a.dtype)
+    pivmin = finfo.tiny / finfo.eps * jnp.maximum(1, jnp.max(jnp.concatenate([e * e, jnp.zeros(1, a.dtype)])))
+    e2 = jnp.concatenate([jnp.zeros(1, a.dtype), e * e])
+
+    def below(x):  # number of eigenvalues < x, for every x (points,)
+        def pivot(q, ai_e2):
+            ai, e2i = ai_e2
+            q = ai - x - e2i / q
+            q = jnp.where(jnp.abs(q) < pivmin, -pivmin, q)
+            return q, q < 0
+        _, neg = jax.lax.scan(pivot, jnp.ones_like(x), (a, e2))  # the first pivot ignores e2[0] = 0
+        return jnp.sum(neg, axis=0)
+
+    def round_(bracket, _):
+        lo, hi = bracket
+        x = lo + (hi - lo) * jnp.arange(1, points + 1, dtype=a.dtype) / (points + 1)
+        all_below = below(x) == s
+        return (jnp.max(jnp.where(all_below, lo, x)), jnp.min(jnp.where(all_below, x, hi))), None
+
+    (lo, hi), _ = jax.lax.scan(round_, (lo, hi), None, length=rounds)
+    return (lo + hi) / 2
 
 
 def qr_step(X: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -53,6 +53,7 @@ import jax.numpy as jnp
 
 from ._activations import SIGMOID, TANH
 from ._cell import Cell, Weights, check_trajectory, dense_jacobian, jacobians_along, preactivations, run, step
+from ._flow import ScaledMatrix
 from ._scan import check_seq_lengths, previous_states
 from ._validation import as_named_tuple, check_array, check_init_args, common_dtype
 
@@ -300,11 +301,22 @@ def run_gru(
     return run(CELL, _weights(p), h0, xs, unroll=unroll, remat=remat, seq_lengths=L)
 
 
-def _terms(p: GRUParams, h_prev, x) -> GRUTerms:
-    n = h_prev.shape[-1]
+def _scaled_factors(p: GRUParams, h_prev, x):
+    """One step's row scalings of ``Z, R, N`` (``diag(s) U``) and the diagonal ``z`` of ``B``: ``(z, k_z, k_n k_r, k_n r)``."""
     F = step(CELL, _weights(p), (h_prev,), x)[1]
+    return F.z, F.k_z, F.k_n * F.k_r, F.k_n * F.r
+
+
+def _scaled_terms(p: GRUParams, z, s_z, s_r, s_n) -> GRUTerms:
+    n = p.W_z.shape[0]
     U_r, U_z, U_n = (W[:, :n] for W in (p.W_r, p.W_z, p.W_n))
-    return GRUTerms(B=jnp.diag(F.z), Z=F.k_z[:, None] * U_z, R=(F.k_n * F.k_r)[:, None] * U_r, N=(F.k_n * F.r)[:, None] * U_n)
+    one = jnp.ones_like(z)
+    return GRUTerms(B=ScaledMatrix(z, None, one), Z=ScaledMatrix(s_z, U_z, one), R=ScaledMatrix(s_r, U_r, one),
+                    N=ScaledMatrix(s_n, U_n, one))
+
+
+def _terms(p: GRUParams, h_prev, x) -> GRUTerms:
+    return GRUTerms(*(M.dense() for M in _scaled_terms(p, *_scaled_factors(p, h_prev, x))))
 
 
 def _jac(p: GRUParams, h_prev, x):
@@ -318,13 +330,18 @@ def gru_terms(params: GRUParams, h_prev: jax.Array, x: jax.Array) -> GRUTerms:
     return _terms(p, h_prev, x)
 
 
-def gru_terms_along(params: GRUParams, h0: jax.Array, xs: jax.Array, *, trajectory: Optional[jax.Array] = None) -> GRUTerms:
+def gru_terms_along(params: GRUParams, h0: jax.Array, xs: jax.Array, *, trajectory: Optional[jax.Array] = None,
+                    scaled: bool = False) -> GRUTerms:
     """:class:`GRUTerms` along a trajectory from ``h0 (n,)`` over ``xs (T, m)``, for ``t = 1..T`` (leading axis ``T``).
 
     ``trajectory``: the ``(T, n)`` states :func:`run_gru` returned for these inputs (default: run it here).
+    ``scaled=True``: the same matrices in factors, each field a :class:`ScaledMatrix` (``row`` and ``col`` ``(T, n)``,
+    ``U`` the shared ``(n, n)`` recurrent block, ``None`` for ``B``), so no ``(T, n, n)`` array is formed.
     """
     p, h0, xs = _check_gru_call(params, h0, "h0", xs, "xs", lambda m: ("T", m))
     hs = run_gru(p, h0, xs)[1] if trajectory is None else check_trajectory(CELL, trajectory, xs.shape[0], h0.shape[0])
+    if scaled:
+        return _scaled_terms(p, *jax.vmap(lambda h, x: _scaled_factors(p, h, x))(previous_states(h0, hs), xs))
     return jax.vmap(lambda h, x: _terms(p, h, x))(previous_states(h0, hs), xs)
 
 

@@ -139,11 +139,11 @@ def test_flow_norms_by_lanczos_power_iteration_and_the_truncated_tail_are_lower_
 
 @pytest.mark.parametrize("forget_bias, scale, bound", [(1.0, 1.0, 1e-10), (0.0, 3.0, 1e-12)], ids=["init", "large-W"])
 def test_eq6_term_norms_by_lanczos_are_lower_bounds_within_the_stated_error_of_svds(forget_bias, scale, bound):
-    """A random LSTM, n = 128: ||A_t||, ||C_t||, ||D_t|| by Lanczos (diagnose's terms, 32 Krylov vectors) against
-    NumPy SVDs of lstm_terms_along's matrices at every third step.  A Ritz value never exceeds the norm; measured
-    largest relative errors 4.8e-12 (the fresh initialisation, whose top singular values crowd; block power
-    iteration with 12 iterations was 6.7e-4 there) and 2.1e-15 (W x 3), so the bounds 1e-10 and 1e-12; the SVD
-    values the run reports as checks equal NumPy's to 1e-12."""
+    """A random LSTM, n = 128: ||A_t||, ||C_t||, ||D_t|| by Lanczos (diagnose's terms: the three-term recurrence on
+    the factored terms, 32 Krylov vectors) against NumPy SVDs of lstm_terms_along's dense matrices at every third step.
+    A Ritz value never exceeds the norm beyond rounding; measured largest relative errors 4.8e-12 (the fresh
+    initialisation, whose top singular values crowd; block power iteration with 12 iterations was 6.7e-4 there) and
+    1.3e-15 (W x 3), so the bounds 1e-10 and 1e-12; the SVD values the run reports as checks equal NumPy's to 1e-12."""
     from lstm_jax.diagnose._kinds import KINDS
 
     n, m, T = 128, 8, 120

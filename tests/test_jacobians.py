@@ -264,12 +264,14 @@ def test_column_reading_is_a_similarity_transform_when_no_entry_is_zero(seed):
 
 
 def test_terms_along_trajectory_equal_autodiff_at_each_step_of_a_numpy_trajectory():
-    """lstm_terms_along (its own scan, or a shared trajectory) vs per-gate autodiff at each step, with
-    o_(t-1) and c_(t-1) from the independent NumPy loop of _reference.py."""
+    """lstm_terms_along (its own scan, a shared trajectory, or in factors with scaled=True) vs per-gate autodiff at
+    each step, with o_(t-1) and c_(t-1) from the independent NumPy loop of _reference.py."""
     p, s, xs = _lstm_setup(7, 5, 3, 1.2, True, T=6)
     _, traj = lj.run_lstm(p, s, xs)
     along = lj.lstm_terms_along(p, s, xs)
     shared = lj.lstm_terms_along(p, s, xs, trajectory=traj)
+    scaled = lj.lstm_terms_along(p, s, xs, trajectory=traj, scaled=True)
+    assert scaled.B.U is None and all(M.U.shape == (5, 5) and M.row.shape == (5, 5) for M in (scaled.A, scaled.C, scaled.D))
     hs, cs = lstm_loop(p, s.h, s.c, xs)
     h_prev = np.concatenate([np.asarray(s.h)[None], hs])
     c_prev = np.concatenate([np.asarray(s.c)[None], cs])
@@ -281,6 +283,11 @@ def test_terms_along_trajectory_equal_autodiff_at_each_step_of_a_numpy_trajector
         for name, got, got_shared, want in zip("ABCD", along, shared, ref):
             check_close(got[t - 1], want, RTOL64, f"terms along a trajectory, {name}_t vs autodiff")
             check_close(got_shared[t - 1], want, RTOL64, f"terms along a shared trajectory, {name}_t vs autodiff")
+            M = getattr(scaled, name)
+            check_close(lj.ScaledMatrix(M.row[t - 1], M.U, M.col[t - 1]).dense(), want, RTOL64,
+                        f"terms in factors (scaled=True), {name}_t vs autodiff")
+    with pytest.raises(ValueError, match="scaled=True gives the exact terms"):
+        lj.lstm_terms_along(p, s, xs, lj.article_terms_published, scaled=True)
 
 
 def test_article_product_equals_exact_dck_dc1_at_k2_only():

@@ -32,8 +32,9 @@ sequence of length ``L``; LSTM :math:`s_t = [h_t; c_t]`, RNN :math:`c_t`, GRU :m
   non-normal transient growth, or when the start directions have not aligned yet.
 * **Eq. (6) terms** (LSTM; GRU analogue): spectral norms of :math:`A_t, B_t, C_t, D_t`
   (:func:`lstm_jax.lstm_terms_along`) at up to :data:`MAX_TERM_POINTS` steps, median over sequences: :math:`B_t` is diagonal, its
-  norm :math:`\max_i |B_{t,ii}|` exactly; the others by Lanczos (``O(n^2)`` a Krylov vector rather than an
-  SVD's ``O(n^3)``), checked against SVDs at :data:`TERM_CHECKS` of the steps on every run
+  norm :math:`\max_i |B_{t,ii}|` exactly; the others, kept in factors :math:`\operatorname{diag}(r_t)\,U\,
+  \operatorname{diag}(c_t)` (:class:`lstm_jax.ScaledMatrix`, ``U`` shared by every time), by the Lanczos recurrence
+  (:func:`lstm_jax.spectral_lanczos_norm`: ``O(n^2)`` a Krylov vector rather than an SVD's ``O(n^3)``), checked against SVDs at :data:`TERM_CHECKS` of the steps on every run
   (``terms.norm_method``).
 * **Gates.** Histograms of every gate (tanh values mapped to ``[0, 1]``); per-unit mean of the
   memory gate (LSTM forget gate, GRU update gate) and the memory time constant
@@ -603,8 +604,8 @@ def _terms_summary(raw: Optional[tuple], times: np.ndarray) -> Optional[dict]:
     rel = [np.abs(np.asarray(raw[k], float)[:, at] / np.asarray(exact[k], float) - 1) for k in exact if k != "B"]
     rel = np.concatenate([r[np.isfinite(r)] for r in rel]) if rel else np.zeros(0)
     method = {"method": (f"B_t diagonal: max |B_ii|, exact; the others by Lanczos ({_kinds.TERM_STEPS} Krylov vectors "
-                         "from a fixed random start: a lower bound on the norm), checked against an SVD at the "
-                         "checked times"),
+                         "from a fixed random start, the three-term recurrence on the factored terms diag(r) U "
+                         "diag(c): a lower bound on the norm), checked against an SVD at the checked times"),
               "checked_times": checks.tolist(), "max_relative_error": float(rel.max()) if rel.size else None}
     med, overall = {}, {}
     order = ["A", "B", "C", "D", "Z", "R", "N"]  # LSTMTerms / GRUTerms field order (jax sorts dict keys)

@@ -43,7 +43,7 @@ class Kind(NamedTuple):
         return self.cell.width * n
 
 
-#: the terms' spectral norms: Lanczos (:func:`lstm_jax.spectral_lanczos`) with TERM_STEPS Krylov vectors from a
+#: the terms' spectral norms: Lanczos (:func:`lstm_jax.spectral_lanczos_norm`) with TERM_STEPS Krylov vectors from a
 #: fixed random start, a lower bound on the norm; an SVD at the check times of every run says how far it is
 #: (``terms.norm_method`` of diagnosis.json)
 TERM_STEPS = 32
@@ -53,10 +53,10 @@ def _spectral(M: jax.Array) -> jax.Array:
     return jnp.linalg.norm(M, ord=2, axis=(-2, -1))
 
 
-def _lanczos_norm(M: jax.Array) -> jax.Array:
+def _lanczos_norm(M: lstm_jax.ScaledMatrix) -> jax.Array:
     n = M.shape[-1]
     v0 = jax.random.normal(jax.random.PRNGKey(0), (n,), M.dtype)
-    return lstm_jax.spectral_lanczos(M, v0, min(TERM_STEPS, n), 1)[0]
+    return lstm_jax.spectral_lanczos_norm(M, v0, min(TERM_STEPS, n))
 
 
 def _as01(v: jax.Array) -> jax.Array:
@@ -65,24 +65,40 @@ def _as01(v: jax.Array) -> jax.Array:
 
 def _window_terms(along, states, xs, times, checks):
     """The terms' spectral norms at step ``t`` for each ``t`` in ``times``: ``along(s_{t-2}, xs[t-2:t],
-    trajectory=s_{t-1..t})``'s last entry, on the layer's own states (no second scan).  ``B`` is diagonal by
+    trajectory=s_{t-1..t})``'s last entry, on the layer's own states (no second scan).  Each term is a
+    :class:`lstm_jax.ScaledMatrix` ``diag(r_t) U diag(c_t)`` with ``U`` a block of the recurrent weights shared by
+    all times, so the Lanczos products of every sampled time (and sequence, under ``vmap``) with ``U`` are one
+    matrix–matrix product per Krylov step and no ``(n, n)`` matrix is formed per time.  ``B`` is diagonal by
     construction (the additive path, diag(f_t) or diag(z_t)): its norm is max |B_ii|, exactly, with no SVD; the
-    others by Lanczos (:func:`_lanczos_norm`, ``O(n^2)`` per Krylov vector instead of an SVD's ``O(n^3)``).
-    Returns ``(norms, exact)``: ``exact`` holds the SVD values at the steps ``checks`` (a subset of ``times``)."""
+    others by the Lanczos recurrence (:func:`_lanczos_norm`, ``O(n^2)`` per Krylov vector instead of an SVD's
+    ``O(n^3)``), all of them one stacked call.  Returns ``(norms, exact)``: ``exact`` holds the SVD values at the
+    steps ``checks`` (a subset of ``times``), from the same factors."""
 
-    def at(t, norm, xs, states):
+    def at(t):
         window = jax.lax.dynamic_slice_in_dim(xs, t - 2, 2)
         start = jax.tree_util.tree_map(lambda a: a[t - 2], states)
         traj = jax.tree_util.tree_map(lambda a: jax.lax.dynamic_slice_in_dim(a, t - 1, 2), states)
-        terms = along(start, window, traj)
-        return {k: jnp.max(jnp.abs(jnp.diagonal(v[-1]))) if k == "B" else norm(v[-1])  # the entry of step t
-                for k, v in terms._asdict().items()}
+        terms = along(start, window, traj)._asdict()
+        return {k: (M.row[-1], M.col[-1]) for k, M in terms.items()}, {k: M.U for k, M in terms.items()}  # step t
 
-    norms = jax.vmap(lambda t: at(t, _lanczos_norm, xs, states))(times)
-    # the SVD checks after the Lanczos SVDs: two independent batched LAPACK calls running at once can
-    # deadlock jaxlib 0.10's CPU thread pool
-    norms, xs, states = jax.lax.optimization_barrier((norms, xs, states))
-    return norms, jax.vmap(lambda t: at(t, _spectral, xs, states))(checks)
+    scales, U = jax.vmap(at, out_axes=(0, None))(times)
+    diag = [k for k in scales if U[k] is None]
+    names = [k for k in scales if U[k] is not None]
+    norms = {k: jnp.max(jnp.abs(scales[k][0] * scales[k][1]), axis=-1) for k in diag}
+    # the others stacked along a leading axis (term, time): one traced norm, one batched call
+    U_all = jnp.stack([U[k] for k in names])
+    row, col = (jnp.stack([scales[k][i] for k in names]) for i in (0, 1))
+    lanczos = jax.vmap(lambda U, r, c: jax.vmap(lambda r, c: _lanczos_norm(lstm_jax.ScaledMatrix(r, U, c)))(r, c))
+    norms.update(zip(names, lanczos(U_all, row, col)))
+    # the SVD checks after the Lanczos values: two independent batched LAPACK calls running at once can deadlock
+    # jaxlib 0.10's CPU thread pool
+    norms, row, col = jax.lax.optimization_barrier((norms, row, col))
+    at_checks = jnp.searchsorted(times, checks)
+    exact = {k: jnp.max(jnp.abs(scales[k][0][at_checks] * scales[k][1][at_checks]), axis=-1) for k in diag}
+    dense = jax.vmap(lambda U, r, c: jax.vmap(lambda r, c: lstm_jax.ScaledMatrix(r, U, c).dense())(r, c))(
+        U_all, row[:, at_checks], col[:, at_checks])
+    exact.update(zip(names, _spectral(dense)))
+    return norms, exact
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -90,7 +106,7 @@ def _window_terms(along, states, xs, times, checks):
 
 def _lstm_terms(params, xs, states, times, checks):
     # eq. (6) at step t needs o_{t-1}: lstm_terms_along over the two steps t-1, t from s_{t-2}.
-    return _window_terms(lambda s, w, tr: lstm_jax.lstm_terms_along(params, s, w, trajectory=tr), states, xs, times,
+    return _window_terms(lambda s, w, tr: lstm_jax.lstm_terms_along(params, s, w, trajectory=tr, scaled=True), states, xs, times,
                          checks)
 
 
@@ -134,7 +150,7 @@ def _rnn_kind(activation: lstm_jax.Activation) -> Kind:
 
 
 def _gru_terms(params, xs, states, times, checks):
-    return _window_terms(lambda h, w, tr: lstm_jax.gru_terms_along(params, h, w, trajectory=tr), states, xs, times,
+    return _window_terms(lambda h, w, tr: lstm_jax.gru_terms_along(params, h, w, trajectory=tr, scaled=True), states, xs, times,
                          checks)
 
 
