@@ -38,7 +38,7 @@ import jax.numpy as jnp
 
 from ._activations import SIGMOID, TANH
 from ._cell import check_trajectory, step
-from ._flow import ScaledMatrix
+from ._flow import ScaledMatrix, as_dense
 from ._lstm import CELL as LSTM_CELL
 from ._lstm import LSTMParams, LSTMState, _gates, check_lstm_call, check_lstm_params, run_lstm
 from ._scan import previous_states
@@ -53,7 +53,8 @@ class LSTMTerms(NamedTuple):
 
     ``A`` comes from the forget gate, ``B = diag(f_t)``, ``C`` from the input
     gate, ``D`` from the candidate :math:`\tilde c_t`.  Along a sequence each
-    field has a leading time axis.
+    field has a leading time axis; from :func:`lstm_terms_along` with ``scaled=True`` each field is a
+    :class:`ScaledMatrix` (the time axis on its ``row`` and ``col``).
     """
 
     A: jax.Array
@@ -62,8 +63,8 @@ class LSTMTerms(NamedTuple):
     D: jax.Array
 
     def total(self) -> jax.Array:
-        """:math:`A + B + C + D`."""
-        return self.A + self.B + self.C + self.D
+        """:math:`A + B + C + D` (dense, also from the :class:`ScaledMatrix` fields of ``scaled=True``)."""
+        return sum(as_dense(f) for f in self)
 
 
 def _article_inputs(p: LSTMParams, o_prev, c_prev, x):
@@ -76,7 +77,7 @@ def _article_inputs(p: LSTMParams, o_prev, c_prev, x):
 
 
 def _scaled_factors(p: LSTMParams, o_prev, c_prev, x):
-    """One step's scalings: ``A = diag(a_f) U_f diag(d)``, ``C = diag(a_i) U_i diag(d)``, ``D = diag(a_c) U_c diag(d)``
+    r"""One step's scalings: ``A = diag(a_f) U_f diag(d)``, ``C = diag(a_i) U_i diag(d)``, ``D = diag(a_c) U_c diag(d)``
     (:math:`A + C + D = K_t \operatorname{diag}(d_{t-1})`, the row scales of ``K_t`` the cell's own factors) and
     ``B = diag(f)``; returns ``(a_f, f, a_i, a_c, d)``."""
     d = o_prev * _dtanh(c_prev)  # dh_{t-1}/dc_{t-1} with o_{t-1} fixed (diagonal)

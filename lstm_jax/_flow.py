@@ -85,13 +85,21 @@ def spectral_ritz(M: jax.Array, U: jax.Array, iters: int = 2) -> tuple[jax.Array
 class ScaledMatrix(NamedTuple):
     r"""The ``(d, d)`` matrix :math:`\operatorname{diag}(r)\,U\,\operatorname{diag}(c)` kept in factors.
 
-    ``row`` :math:`r` and ``col`` :math:`c` are ``(d,)``, ``U`` a ``(d, d)`` matrix or ``None`` (the identity:
-    the diagonal matrix :math:`\operatorname{diag}(r \odot c)`).  The article's eq. (6) terms and the GRU's
-    terms have this form with ``U`` a block of the recurrent weights, shared by every step
-    (:func:`lstm_terms_along`, :func:`gru_terms_along` with ``scaled=True``), so a product with it costs one
-    matrix–vector product with ``U`` and two scalings, and products of many steps' terms with a block of vectors
-    share one matrix–matrix product (``jax.vmap`` over the steps keeps ``U`` unbatched).
-    :func:`spectral_lanczos` accepts it in place of a dense matrix.
+    The article's eq. (6) terms and the GRU's terms have this form with ``U`` a block of the recurrent weights,
+    shared by every step (:func:`lstm_terms_along`, :func:`gru_terms_along` with ``scaled=True``), so a product with
+    it costs one matrix–vector product with ``U`` and two scalings, and products of many steps' terms with a block
+    of vectors share one matrix–matrix product (``jax.vmap`` over the steps keeps ``U`` unbatched).
+    :func:`spectral_lanczos` and :func:`spectral_lanczos_norm` accept it in place of a dense matrix.
+
+    Attributes:
+      row: :math:`r`, ``(..., d)``; leading axes (a time axis, as the ``scaled=True`` terms carry) are a batch of
+        matrices sharing ``U``.
+      U: ``(d, d)``, or ``None`` for the identity (the diagonal matrix :math:`\operatorname{diag}(r \odot c)`).
+      col: :math:`c`, ``(..., d)``, the same leading axes as ``row``.
+
+    ``dense`` handles the leading axes; ``matvec`` and ``rmatvec`` take one matrix (``row``, ``col`` ``(d,)``; under
+    ``jax.vmap`` each mapped matrix is one) and raise otherwise.  Being a ``NamedTuple`` it is a pytree: ``jax.vmap``
+    and ``jax.tree_util`` see its three fields, not a matrix (``jnp.asarray`` of it is not the matrix: use ``dense``).
     """
 
     row: jax.Array
@@ -99,26 +107,38 @@ class ScaledMatrix(NamedTuple):
     col: jax.Array
 
     @property
-    def shape(self) -> tuple[int, int]:
-        return (self.row.shape[-1], self.col.shape[-1])
+    def shape(self) -> tuple[int, ...]:
+        return (*self.row.shape[:-1], self.row.shape[-1], self.col.shape[-1])
 
     @property
     def dtype(self):
         return self.row.dtype
 
     def dense(self) -> jax.Array:
-        """The ``(d, d)`` matrix itself."""
+        """The ``(..., d, d)`` matrices themselves."""
         if self.U is None:
-            return jnp.diag(self.row * self.col)
-        return self.row[:, None] * self.U * self.col[None, :]
+            return (self.row * self.col)[..., :, None] * jnp.eye(self.row.shape[-1], dtype=self.row.dtype)
+        return self.row[..., :, None] * self.U * self.col[..., None, :]
 
     def matvec(self, x: jax.Array) -> jax.Array:
-        """:math:`\operatorname{diag}(r) U \operatorname{diag}(c)\,x` for ``x (d,)`` or ``(d, k)``."""
+        r""":math:`\operatorname{diag}(r) U \operatorname{diag}(c)\,x` for ``x (d,)`` or ``(d, k)``."""
+        self._one()
         return _scale(self.row, _times(self.U, _scale(self.col, x)))
 
     def rmatvec(self, x: jax.Array) -> jax.Array:
-        """:math:`\operatorname{diag}(c) U^\top \operatorname{diag}(r)\,x` (the transpose's product)."""
+        r""":math:`\operatorname{diag}(c) U^\top \operatorname{diag}(r)\,x` (the transpose's product)."""
+        self._one()
         return _scale(self.col, _times(None if self.U is None else self.U.T, _scale(self.row, x)))
+
+    def _one(self) -> None:
+        if self.row.ndim != 1 or self.col.ndim != 1:
+            raise ValueError(f"ScaledMatrix products take one matrix (row and col of shape (d,)), got row "
+                             f"{self.row.shape} and col {self.col.shape}: index the leading axes or jax.vmap over them")
+
+
+def as_dense(field):
+    """A terms field as a dense array: ``field.dense()`` for a :class:`ScaledMatrix`, else ``field`` itself."""
+    return field.dense() if isinstance(field, ScaledMatrix) else field
 
 
 def _scale(s: jax.Array, x: jax.Array) -> jax.Array:
@@ -179,18 +199,25 @@ def spectral_lanczos_norm(M, v0: jax.Array, steps: int) -> jax.Array:
     :math:`w = M M^\top q_j - \beta_{j-1} q_{j-1}`, :math:`\alpha_j = q_j^\top w`,
     :math:`\beta_j = \|w - \alpha_j q_j\|`, :math:`q_{j+1} = (w - \alpha_j q_j)/\beta_j` (Lanczos 1950), then
     :math:`\sigma = \sqrt{\lambda_{\max}(T)}` of the ``(steps, steps)`` tridiagonal :math:`T` (Sturm-count
-    multisection, :func:`_tridiagonal_max_eigenvalue`).  In exact arithmetic
-    this is :func:`spectral_lanczos`'s value; in floating point the basis loses orthogonality, which (Paige 1980)
-    delays the convergence of further Ritz values and adds copies of converged ones but leaves the extreme Ritz
-    value within :math:`O(\varepsilon\|M\|^2)` of a true eigenvalue, so :math:`\sigma` stays a lower bound on
-    :math:`\|M\|_2` up to rounding.  Cost: ``2 steps`` products with ``M`` and ``O(d)`` more per step, against the
-    ``O(d\,steps)`` per step of full reorthogonalisation (which dominates once ``M`` is a :class:`ScaledMatrix` whose
-    products are shared by a batch).  An exhausted space (:math:`\beta_j = 0`) contributes zeros.  No Ritz
-    vectors: use :func:`spectral_lanczos` where a warm start needs them.
+    multisection, :func:`_tridiagonal_max_eigenvalue`).  In exact arithmetic this is :func:`spectral_lanczos`'s value
+    and a lower bound on :math:`\|M\|_2`.  In floating point the basis loses orthogonality; Paige (1980) shows that
+    every Ritz value still lies within :math:`\epsilon_1 = O(\mathrm{poly}(steps, d)\,\varepsilon\|M\|^2)` of
+    :math:`[\lambda_{\min}, \lambda_{\max}]` of :math:`MM^\top`, so :math:`\sigma` is a lower bound up to that
+    slack (measured to rounding in ``tests/test_flow.py``, not guaranteed), and that the loss of orthogonality delays
+    the convergence of further Ritz values and repeats converged ones.  ``M`` is first divided by the largest
+    absolute entry of each factor (exact; the norm is multiplied back), so float32 neither under- nor overflows in
+    the recurrence for tiny or huge terms.  Cost: ``2 steps`` products with ``M`` and ``O(d)`` more per step, against
+    the ``O(d\,steps)`` per step of full reorthogonalisation (which dominates once ``M`` is a :class:`ScaledMatrix`
+    whose products are shared by a batch).  When the Krylov space is exhausted, :math:`\beta_j` is zero only in exact
+    arithmetic: in floating point the recurrence restarts from rounding noise, which adds Ritz values within the
+    spectrum.  No Ritz vectors (use :func:`spectral_lanczos` where a warm start needs them) and no derivative: the
+    value is wrapped in ``lax.stop_gradient`` (its gradient is zero, not the singular vectors' ``u_1 v_1^T``).
 
     C. C. Paige, "Accuracy and effectiveness of the Lanczos algorithm for the symmetric eigenproblem", *Linear
     Algebra Appl.* 34, 1980.
     """
+    steps = check_int(steps, "steps", lo=1, accepts="an int >= 1 (the Krylov vectors)")
+    M, scale = _normalised(M)
     nv = jnp.sqrt(jnp.sum(v0 * v0))
     q = jnp.where(nv > 0, v0 / jnp.where(nv > 0, nv, 1), 0)
 
@@ -203,7 +230,23 @@ def spectral_lanczos_norm(M, v0: jax.Array, steps: int) -> jax.Array:
         return (jnp.where(b > 0, w / jnp.where(b > 0, b, 1), 0), q, b), (a, b)
 
     _, (a, b) = jax.lax.scan(body, (q, jnp.zeros_like(q), jnp.zeros((), q.dtype)), None, length=steps)
-    return jnp.sqrt(jnp.maximum(_tridiagonal_max_eigenvalue(a, b[:-1]), 0))
+    return jax.lax.stop_gradient(scale * jnp.sqrt(jnp.maximum(_tridiagonal_max_eigenvalue(a, b[:-1]), 0)))
+
+
+def _normalised(M):
+    """``(M / s, s)`` with ``s`` the product of the factors' largest absolute entries (1 where that is 0)."""
+    def unit(a):
+        top = jnp.max(jnp.abs(a))
+        top = jnp.where(top > 0, top, 1)
+        return a / top, top
+
+    if isinstance(M, ScaledMatrix):
+        (row, sr), (col, sc) = unit(M.row), unit(M.col)
+        if M.U is None:
+            return ScaledMatrix(row, None, col), sr * sc
+        U, su = unit(M.U)
+        return ScaledMatrix(row, U, col), sr * sc * su
+    return unit(M)
 
 
 def _tridiagonal_max_eigenvalue(a: jax.Array, e: jax.Array, points: int = 31, rounds: int = 11) -> jax.Array:
@@ -213,7 +256,8 @@ def _tridiagonal_max_eigenvalue(a: jax.Array, e: jax.Array, points: int = 31, ro
 
     The count of eigenvalues below :math:`x` is the number of negative pivots of :math:`T - xI =
     LDL^\top`, :math:`q_1 = a_1 - x`, :math:`q_i = a_i - x - e_{i-1}^2/q_{i-1}` (Sylvester's law of inertia; a pivot
-    smaller than ``pivmin`` taken as ``-pivmin``, as LAPACK's ``dstebz``); backward stable, so the eigenvalue is
+    smaller than ``pivmin`` taken as ``-pivmin``, in the manner of LAPACK's ``dstebz`` with a larger ``pivmin``);
+    backward stable, so the eigenvalue is
     found to :math:`O(\varepsilon\|T\|)` (Barth, Martin & Wilkinson 1967; Demmel, *Applied Numerical Linear
     Algebra* §5.3.4).  Each round evaluates ``points`` equally spaced counts inside the current bracket, starting from
     the Gershgorin interval, and keeps the sub-interval holding :math:`\lambda_{\max}`: ``rounds`` rounds shrink it

@@ -53,7 +53,7 @@ import jax.numpy as jnp
 
 from ._activations import SIGMOID, TANH
 from ._cell import Cell, Weights, check_trajectory, dense_jacobian, jacobians_along, preactivations, run, step
-from ._flow import ScaledMatrix
+from ._flow import ScaledMatrix, as_dense
 from ._scan import check_seq_lengths, previous_states
 from ._validation import as_named_tuple, check_array, check_init_args, common_dtype
 
@@ -98,7 +98,9 @@ class GRUTerms(NamedTuple):
     r"""The four ``(n, n)`` terms of :math:`\partial h_t/\partial h_{t-1} = B_t + Z_t + R_t + N_t` (module docstring).
 
     ``B = diag(z_t)`` (the additive path), ``Z`` through the update gate, ``R`` through the reset gate,
-    ``N`` through the candidate.  Along a sequence each field has a leading time axis.
+    ``N`` through the candidate.  Along a sequence each field has a leading time axis; from
+    :func:`gru_terms_along` with ``scaled=True`` each field is a :class:`ScaledMatrix` (the time axis on its ``row``
+    and ``col``).
     """
 
     B: jax.Array
@@ -107,8 +109,9 @@ class GRUTerms(NamedTuple):
     N: jax.Array
 
     def total(self) -> jax.Array:
-        """:math:`B + Z + R + N`, the exact step Jacobian."""
-        return self.B + self.Z + self.R + self.N
+        """:math:`B + Z + R + N`, the exact step Jacobian (dense, also from the :class:`ScaledMatrix` fields of
+        ``scaled=True``)."""
+        return sum(as_dense(f) for f in self)
 
 
 def init_gru(

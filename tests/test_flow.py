@@ -352,9 +352,17 @@ def test_scaled_matrix_products_equal_the_dense_matrix_diag_r_U_diag_c():
     np.testing.assert_allclose(M.matvec(x), ref @ np.asarray(x), rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(M.matvec(X), ref @ np.asarray(X), rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(M.rmatvec(X), ref.T @ np.asarray(X), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(M.rmatvec(x), ref.T @ np.asarray(x), rtol=1e-13, atol=1e-14)
     D = lj.ScaledMatrix(r, None, c)
     np.testing.assert_array_equal(D.dense(), np.diag(np.asarray(r * c)))
     np.testing.assert_allclose(D.rmatvec(x), np.asarray(r * c * x), rtol=1e-15)
+    batch = lj.ScaledMatrix(jnp.stack([r, 2 * r]), U, jnp.stack([c, c]))  # a leading (time) axis sharing U
+    assert batch.shape == (2, 7, 7)
+    np.testing.assert_allclose(batch.dense(), np.stack([ref, 2 * ref]), rtol=1e-15, atol=1e-15)
+    np.testing.assert_allclose(lj.ScaledMatrix(jnp.stack([r, r]), None, jnp.stack([c, c])).dense()[1],
+                               np.diag(np.asarray(r * c)), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="take one matrix"):
+        batch.matvec(x)
 
 
 def test_spectral_lanczos_norm_without_reorthogonalisation_reaches_crowded_norms_and_stays_below_them():
@@ -384,3 +392,25 @@ def test_spectral_lanczos_norm_without_reorthogonalisation_reaches_crowded_norms
     diag = lj.ScaledMatrix(r, None, 1 - r / 2)
     assert abs(float(lj.spectral_lanczos_norm(diag, jnp.ones(10, F64), 32)) - float(jnp.max(r * (1 - r / 2)))) <= 1e-14
     assert float(lj.spectral_lanczos_norm(M, jnp.zeros(d, F64), 32)) == 0.0
+
+
+def test_spectral_lanczos_norm_in_float32_for_tiny_and_huge_terms_and_without_a_derivative():
+    """float32, a ScaledMatrix whose column scale is 1e-15 or 1e15 (squared in M M^T: below float32's smallest normal
+    number, or above its largest): the factors are normalised first, so the norm is the float64 SVD's to 1e-5
+    (measured 4.3e-8 and 1.5e-8; float32 rounding); unnormalised, the recurrence returned 0.33 x the norm at 1e-15
+    and NaN at 1e15.  The value carries no
+    derivative (stop_gradient: zero, not a wrong one); steps < 1 is refused."""
+    k = jax.random.split(jax.random.PRNGKey(23), 4)
+    r = jax.random.uniform(k[0], (48,), jnp.float32, 0.5, 1.0)
+    U = jax.random.normal(k[1], (48, 48), jnp.float32) / 7
+    c = jax.random.uniform(k[2], (48,), jnp.float32, 0.5, 1.0)
+    v0 = jax.random.normal(k[3], (48,), jnp.float32)
+    for scale in (1e-15, 1e15):
+        S = lj.ScaledMatrix(r, U, c * scale)
+        exact = np.linalg.norm(np.diag(np.asarray(r, float)) @ np.asarray(U, float) @ np.diag(np.asarray(c, float)), 2)
+        got = float(lj.spectral_lanczos_norm(S, v0, 32)) / scale
+        assert abs(got / exact - 1) <= 1e-5, (scale, got / exact - 1)
+    g = jax.grad(lambda t: lj.spectral_lanczos_norm(lj.ScaledMatrix(r, U * t, c), v0, 8))(jnp.float32(1.0))
+    assert float(g) == 0.0
+    with pytest.raises(ValueError, match="steps"):
+        lj.spectral_lanczos_norm(U, v0, 0)

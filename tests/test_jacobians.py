@@ -286,6 +286,9 @@ def test_terms_along_trajectory_equal_autodiff_at_each_step_of_a_numpy_trajector
             M = getattr(scaled, name)
             check_close(lj.ScaledMatrix(M.row[t - 1], M.U, M.col[t - 1]).dense(), want, RTOL64,
                         f"terms in factors (scaled=True), {name}_t vs autodiff")
+    short = lj.lstm_terms_along(p, s, xs[:4], scaled=True)  # T - 1 = 3 != n = 5: the time axis is row's first
+    assert short.A.row.shape == (3, 5) and short.A.dense().shape == (3, 5, 5)
+    check_close(short.total(), lj.lstm_terms_along(p, s, xs[:4]).total(), RTOL64, "total() of the factored terms")
     with pytest.raises(ValueError, match="scaled=True gives the exact terms"):
         lj.lstm_terms_along(p, s, xs, lj.article_terms_published, scaled=True)
 

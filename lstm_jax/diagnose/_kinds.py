@@ -90,8 +90,8 @@ def _window_terms(along, states, xs, times, checks):
     row, col = (jnp.stack([scales[k][i] for k in names]) for i in (0, 1))
     lanczos = jax.vmap(lambda U, r, c: jax.vmap(lambda r, c: _lanczos_norm(lstm_jax.ScaledMatrix(r, U, c)))(r, c))
     norms.update(zip(names, lanczos(U_all, row, col)))
-    # the SVD checks after the Lanczos values: two independent batched LAPACK calls running at once can deadlock
-    # jaxlib 0.10's CPU thread pool
+    # the SVD checks (batched LAPACK) ordered after the Lanczos values, which call none: two independent batched
+    # LAPACK calls running at once can deadlock jaxlib 0.10's CPU thread pool, so no LAPACK call may join them later
     norms, row, col = jax.lax.optimization_barrier((norms, row, col))
     at_checks = jnp.searchsorted(times, checks)
     exact = {k: jnp.max(jnp.abs(scales[k][0][at_checks] * scales[k][1][at_checks]), axis=-1) for k in diag}
