@@ -293,25 +293,6 @@ def test_random_lstm_leading_exponent_and_norm_growth_rate_agree_within_standard
     assert ld.agreement["agree"] is True
 
 
-def test_a_deeper_layers_program_compiled_ahead_gives_the_diagnosis_of_the_foreground_path(monkeypatch):
-    """A 2-layer bidirectional LSTM with m = 5 != 2n = 8: the deeper layers' _layer_stats program (input width 8) is
-    compiled in the background thread while layer 0 runs (one program ahead; layer 0's own shape is not), and the
-    diagnosis (model and baseline) is the same, to the byte of its JSON, as with every program compiled in the
-    foreground (jit on first call)."""
-    from lstm_jax.diagnose import _core
-
-    model = _stacked_bidirectional(n=4, m=5)
-    xs = np.asarray(jax.random.normal(jax.random.PRNGKey(5), (3, 24, 5), F64))
-    made = []
-    real = _core._compile_ahead
-    monkeypatch.setattr(_core, "_compile_ahead", lambda *a: made.append(real(*a)) or made[-1])
-    ahead = diagnose(model, xs, key=jax.random.PRNGKey(3), progress=False)
-    assert [sorted(m) for m in made] == [[("lstm", 8)]]
-    monkeypatch.setattr(_core, "_compile_ahead", lambda *a: {})
-    foreground = diagnose(model, xs, key=jax.random.PRNGKey(3), progress=False)
-    assert json.dumps(ahead.to_json(), sort_keys=True) == json.dumps(foreground.to_json(), sort_keys=True)
-
-
 # --------------------------------------------------------------------------- padding
 
 

@@ -52,7 +52,6 @@ sequence of length ``L``; LSTM :math:`s_t = [h_t; c_t]`, RNN :math:`c_t`, GRU :m
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import NamedTuple, Optional
 
@@ -744,10 +743,9 @@ def diagnose(model: RecurrentModel, xs, *, seq_lengths=None, k: Optional[int] = 
     chunks = _chunk_plan(model, B, T_max, dtype)
     bar = tqdm(total=len(model.layers) * len(chunks[0]) * (2 if baseline else 1), desc="diagnose",
                unit="chunk", disable=not progress, leave=False)
-    with bar, ThreadPoolExecutor(max_workers=1) as pool:
-        ahead = _compile_ahead(model, x, lengths, k_main, k, transient, chunks[1], pool)
-        main = _run_model(model, x, lengths, k_main, k, transient, chunks, bar, ahead)
-        base = _run_model(fresh, x, lengths, k_main, k, transient, chunks, bar, ahead) if baseline else None
+    with bar:
+        main = _run_model(model, x, lengths, k_main, k, transient, chunks, bar)
+        base = _run_model(fresh, x, lengths, k_main, k, transient, chunks, bar) if baseline else None
     layers = []
     for i, layer in enumerate(model.layers):
         stats = main[i]
@@ -817,44 +815,15 @@ def _chunk_plan(model, B, T, dtype):
     return [(s, min(B, s + size)) for s in range(0, B, size)], size
 
 
-def _sampling(T: int):
-    """``(stride, times, checks)``: the flow curve's lag stride, the eq. (6) terms' sampled times and their SVD checks."""
-    times = np.unique(np.linspace(2, T, min(T - 1, MAX_TERM_POINTS)).round().astype(np.int32))
-    return max(1, -(-T // MAX_POINTS)), times, _term_checks(times)
-
-
-def _compile_ahead(model, x, lengths, key, k, transient, size, pool) -> dict:
-    """:func:`_layer_stats` compiled in the background (``pool``, one thread) for every ``(kind, input width)`` of
-    ``model`` but the first layer's, which its first call compiles in the foreground.  XLA compiles a program on one
-    core, so on a machine with two or more the next layer's program is compiled while the first layer runs instead of
-    after it (a 2-layer ``nn.LSTM(64, 256)``: the m = 256 program, about 12 s).  Returns ``{(kind, m): Future}`` of
-    ``jax.stages.Compiled`` programs, taking :func:`_layer_stats`' array arguments (an error in one surfaces where its
-    result is asked for)."""
-    T = x.shape[1]
-    stride, times, checks = _sampling(T)
-    out: dict = {}
-    for i, layer in enumerate(model.layers):
-        kind = kind_of(layer.kind)
-        sig = (kind.name, kind.cell.check(layer.params)[2])
-        if i == 0:
-            first = sig
-        if sig == first or sig in out:
-            continue
-        params = jax.tree_util.tree_map(lambda a: np.asarray(a, x.dtype), layer.params)
-        args = (params, np.zeros((size, T, sig[1]), x.dtype), lengths[:size], key, np.arange(size, dtype=np.int32),
-                times, checks)
-        static = dict(kind=kind.name, n=model.n, k=k, transient=transient, stride=stride)
-        out[sig] = pool.submit(lambda args=args, static=static: _layer_stats.lower(*args, **static).compile())
-    return out
-
-
-def _run_model(model, x, lengths, key, k, transient, chunks, bar, ahead):
+def _run_model(model, x, lengths, key, k, transient, chunks, bar):
     """Every layer of ``model`` on ``x`` (NumPy ``(B, T, m)``), chunk by chunk, deepest last.  Host-side arrays stay
     NumPy (the chunks, casts, reversals and the next depth's inputs): each eager JAX operation would compile a
     program of its own, seconds in all in a cold process."""
     plan, size = chunks
     B, T, _ = x.shape
-    stride, times, checks = _sampling(T)
+    stride = max(1, -(-T // MAX_POINTS))
+    times = np.unique(np.linspace(2, T, min(T - 1, MAX_TERM_POINTS)).round().astype(np.int32))
+    checks = _term_checks(times)
     out = []
     inputs = x
     depth_outputs: list = []
@@ -869,11 +838,9 @@ def _run_model(model, x, lengths, key, k, transient, chunks, bar, ahead):
         layer_key = jax.random.fold_in(key, i)  # sequence b's directions depend on (layer, b) only, not on the batch
         raw, outs, ends = [], [], []
         chunk_idx = [np.arange(s, s + size) % B if e - s < size else np.arange(s, e) for s, e in plan]  # one shape
-        program = ahead.get((kind.name, xin.shape[-1]))
-        stats = (program.result() if program is not None else
-                 partial(_layer_stats, kind=kind.name, n=model.n, k=k, transient=transient, stride=stride))
         for (s, e), idx in zip(plan, chunk_idx):
-            r, y, end = stats(params, xin[idx], lengths[idx], layer_key, idx.astype(np.int32), times, checks)
+            r, y, end = _layer_stats(params, xin[idx], lengths[idx], layer_key, idx.astype(np.int32), times, checks,
+                                     kind=kind.name, n=model.n, k=k, transient=transient, stride=stride)
             raw.append(jax.tree_util.tree_map(lambda a: np.asarray(a)[: e - s], r))
             outs.append(np.asarray(y)[: e - s])
             ends.append(tuple(np.asarray(v) for v in end))
