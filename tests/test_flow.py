@@ -321,17 +321,21 @@ def test_half_life_and_time_constant_known_values():
     assert np.isnan(lj.half_life(np.nan)) and np.isnan(lj.time_constant(np.nan)) and np.isnan(lj.time_constant(-0.5))
 
 
+def _crowded(d: int):
+    """Singular values 0.99^i (a crowded top, norm 1) on random orthogonal bases, and a random start vector."""
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(9), 3)
+    Qa = jnp.linalg.qr(jax.random.normal(k1, (d, d), F64))[0]
+    Qb = jnp.linalg.qr(jax.random.normal(k2, (d, d), F64))[0]
+    return (Qa * (0.99 ** jnp.arange(d))[None, :]) @ Qb.T, jax.random.normal(k3, (d,), F64)
+
+
 def test_spectral_lanczos_is_a_lower_bound_that_reaches_crowded_norms_where_power_iteration_does_not():
     """Singular values 0.99^i (a crowded top) on random orthogonal bases, d = 60, from a random start: 32 Krylov
     vectors reach the norm to 1e-12 (measured 1.7e-15), while 32 power iterations from the same vector (as many
     matrix passes) stay 9.4e-4 below it; the Ritz vectors are orthonormal, the value never exceeds the norm, and a zero start
     vector gives 0 (an exhausted space adds nothing)."""
     d = 60
-    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(9), 3)
-    Qa = jnp.linalg.qr(jax.random.normal(k1, (d, d), F64))[0]
-    Qb = jnp.linalg.qr(jax.random.normal(k2, (d, d), F64))[0]
-    M = (Qa * (0.99 ** jnp.arange(d))[None, :]) @ Qb.T
-    v0 = jax.random.normal(k3, (d,), F64)
+    M, v0 = _crowded(d)
     sigma, U = lj.spectral_lanczos(M, v0, 32, 4)
     assert abs(float(sigma) - 1.0) <= 1e-12 and float(sigma) <= 1.0 + 1e-15
     np.testing.assert_allclose(np.asarray(U.T @ U), np.eye(4), atol=1e-13)
@@ -370,15 +374,11 @@ def test_spectral_lanczos_norm_without_reorthogonalisation_reaches_crowded_norms
     test_spectral_lanczos_..._power_iteration_does_not (singular values 0.99^i, d = 60) and on a ScaledMatrix
     diag(r) U diag(c) of a Gaussian U (d = 128), 32 Krylov vectors each: within 1e-12 of NumPy's SVD (measured 2.3e-15 and
     2.2e-16) and never above it beyond rounding (1e-14); equal to spectral_lanczos (full reorthogonalisation) to 1e-12
-    (measured 6.7e-16).  A
-    diagonal ScaledMatrix (U = None, d = 10) exhausts its Krylov space after 10 steps (beta = 0): the remaining
-    steps add zeros and the value is max |r c| to rounding; a zero start gives 0."""
+    (measured 6.7e-16).  A diagonal ScaledMatrix (U = None, d = 10) exhausts its Krylov space after 10 steps: beta
+    is then rounding noise, not 0, and the recurrence restarts from it, yet the value is max |r c| to 1e-14
+    (measured 0); a zero start gives 0."""
     d = 60
-    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(9), 3)
-    Qa = jnp.linalg.qr(jax.random.normal(k1, (d, d), F64))[0]
-    Qb = jnp.linalg.qr(jax.random.normal(k2, (d, d), F64))[0]
-    M = (Qa * (0.99 ** jnp.arange(d))[None, :]) @ Qb.T
-    v0 = jax.random.normal(k3, (d,), F64)
+    M, v0 = _crowded(d)
     sigma = float(lj.spectral_lanczos_norm(M, v0, 32))
     assert abs(sigma - 1.0) <= 1e-12 and sigma <= 1.0 + 1e-14
     assert abs(sigma - float(lj.spectral_lanczos(M, v0, 32, 1)[0])) <= 1e-12
